@@ -1,0 +1,71 @@
+"""Atomic artifact writing: a failed or interrupted stage leaves nothing half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Fail before any expensive work if `path` (or the folder that would hold it) cannot be written."""
+    probe_dir = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output {path} exists and is a file: choose a folder with -o/--output")
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {path} is not writable (no write permission on {probe_dir}): "
+                        "choose another with -o/--output")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path):
+    """Yield a temporary sibling folder; on success it replaces `final` in one rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            final.rename(old)
+        tmp.rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path):
+    """Yield a temporary path next to `final`; on success it is renamed over `final`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"{folder} has no manifest.json: point at a folder written by `elir-edge export`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e.msg}): export the model again") from None

@@ -1,0 +1,160 @@
+"""Stage 1: checkpoint -> folded model -> unrolled graph -> verified ONNX artifact folder."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .arch import ArchConfig, Elir, build_elir
+from .artifacts import atomic_dir, ensure_writable_dir, write_json
+from .checkpoint import Checkpoint, load_checkpoint, sha256_file
+from .errors import UserError
+from .fold import collapse
+from .onnx_export import OPSET, input_names, set_metadata, simplify, save, to_onnx
+from .profile import count_macs, count_params
+from .progress import Stages
+from .settings import RunSettings, resolve_settings
+from .unroll import UnrolledElir
+from .verify import compare
+
+DEFAULT_TOLERANCE = 1e-3
+
+
+@dataclass
+class ExportOptions:
+    task: str | None = None
+    steps: int | None = None
+    sigma: float | None = None
+    image_size: tuple[int, int] | None = None
+    batch: int = 1
+    dynamic: bool = False
+    baked_noise: bool = False
+    seed: int = 0
+    tolerance: float = DEFAULT_TOLERANCE
+    output: Path | None = None
+
+
+def default_output(checkpoint: Path) -> Path:
+    return Path("export") / Path(checkpoint).stem
+
+
+def seeded_inputs(s: RunSettings, arch: ArchConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """lq uniform in [0,1] and eps ~ N(0, I), reproducible from `seed` on any CPU."""
+    g = torch.Generator().manual_seed(seed)
+    lq = torch.rand(s.batch, 3, s.height, s.width, generator=g)
+    eps = torch.randn(s.batch, arch.latent_channels, s.height // 8, s.width // 8, generator=g)
+    return lq, eps
+
+
+def baked_noise(s: RunSettings, arch: ArchConfig, seed: int) -> torch.Tensor:
+    """The eps a `--noise baked --seed S` graph carries as a constant."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(s.batch, arch.latent_channels, s.height // 8, s.width // 8, generator=g)
+
+
+def folded_model(ckpt: Checkpoint, s: RunSettings) -> tuple[Elir, int]:
+    """The collapsed looped model and how many conv pairs were folded into it."""
+    sd, n = collapse(ckpt)
+    return build_elir(ckpt.arch.collapsed(), s.k_steps, s.sigma_s, sd), n
+
+
+def build_unrolled(folded: Elir, s: RunSettings, baked_seed: int | None = None) -> UnrolledElir:
+    noise = None if baked_seed is None else baked_noise(s, folded.arch, baked_seed)
+    return UnrolledElir(folded, noise).eval()
+
+
+def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool = False) -> dict:
+    """Run the whole export; returns the manifest written next to `model.onnx`."""
+    stages = Stages(6, quiet)
+    checkpoint = Path(checkpoint)
+    with stages("load checkpoint"):
+        ckpt = load_checkpoint(checkpoint)
+        s = resolve_settings(ckpt.arch, opts.task, opts.steps, opts.sigma, opts.image_size, opts.batch, ckpt.hyper)
+        out_dir = Path(opts.output) if opts.output else default_output(checkpoint)
+        ensure_writable_dir(out_dir)
+    torch.manual_seed(opts.seed)
+    with stages("fold over-parameterized blocks"), torch.no_grad():
+        reference = build_elir(ckpt.arch, s.k_steps, s.sigma_s, ckpt.state_dict())
+        folded, n_folded = folded_model(ckpt, s)
+        lq, eps = seeded_inputs(s, ckpt.arch, opts.seed)
+        if opts.baked_noise:
+            eps = baked_noise(s, ckpt.arch, opts.seed)
+        ref_out = reference(lq, eps)
+        with count_macs() as macs:
+            folded_out = folded(lq, eps)
+        fold_error = float((folded_out - ref_out).abs().max()) if n_folded else 0.0
+    with stages(f"unroll {s.k_steps} Euler steps"):
+        unrolled = build_unrolled(folded, s, opts.seed if opts.baked_noise else None)
+        example = (lq,) if opts.baked_noise else (lq, eps)
+    with atomic_dir(out_dir) as tmp:
+        onnx_path = tmp / "model.onnx"
+        with stages(f"export ONNX (opset {OPSET}) and simplify"):
+            model = simplify(to_onnx(unrolled, example, opts.dynamic))
+            meta = {
+                "elir_edge_version": __version__, "task": s.task, "k_steps": s.k_steps, "sigma_s": s.sigma_s,
+                "image_size": f"{s.height}x{s.width}", "batch": s.batch, "dynamic": opts.dynamic,
+                "noise": "baked" if opts.baked_noise else "input", "seed": opts.seed,
+                "source_sha256": ckpt.sha256, "source_format": ckpt.format, "folded_pairs": n_folded,
+                "fold_error": fold_error, "arch": json.dumps(ckpt.arch.collapsed().to_dict()),
+            }
+            set_metadata(model, meta)
+            save(model, onnx_path)
+            del model
+        with stages("verify ONNX Runtime against PyTorch"):
+            feeds = dict(zip(input_names(opts.baked_noise), (t.numpy() for t in example)))
+            agreement = compare(onnx_path, feeds, ref_out.numpy())
+            if not agreement.max_abs_err <= opts.tolerance:
+                raise UserError(f"verification failed: ONNX differs from PyTorch by {agreement.max_abs_err:.2e} "
+                                f"(> {opts.tolerance:g}); nothing was written: report this with the checkpoint's shapes")
+        with stages("write weights and manifest"):
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in folded.state_dict().items()}, str(tmp / "weights.safetensors"))
+            manifest = {
+                "elir_edge_version": __version__,
+                "created_unix": int(time.time()),
+                "source": {"path": str(checkpoint), "sha256": ckpt.sha256, "format": ckpt.format,
+                           "params": count_params(reference)},
+                "settings": s.to_dict(),
+                "arch": ckpt.arch.collapsed().to_dict(),
+                "source_arch": ckpt.arch.to_dict(),
+                "fold": {"pairs": n_folded, "max_abs_err": fold_error},
+                "onnx": {"file": "model.onnx", "sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size,
+                         "opset": OPSET, "inputs": {n: list(t.shape) for n, t in zip(input_names(opts.baked_noise), example)},
+                         "outputs": {"hq": list(ref_out.shape)}, "dynamic": opts.dynamic,
+                         "noise": "baked" if opts.baked_noise else "input", "seed": opts.seed},
+                "weights": {"file": "weights.safetensors", "sha256": sha256_file(tmp / "weights.safetensors")},
+                "verification": {**agreement.to_dict(), "tolerance": opts.tolerance, "seed": opts.seed},
+                "deployed_params": count_params(unrolled),
+                "gmacs_per_image": macs["macs"] / s.batch / 1e9,
+                "versions": _versions(),
+                "seconds": round(stages.elapsed(), 2),
+            }
+            write_json(tmp / "manifest.json", manifest)
+    manifest["folder"] = str(out_dir)
+    return manifest
+
+
+def load_folded(folder: Path, manifest: dict) -> Elir:
+    """Rebuild the collapsed looped model from an export folder, without the original checkpoint."""
+    from safetensors.torch import load_file
+
+    s = manifest["settings"]
+    return build_elir(ArchConfig.from_dict(manifest["arch"]), s["k_steps"], s["sigma_s"],
+                      load_file(str(folder / manifest["weights"]["file"])))
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import onnxsim
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "onnxsim": onnxsim.__version__, "numpy": np.__version__}

@@ -1,0 +1,39 @@
+"""Stage-by-stage progress on stderr, so long exports and calibrations show where they are."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Stages:
+    """Prints `[i/n] name ... 1.2 s` for each stage; quiet=True prints nothing."""
+
+    def __init__(self, total: int, quiet: bool = False, stream=None):
+        self.total, self.quiet, self.stream = total, quiet, stream or sys.stderr
+        self.index, self.started = 0, time.perf_counter()
+
+    def __call__(self, name: str):
+        return _Stage(self, name)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class _Stage:
+    def __init__(self, owner: Stages, name: str):
+        self.owner, self.name = owner, name
+
+    def __enter__(self):
+        o = self.owner
+        o.index += 1
+        self.t0 = time.perf_counter()
+        if not o.quiet:
+            print(f"[{o.index}/{o.total}] {self.name} ...", end="", file=o.stream, flush=True)
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if not self.owner.quiet:
+            status = f"{time.perf_counter() - self.t0:.1f} s" if exc_type is None else "failed"
+            print(f" {status}", file=self.owner.stream, flush=True)
+        return False

@@ -1,0 +1,36 @@
+"""Compare an ONNX file on ONNX Runtime with the PyTorch reference on the same inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Agreement:
+    max_abs_err: float
+    psnr_db: float  # of the ONNX output against the reference, data range 1
+
+    def to_dict(self) -> dict:
+        return {"max_abs_err": self.max_abs_err, "psnr_db": self.psnr_db}
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
+
+
+def ort_session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def compare(onnx_path: Path, feeds: dict[str, np.ndarray], reference: np.ndarray) -> Agreement:
+    out = ort_session(onnx_path).run(None, feeds)[0]
+    return Agreement(max_abs_err=float(np.max(np.abs(out - reference))), psnr_db=psnr(out, reference))
