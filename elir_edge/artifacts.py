@@ -13,18 +13,25 @@ from .errors import UserError
 
 
 def ensure_writable_dir(path: Path) -> None:
-    """Fail before any expensive work if `path` (or the folder that would hold it) cannot be written."""
-    probe_dir = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    """Fail before any expensive work if `path` cannot be created or written (tried, not guessed: root
+    passes every permission check)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"output {path} exists and is a file: choose a folder with -o/--output")
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise UserError(f"output folder {path} is not writable (no write permission on {probe_dir}): "
-                        "choose another with -o/--output")
+    anchor = next(p for p in [path, *path.parents] if p.exists())
+    if not anchor.is_dir():
+        raise UserError(f"output folder {path} cannot be created ({anchor} is a file): choose another with -o/--output")
+    try:
+        tempfile.TemporaryFile(dir=anchor).close()
+    except OSError as e:
+        raise UserError(f"output folder {path} is not writable ({e.strerror} in {anchor}): "
+                        "choose another with -o/--output") from None
 
 
 @contextlib.contextmanager
 def atomic_dir(final: Path):
-    """Yield a temporary sibling folder; on success it replaces `final` in one rename."""
+    """Yield a temporary sibling folder; on success it replaces `final` in one rename. On failure the
+    temporary folder and any parent folders made for it are removed."""
+    made = [p for p in [final.parent, *final.parent.parents] if not p.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
@@ -38,6 +45,9 @@ def atomic_dir(final: Path):
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for p in made:
+            with contextlib.suppress(OSError):
+                p.rmdir()
         raise
 
 

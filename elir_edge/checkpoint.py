@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,15 +46,24 @@ def _read(path: Path) -> object:
         raise UserError(f"{path} is a directory: give the checkpoint file inside it, not the folder")
     if path.stat().st_size == 0:
         raise UserError(f"{path} is empty: the file was not written completely; copy or download it again")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save's zip archive, or a legacy pickle
+        raise UserError(f"{path} is not a PyTorch checkpoint (neither a torch.save archive nor a pickle): "
+                        "give a file written by torch.save")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        hint = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), "")
-        raise UserError(f"{path} needs arbitrary code to unpickle ({hint or 'not plain tensors'}); refusing to run it: "
+        text = str(e)
+        if "GLOBAL" not in text and "global" not in text:
+            raise UserError(f"{path} is not a PyTorch checkpoint (no tensors could be read): "
+                            "give a file written by torch.save") from None
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        hint = f"it references {found.group(1)}" if found else "not plain tensors"
+        raise UserError(f"{path} needs arbitrary code to unpickle ({hint}); refusing to run it: "
                         "re-save it as tensors only, e.g. torch.save(model.state_dict(), 'elir.pth')") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # a damaged file surfaces as RuntimeError, EOFError, KeyError, BadZipFile, ...
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}" if str(e).strip() else type(e).__name__
         raise UserError(f"{path} is not a readable PyTorch checkpoint ({reason[:120]}): "
                         "check the file is complete and was written by torch.save") from None
 

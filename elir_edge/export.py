@@ -87,11 +87,14 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
         if opts.baked_noise:
             eps = baked_noise(s, ckpt.arch, opts.seed)
         ref_out = reference(lq, eps)
+        source_params = count_params(reference)
+        del reference  # the over-parameterized model is the largest object of the export
         with count_macs() as macs:
             folded_out = folded(lq, eps)
         fold_error = float((folded_out - ref_out).abs().max()) if n_folded else 0.0
     with stages(f"unroll {s.k_steps} Euler steps"):
         unrolled = build_unrolled(folded, s, opts.seed if opts.baked_noise else None)
+        deployed_params = count_params(unrolled)
         example = (lq,) if opts.baked_noise else (lq, eps)
     with atomic_dir(out_dir) as tmp:
         onnx_path = tmp / "model.onnx"
@@ -106,7 +109,7 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
             }
             set_metadata(model, meta)
             save(model, onnx_path)
-            del model
+            del model, unrolled
         with stages("verify ONNX Runtime against PyTorch"):
             feeds = dict(zip(input_names(opts.baked_noise), (t.numpy() for t in example)))
             agreement = compare(onnx_path, feeds, ref_out.numpy())
@@ -121,7 +124,7 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
                 "elir_edge_version": __version__,
                 "created_unix": int(time.time()),
                 "source": {"path": str(checkpoint), "sha256": ckpt.sha256, "format": ckpt.format,
-                           "params": count_params(reference)},
+                           "params": source_params},
                 "settings": s.to_dict(),
                 "arch": ckpt.arch.collapsed().to_dict(),
                 "source_arch": ckpt.arch.to_dict(),
@@ -132,7 +135,7 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
                          "noise": "baked" if opts.baked_noise else "input", "seed": opts.seed},
                 "weights": {"file": "weights.safetensors", "sha256": sha256_file(tmp / "weights.safetensors")},
                 "verification": {**agreement.to_dict(), "tolerance": opts.tolerance, "seed": opts.seed},
-                "deployed_params": count_params(unrolled),
+                "deployed_params": deployed_params,
                 "gmacs_per_image": macs["macs"] / s.batch / 1e9,
                 "versions": _versions(),
                 "seconds": round(stages.elapsed(), 2),

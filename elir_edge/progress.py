@@ -33,7 +33,13 @@ class _Stage:
         return self
 
     def __exit__(self, exc_type, *_):
-        if not self.owner.quiet:
-            status = f"{time.perf_counter() - self.t0:.1f} s" if exc_type is None else "failed"
-            print(f" {status}", file=self.owner.stream, flush=True)
+        stream = self.owner.stream
+        if self.owner.quiet:
+            return False
+        if exc_type is None:
+            print(f" {time.perf_counter() - self.t0:.1f} s", file=stream, flush=True)
+        elif stream.isatty():
+            print("\r\033[K", end="", file=stream, flush=True)  # the error message replaces the line
+        else:
+            print(" failed", file=stream, flush=True)
         return False

@@ -1,0 +1,96 @@
+"""Every bad input: one line naming problem and fix, non-zero exit, no traceback, nothing written."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from elir_edge.cli import main
+
+from elir_edge.synthetic import preset_arch, random_model, save_checkpoint
+
+
+class NotTensors:
+    """Pickling this needs code: weights_only loading must refuse it."""
+
+    def __init__(self):
+        self.payload = [1, 2, 3]
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def _bad_inputs(tmp: Path) -> dict:
+    """name -> (argv, expected fragment of the message)."""
+    sr = random_model(preset_arch("sr"))
+    good = save_checkpoint(sr, tmp / "sr.pth", "release")
+    (tmp / "empty.pth").write_bytes(b"")
+    data = good.read_bytes()
+    (tmp / "trunc.pth").write_bytes(data[: len(data) // 2])
+    (tmp / "text.pth").write_text("hello, not a checkpoint\n")
+    torch.save({"model": NotTensors()}, tmp / "code.pth")
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).state_dict(), tmp / "other.pth")
+    sd = sr.state_dict()
+    missing = dict(sd)
+    missing.pop("fmir.mid_blocks.0.conv2d.weight")
+    torch.save(missing, tmp / "missing.pth")
+    torch.save({**sd, "fmir.extra.weight": torch.zeros(3)}, tmp / "extra.pth")
+    blocker = tmp / "a_file"
+    blocker.write_text("x")
+    small = ["--image-size", "64"]
+    return {
+        "missing path": ([str(tmp / "nope.pth")], "no such file"),
+        "directory": ([str(tmp)], "is a directory"),
+        "empty": ([str(tmp / "empty.pth")], "is empty"),
+        "truncated": ([str(tmp / "trunc.pth"), "--task", "sr"], "not a readable PyTorch checkpoint"),
+        "not torch": ([str(tmp / "text.pth")], "not a PyTorch checkpoint"),
+        "needs code": ([str(tmp / "code.pth")], "needs arbitrary code to unpickle"),
+        "other model": ([str(tmp / "other.pth")], "not an ELIR checkpoint"),
+        "missing key": ([str(tmp / "missing.pth"), "--task", "sr"], "missing"),
+        "extra key": ([str(tmp / "extra.pth"), "--task", "sr"], "unexpected key"),
+        "contradicting task": ([str(good), "--task", "bfr"], "contradicts"),
+        "no task": ([str(good)], "pass --task"),
+        "size not /32": ([str(good), "--task", "sr", "--image-size", "100"], "multiple of 32"),
+        "K < 1": ([str(good), "--task", "sr", "--steps", "0"], "at least one Euler step"),
+        "unwritable output": ([str(good), "--task", "sr", *small, "-o", str(blocker / "out")], "cannot be created"),
+        "output is a file": ([str(good), "--task", "sr", *small, "-o", str(blocker)], "is a file"),
+        "verification fails": ([str(good), "--task", "sr", *small, "--tolerance", "0"], "verification failed"),
+    }
+
+
+def test_bad_inputs(tmp_path, capsys, monkeypatch):
+    cases = _bad_inputs(tmp_path)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # the default output folder export/<stem> would land here
+    for name, (argv, fragment) in cases.items():
+        code, err = _run(capsys, ["export", "-q", *argv])
+        assert code == 2, name
+        assert len(err) == 1, (name, err)
+        assert fragment in err[0] and ": " in err[0], (name, err)
+        assert "Traceback" not in err[0]
+    assert not any(work.rglob("*")), "a failed export left files behind"
+    leftovers = [p.name for p in tmp_path.rglob(".*tmp*")]
+    assert not leftovers
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc as a folder nobody can write")
+def test_readonly_output(tmp_path, capsys):
+    good = save_checkpoint(random_model(preset_arch("bsr")), tmp_path / "b.pth", "release")
+    code, err = _run(capsys, ["export", "-q", str(good), "-o", "/proc/elir_edge_out"])
+    assert code == 2 and len(err) == 1 and "not writable" in err[0]
+
+
+def test_export_cli_success_prints_table(tmp_path, capsys):
+    good = save_checkpoint(random_model(preset_arch("bsr")), tmp_path / "b.pth", "release")
+    code = main(["export", str(good), "--image-size", "64", "-o", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    for label in ("deployed params", "GMACs / image", "ONNX size", "fold error", "ONNX vs PyTorch", "time"):
+        assert label in out
+    assert "[6/6] write weights and manifest" in err

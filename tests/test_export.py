@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from elir_edge.export import ExportOptions, baked_noise, export_checkpoint, load_folded, seeded_inputs
+from elir_edge.checkpoint import load_checkpoint
+from elir_edge.onnx_export import read_metadata
+from elir_edge.presets import PRESETS
+from elir_edge.settings import RunSettings
+from elir_edge.verify import ort_session
+
+from elir_edge.synthetic import preset_arch, random_model, save_checkpoint
+
+
+def _run_onnx(path, feeds):
+    return ort_session(path).run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("fmt", ["release", "training"])
+@pytest.mark.parametrize("task", list(PRESETS))
+def test_export_every_preset_both_formats(tmp_path, task, fmt):
+    p = PRESETS[task]
+    model = random_model(preset_arch(task, overparam=fmt == "training"), k=p.k_steps, sigma=p.sigma_s)
+    ckpt = save_checkpoint(model, tmp_path / f"{task}.ckpt", fmt)
+    out = tmp_path / "out"
+    m = export_checkpoint(ckpt, ExportOptions(task=task, image_size=(64, 64), output=out), quiet=True)
+    assert m["verification"]["max_abs_err"] <= 1e-4
+    assert (m["fold"]["pairs"] > 0) == (fmt == "training")
+    # independent check: our own ONNX Runtime run against the unfolded, looped model
+    lq, eps = torch.rand(1, 3, 64, 64), torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        ref = model(lq, eps).numpy()
+    got = _run_onnx(out / "model.onnx", {"lq": lq.numpy(), "eps": eps.numpy()})
+    assert np.abs(got - ref).max() <= 1e-4
+    meta = read_metadata(out / "model.onnx")
+    assert meta["task"] == task and int(meta["k_steps"]) == p.k_steps
+    assert float(meta["sigma_s"]) == p.sigma_s and meta["image_size"] == "64x64"
+    assert meta["source_sha256"] == load_checkpoint(ckpt).sha256
+    assert "fold_error" in meta and meta["elir_edge_version"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["onnx"]["inputs"] == {"lq": [1, 3, 64, 64], "eps": [1, 16, 8, 8]}
+    assert sorted(x.name for x in out.iterdir()) == ["manifest.json", "model.onnx", "weights.safetensors"]
+
+
+def test_weights_shared_across_steps(tmp_path):
+    model = random_model(preset_arch("bsr"))
+    ckpt = save_checkpoint(model, tmp_path / "b.pth", "release")
+    sizes = {}
+    for k in (1, 4):
+        m = export_checkpoint(ckpt, ExportOptions(steps=k, image_size=(64, 64), output=tmp_path / f"k{k}"), quiet=True)
+        sizes[k] = m["onnx"]["bytes"]
+        graph = onnx.load(str(tmp_path / f"k{k}" / "model.onnx")).graph
+        assert not any(n.op_type in ("Loop", "RandomNormal", "RandomNormalLike", "If") for n in graph.node)
+    assert sizes[4] < 1.05 * sizes[1]  # not 4x: conv weights are one initializer for all steps
+
+
+def test_baked_noise_dynamic_and_rebuild(tmp_path, small_ckpt):
+    path, model = small_ckpt
+    out = tmp_path / "baked"
+    m = export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), baked_noise=True, seed=5,
+                                              output=out), quiet=True)
+    assert list(m["onnx"]["inputs"]) == ["lq"]
+    s = RunSettings("denoising", 3, 0.025, 64, 64)
+    lq = torch.rand(1, 3, 64, 64)
+    model.sigma_s = 0.025  # the fixture's model has sigma 0.1; the denoising preset uses 0.025
+    with torch.no_grad():
+        expected = model(lq, baked_noise(s, model.arch, 5)).numpy()
+    assert np.abs(_run_onnx(out / "model.onnx", {"lq": lq.numpy()}) - expected).max() <= 1e-4
+    # the folded weights rebuild the model without the original checkpoint
+    folded = load_folded(out, m)
+    with torch.no_grad():
+        assert (folded(lq, baked_noise(s, model.arch, 5)) - torch.from_numpy(expected)).abs().max() <= 1e-4
+
+    dyn = tmp_path / "dyn"
+    export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), dynamic=True, output=dyn), quiet=True)
+    lq, eps = torch.rand(2, 3, 96, 128), torch.randn(2, 16, 12, 16)
+    with torch.no_grad():
+        expected = model(lq, eps).numpy()
+    assert np.abs(_run_onnx(dyn / "model.onnx", {"lq": lq.numpy(), "eps": eps.numpy()}) - expected).max() <= 1e-4
+
+
+def test_hyper_parameters_in_checkpoint_set_defaults(tmp_path, small_ckpt):
+    _, model = small_ckpt
+    path = save_checkpoint(model, tmp_path / "h.ckpt", "training",
+                           hyper={"task": "denoising", "k_steps": 2, "sigma_s": 0.05, "image_size": 64})
+    m = export_checkpoint(path, ExportOptions(output=tmp_path / "h"), quiet=True)
+    assert m["settings"] == {"task": "denoising", "k_steps": 2, "sigma_s": 0.05, "height": 64, "width": 64, "batch": 1}
+
+
+def test_seeded_inputs_are_reproducible():
+    s = RunSettings("sr", 3, 0.1, 64, 64, 2)
+    a, b = seeded_inputs(s, preset_arch("sr"), 3), seeded_inputs(s, preset_arch("sr"), 3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from elir_edge.presets import PRESETS
+from elir_edge.unroll import UnrolledElir
+
+from elir_edge.synthetic import preset_arch, random_model
+
+
+@pytest.mark.parametrize("task", list(PRESETS))
+def test_unrolled_equals_looped(task):
+    p = PRESETS[task]
+    model = random_model(preset_arch(task), k=p.k_steps, sigma=p.sigma_s)
+    unrolled = UnrolledElir(model).eval()
+    lq, eps = torch.rand(1, 3, 64, 64), torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        ref_traj, got_traj = model.latent_flow(lq, eps), unrolled.latents(lq, eps)
+        ref, got = model(lq, eps), unrolled(lq, eps)
+    assert len(got_traj) == p.k_steps + 1
+    for r, g in zip(ref_traj, got_traj):
+        assert (r - g).abs().max() < 1e-4
+    assert (ref - got).abs().max() < 1e-5
+    assert 0.01 < ref.mean() < 0.99  # not saturated by the clamp: the comparison means something
+    # no time MLP left, and the step modules share conv weights
+    assert not any("time_mlp" in n for n, _ in unrolled.named_parameters())
+    s0, s1 = unrolled.steps[0], unrolled.steps[-1]
+    assert s0.mid_res[0].conv1.weight is s1.mid_res[0].conv1.weight
+    assert not torch.equal(s0.mid_res[0].conv1.bias, s1.mid_res[0].conv1.bias) or p.k_steps == 1
+
+
+def test_baked_noise_is_a_constant():
+    model = random_model(preset_arch("bsr"), k=3, sigma=0.04)
+    noise = torch.randn(1, 16, 8, 8)
+    unrolled = UnrolledElir(model, noise).eval()
+    lq = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (unrolled(lq) - model(lq, noise)).abs().max() < 1e-5
+
+
+def test_overparameterized_model_is_refused():
+    model = random_model(preset_arch("sr", overparam=True))
+    with pytest.raises(ValueError, match="fold"):
+        UnrolledElir(model)
