@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .quality import psnr
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -15,11 +17,6 @@ class Agreement:
 
     def to_dict(self) -> dict:
         return {"max_abs_err": self.max_abs_err, "psnr_db": self.psnr_db}
-
-
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
 
 
 def ort_session(path: Path, threads: int | None = None):

@@ -47,11 +47,13 @@ class ArchConfig:
                              "fmir_overparam": False, "mmse_overparam": False})
 
 
-def time_embedding(t: float, dim: int) -> torch.Tensor:
-    """The reference's sinusoidal embedding of t (scale 1000), shape [1, dim]."""
+def time_embedding(t, dim: int) -> torch.Tensor:
+    """The reference's sinusoidal embedding (scale 1000) of a float t -> [1, dim], or of a tensor of
+    B times -> [B, dim] (training)."""
     half = dim // 2
     freqs = torch.exp(torch.arange(half).float() * -(math.log(10000) / (half - 1)))
-    arg = 1000 * torch.tensor([t]).unsqueeze(1) * freqs.unsqueeze(0)
+    t = torch.tensor([t]) if isinstance(t, float) else t.reshape(-1).float()
+    arg = 1000 * t.unsqueeze(1) * freqs.to(t.device).unsqueeze(0)
     return torch.cat((arg.cos(), arg.sin()), dim=-1)
 
 
