@@ -11,6 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import UserError
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+DOCS = {".md", ".txt"}  # a folder's notes (sources, licences) are expected, not warned about
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -37,7 +38,7 @@ def list_images(folder: Path, what: str = "image folder") -> list[Path]:
         raise UserError(f"{what} {folder} is not a folder: give a folder of images")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in SUFFIXES]
-    skipped = [p for p in files if p.suffix.lower() not in SUFFIXES]
+    skipped = [p for p in files if p.suffix.lower() not in SUFFIXES | DOCS]
     if skipped:
         warnings.warn(f"skipped {len(skipped)} non-image file(s) in {folder}, e.g. {skipped[0].name}", stacklevel=2)
     if not images:
