@@ -79,6 +79,86 @@ def run_export(args) -> int:
     return 0
 
 
+QUANTIZE_EXAMPLES = """examples:
+  elir-edge quantize                                   # newest export/, calibration/ (clean photos, degraded here)
+  elir-edge quantize --model export/elir_sr --calib my_photos/ --num-images 64
+  elir-edge quantize --keep-float edges                # first conv, last conv and the Euler updates in float
+  elir-edge quantize --auto-precision --target-psnr 40 # float for the most sensitive blocks until 40 dB
+  elir-edge quantize --error-method noclipping --no-bias-correction --gptq-epochs 5
+"""
+
+
+def add_quantize_parser(sub) -> None:
+    from .mct_ptq import ERROR_METHODS
+
+    p = sub.add_parser("quantize", help="INT8 with Sony MCT -> TensorRT-ready Q/DQ ONNX (+ engine where possible)",
+                       description="Post-training INT8 quantization of an export folder with Model Compression "
+                                   "Toolkit, calibrated on real images; writes model_int8.onnx (TensorRT form: int8 "
+                                   "zero point 0), model_int8_cpu.onnx (ONNX Runtime CPU form: uint8, same grid), "
+                                   "quant_report.json, and model_int8.trt where TensorRT and a GPU exist.",
+                       epilog=QUANTIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, help="export folder (default: the newest under export/)")
+    p.add_argument("--calib", type=Path, default=Path("calibration"), help="folder of calibration images")
+    p.add_argument("--no-degrade", dest="degrade", action="store_false",
+                   help="the folder already holds degraded inputs (default: clean photos, degraded by the task)")
+    p.add_argument("--num-images", type=_positive_int, help="use at most this many calibration images")
+    p.add_argument("--holdout", type=int, help="calibration images kept out of PTQ to measure drift (default 1/4)")
+    p.add_argument("--batch", type=_positive_int, default=2, help="calibration batch size")
+    p.add_argument("--seed", type=int, default=0, help="seed of degradations and eps")
+    p.add_argument("--error-method", choices=ERROR_METHODS, default="mse", help="activation threshold search")
+    p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
+    p.add_argument("--z-threshold", type=float, default=float("inf"), help="outlier removal (e.g. 8); default off")
+    p.add_argument("--gptq-epochs", type=int, default=0, help="> 0: gradient-based PTQ (mct.gptq)")
+    p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help="module paths to keep in float, e.g. enc.layers.0, 'steps.*.final_proj'; 'edges' = "
+                        "first conv, last conv and the Euler updates (repeatable)")
+    p.add_argument("--auto-precision", action="store_true", help="keep blocks in float until --target-psnr")
+    p.add_argument("--target-psnr", type=float, default=35.0, help="dB against the float model (default 35)")
+    p.add_argument("--engine", type=Path, help="build this TensorRT engine; an error where TensorRT/GPU are missing")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=run_quantize)
+
+
+def run_quantize(args) -> int:
+    from .mct_ptq import PTQOptions
+    from .quantize import EDGE_LAYERS, QuantizeOptions, quantize_export
+
+    keep = [p for k in args.keep_float for p in (EDGE_LAYERS if k == "edges" else [k])]
+    opts = QuantizeOptions(model=args.model, calib=args.calib, degrade=args.degrade, num_images=args.num_images,
+                           holdout=args.holdout, batch=args.batch, seed=args.seed,
+                           ptq=PTQOptions(args.error_method, args.bias_correction, args.z_threshold, args.gptq_epochs),
+                           keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr,
+                           engine=args.engine)
+    r = quantize_export(opts, quiet=args.quiet or args.json)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(quantize_table(r))
+    return 0
+
+
+def quantize_table(r: dict) -> str:
+    f = r["files"]
+    steps = ", ".join(f"{x:.1f}" for x in r["latent_snr_db_per_step"])
+    rows = [
+        ["artifacts", f"{r['export']}/model_int8.onnx (TensorRT), model_int8_cpu.onnx (ONNX Runtime CPU)"],
+        ["layers", f"{r['layers']['quantized']} convs int8, {len(r['layers']['float'])} kept float"],
+        ["weights file", f"{human_bytes(f['model.onnx']['bytes'])} -> {human_bytes(f['model_int8.onnx']['bytes'])} "
+                         f"({r['size_ratio']:.2f}x)"],
+        ["calibration", f"{r['calibration']['images']} images from {r['calibration']['folder']} "
+                        f"({r['calibration']['held_out']} held out for the figures below)"],
+        ["int8 vs float", f"PSNR {r['int8_vs_float']['psnr_db']:.1f} dB, SSIM {r['int8_vs_float']['ssim']:.4f}"],
+        ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
+        ["TensorRT rules", "pass (R1-R8)"],
+        ["engine", r["engine"]["engine"] if r["engine"]["built"] else f"not built: {r['engine']['reason']}"],
+        ["time", f"{r['seconds']:.0f} s"],
+    ]
+    sens = [[b, f"{v:.1f}"] for b, v in r["sensitivity_psnr_db_block_alone_int8"].items()]
+    return (table(rows, numeric=False) + "\n\n" +
+            table(sens, header=["block quantized alone", "PSNR dB vs float"]))
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the bundled trained model",
                        description="Export the bundled demo ELIR (trained here on public-domain photos), restore "
@@ -107,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with measured speed and quality.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_export_parser(sub)
+    add_quantize_parser(sub)
     add_demo_parser(sub)
     return parser
 

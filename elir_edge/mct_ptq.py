@@ -63,7 +63,8 @@ def _quiet():
     os.environ["TQDM_DISABLE"] = "1"
     logging.getLogger("Model Compression Toolkit").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -25,6 +25,18 @@ def _scaled_conv(conv: nn.Conv2d, scale: float) -> nn.Conv2d:
     return out
 
 
+def _alias(mod: nn.Module) -> nn.Module:
+    """A new module object of the same kind that holds `mod`'s own Parameters (shared, not copied).
+
+    Each step gets its own modules so that tools naming nodes by module path (MCT, the ONNX exporter)
+    see `steps.k.*` for step k, while the weights stay one tensor for all steps."""
+    new = copy.copy(mod)
+    new._parameters = dict(mod._parameters)
+    new._buffers = dict(mod._buffers)
+    new._modules = {k: _alias(v) for k, v in mod._modules.items()}
+    return new
+
+
 def _conv_sharing_weight(conv: nn.Conv2d, bias: torch.Tensor) -> nn.Conv2d:
     """A conv that uses `conv`'s weight Parameter itself, with a bias of its own."""
     out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
@@ -39,10 +51,10 @@ class StepResnetBlock(nn.Module):
     def __init__(self, block: ResnetBlock, emb: torch.Tensor):
         super().__init__()
         conv1 = block.block1.block[2]
-        self.norm1, self.norm2 = block.block1.block[0], block.block2.block[0]
+        self.norm1, self.norm2 = _alias(block.block1.block[0]), _alias(block.block2.block[0])
         self.conv1 = _conv_sharing_weight(conv1, conv1.bias + block.mlp(emb)[0])
-        self.conv2 = block.block2.block[2]
-        self.skip = block.conv2d
+        self.conv2 = _alias(block.block2.block[2])
+        self.skip = _alias(block.conv2d)
 
     def forward(self, x):
         h = self.conv1(F.silu(self.norm1(x)))
@@ -54,14 +66,15 @@ class StepUNet(nn.Module):
 
     def __init__(self, fmir: LUNet, emb: torch.Tensor, final_proj: nn.Conv2d):
         super().__init__()
-        self.first_proj = fmir.first_proj
-        self.downs = nn.ModuleList(d[1] for d in fmir.down_blocks)
+        self.first_proj = _alias(fmir.first_proj)
+        self.downs = nn.ModuleList(_alias(d[1]) for d in fmir.down_blocks)
         self.down_res = nn.ModuleList(StepResnetBlock(d[0], emb) for d in fmir.down_blocks)
         self.mid_res = nn.ModuleList(StepResnetBlock(m, emb) for m in fmir.mid_blocks)
-        self.ups = nn.ModuleList(u[0] for u in fmir.up_blocks)
+        self.ups = nn.ModuleList(_alias(u[0]) for u in fmir.up_blocks)
         self.up_res = nn.ModuleList(StepResnetBlock(u[1], emb) for u in fmir.up_blocks)
-        self.final_norm, self.final_conv = fmir.final_block.block[0], fmir.final_block.block[2]
-        self.final_proj = final_proj
+        self.final_norm = _alias(fmir.final_block.block[0])
+        self.final_conv = _alias(fmir.final_block.block[2])
+        self.final_proj = _alias(final_proj)
 
     def forward(self, z):
         x = self.first_proj(z)

@@ -20,12 +20,17 @@ class Agreement:
 
 
 def ort_session(path: Path, threads: int | None = None):
+    return ort_session_from_bytes(str(path), threads)
+
+
+def ort_session_from_bytes(model: bytes | str, threads: int | None = None):
+    """A CPU session from a file path or serialized model bytes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def compare(onnx_path: Path, feeds: dict[str, np.ndarray], reference: np.ndarray) -> Agreement:

@@ -25,6 +25,9 @@ def test_unrolled_equals_looped(task):
     assert not any("time_mlp" in n for n, _ in unrolled.named_parameters())
     s0, s1 = unrolled.steps[0], unrolled.steps[-1]
     assert s0.mid_res[0].conv1.weight is s1.mid_res[0].conv1.weight
+    assert s0.final_conv is not s1.final_conv and s0.final_conv.weight is s1.final_conv.weight
+    names = [n for n, _ in unrolled.named_modules()]
+    assert f"steps.{p.k_steps - 1}.final_proj" in names  # each step's modules are named by their step
     assert not torch.equal(s0.mid_res[0].conv1.bias, s1.mid_res[0].conv1.bias) or p.k_steps == 1
 
 

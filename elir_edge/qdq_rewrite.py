@@ -1,0 +1,210 @@
+"""Rewrite MCT's exported Q/DQ graph into the form TensorRT's explicit quantization wants.
+
+MCT quantizes the output of every op and exports weights as float initializers behind a
+QuantizeLinear. The passes below (each one job, in this order) produce: int8 weight initializers
+(a quarter of the float bytes), activation Q/DQ only in front of Conv/ConvTranspose, chosen convs
+kept in float, and weights shared across the unrolled steps stored once. `to_cpu_flavour` then makes
+the ONNX Runtime CPU variant: the same int8 grid expressed as uint8 with zero point 128, which is
+what ONNX Runtime's fast x86 int8 kernels (U8S8) want.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+CONVS = {"Conv", "ConvTranspose"}
+
+
+def constants_to_initializers(model: onnx.ModelProto) -> None:
+    g = model.graph
+    for n in [n for n in g.node if n.op_type == "Constant"]:
+        value = next((a for a in n.attribute if a.name == "value"), None)
+        if value is None:
+            continue
+        t = onnx.TensorProto()
+        t.CopyFrom(value.t)
+        t.name = n.output[0]
+        g.initializer.append(t)
+        g.node.remove(n)
+
+
+def _maps(model: onnx.ModelProto):
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers = defaultdict(list)
+    for n in g.node:
+        for i in n.input:
+            consumers[i].append(n)
+    return producer, consumers, {i.name: i for i in g.initializer}
+
+
+def conv_block(node_name: str) -> str:
+    """The module path of a conv node as MCT names it (dots become underscores), e.g. steps_0_final_proj."""
+    return node_name.strip("/").split("/")[0]
+
+
+def select_convs(model: onnx.ModelProto, patterns: list[str]) -> set[str]:
+    """Conv node names whose module path matches a pattern like `enc.layers.0` or `steps.*.final_proj`,
+    or lies inside a matching module (`steps.1` selects all of step 1). A conv that MCT collapsed from
+    two (`A_B_collapsed`) matches a pattern for either of them."""
+    pats = [p.replace(".", "_") for p in patterns]
+
+    def hit(block: str, p: str) -> bool:
+        return (fnmatch.fnmatchcase(block, p) or fnmatch.fnmatchcase(block, f"{p}_*")
+                or fnmatch.fnmatchcase(block, f"*_{p}_collapsed"))
+
+    return {n.name for n in model.graph.node if n.op_type in CONVS and any(hit(conv_block(n.name), p) for p in pats)}
+
+
+def keep_float(model: onnx.ModelProto, conv_names: set[str]) -> None:
+    """Bypass the input and weight Q/DQ of the named convs (their float tensors feed them directly)."""
+    producer, _, _ = _maps(model)
+    for n in model.graph.node:
+        if n.name in conv_names:
+            for slot in (0, 1):
+                dq = producer.get(n.input[slot])
+                if dq is not None and dq.op_type == "DequantizeLinear":
+                    q = producer.get(dq.input[0])
+                    if q is not None and q.op_type == "QuantizeLinear":
+                        n.input[slot] = q.input[0]
+
+
+def fold_weight_quantizers(model: onnx.ModelProto) -> None:
+    """QuantizeLinear(float initializer) -> an int8 initializer (round half to even, saturate)."""
+    producer, _, init = _maps(model)
+    g = model.graph
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in init]:
+        w = numpy_helper.to_array(init[q.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(init[q.input[1]]).astype(np.float64)
+        zp = numpy_helper.to_array(init[q.input[2]]) if len(q.input) > 2 and q.input[2] else np.int8(0)
+        axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
+        if scale.size > 1:
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            scale, zpb = scale.reshape(shape), zp.astype(np.float64).reshape(shape)
+        else:
+            zpb = np.float64(zp)
+        info = np.iinfo(zp.dtype)
+        qw = np.clip(np.rint(w / scale) + zpb, info.min, info.max).astype(zp.dtype)
+        g.initializer.append(numpy_helper.from_array(qw, q.output[0]))
+        g.node.remove(q)
+
+
+def prune_activation_qdq(model: onnx.ModelProto) -> None:
+    """Activation Q/DQ stays only where a Conv/ConvTranspose reads it; every other consumer reads the
+    float tensor (no Q/DQ around norms, sigmoids, adds, concats, or on the output)."""
+    producer, consumers, init = _maps(model)
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    for dq in [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] not in init]:
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        src = q.input[0]
+        users = consumers[dq.output[0]]
+        for u in users:
+            if u.op_type not in CONVS or u.input[0] != dq.output[0]:
+                for i, name in enumerate(u.input):
+                    if name == dq.output[0]:
+                        u.input[i] = src
+        if dq.output[0] in outputs:  # the graph output keeps its name, now a float copy
+            dq.op_type, dq.domain = "Identity", ""
+            del dq.input[1:]
+            dq.input[0] = src
+            del dq.attribute[:]
+    remove_dead_nodes(model)
+
+
+def remove_dead_nodes(model: onnx.ModelProto) -> None:
+    g = model.graph
+    needed = {o.name for o in g.output}
+    keep = []
+    for n in reversed(g.node):
+        if any(o in needed for o in n.output):
+            keep.append(n)
+            needed.update(n.input)
+    del g.node[:]
+    g.node.extend(reversed(keep))
+    used = {i for n in g.node for i in n.input}
+    live = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(live)
+
+
+def dedupe_initializers(model: onnx.ModelProto) -> int:
+    """Identical initializers (the weights every unrolled step shares) become one; returns bytes saved."""
+    g = model.graph
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    saved = 0
+    for t in g.initializer:
+        arr = numpy_helper.to_array(t)
+        key = (arr.dtype.str, arr.shape, hashlib.sha1(arr.tobytes()).hexdigest())
+        if key in first:
+            rename[t.name] = first[key]
+            saved += arr.nbytes
+        else:
+            first[key] = t.name
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name in rename:
+                n.input[i] = rename[name]
+    remove_dead_nodes(model)
+    return saved
+
+
+def to_cpu_flavour(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose activation Q/DQ are uint8 with zero point 128: the identical grid (q_u8 = q_s8 + 128)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    _, _, init = _maps(out)
+    shifted = {}
+    for n in out.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in init and len(n.input) > 2:
+            zp_name = n.input[2]
+            if zp_name not in shifted:
+                zp = numpy_helper.to_array(init[zp_name])
+                shifted[zp_name] = f"{zp_name}_u8"
+                out.graph.initializer.append(numpy_helper.from_array(
+                    (zp.astype(np.int16) + 128).astype(np.uint8), shifted[zp_name]))
+            n.input[2] = shifted[zp_name]
+    remove_dead_nodes(out)
+    return out
+
+
+def to_tensorrt_form(model: onnx.ModelProto, float_convs: set[str]) -> int:
+    """All passes in order on MCT's export; returns the bytes saved by sharing initializers."""
+    del model.graph.value_info[:]  # shape annotations of MCT's tensors; stale after the rewrite
+    constants_to_initializers(model)
+    keep_float(model, float_convs)
+    fold_weight_quantizers(model)
+    prune_activation_qdq(model)
+    return dedupe_initializers(model)
+
+
+STEP_CONV = re.compile(r"steps[._](\d+)[._/]first_proj")
+
+
+def latent_tensors(model: onnx.ModelProto) -> list[str]:
+    """Float tensor names of the latent before each Euler step and after the last (K+1 names):
+    the float input of each step's first_proj conv, and the decoder's input (the Div before Tanh)."""
+    producer, consumers, _ = _maps(model)
+    found = {}
+    for n in model.graph.node:
+        m = STEP_CONV.search(n.name)
+        if n.op_type == "Conv" and m:
+            src = n.input[0]
+            dq = producer.get(src)
+            if dq is not None and dq.op_type == "DequantizeLinear":
+                src = producer[dq.input[0]].input[0]
+            found[int(m.group(1))] = src
+    final = next(n.input[0] for n in model.graph.node
+                 if n.op_type == "Div" and any(c.op_type == "Tanh" for c in consumers[n.output[0]]))
+    return [found[k] for k in sorted(found)] + [final]
