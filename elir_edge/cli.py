@@ -148,7 +148,8 @@ def quantize_table(r: dict) -> str:
                          f"({r['size_ratio']:.2f}x)"],
         ["calibration", f"{r['calibration']['images']} images from {r['calibration']['folder']} "
                         f"({r['calibration']['held_out']} held out for the figures below)"],
-        ["int8 vs float", f"PSNR {r['int8_vs_float']['psnr_db']:.1f} dB, SSIM {r['int8_vs_float']['ssim']:.4f}"],
+        ["int8 vs float", f"PSNR {r['int8_vs_float']['psnr_db']:.1f} dB, SSIM {r['int8_vs_float']['ssim']:.4f} "
+                          f"(CPU form: {r['int8_cpu_vs_float']['psnr_db']:.1f} dB, {r['int8_cpu_vs_float']['ssim']:.4f})"],
         ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
         ["TensorRT rules", "pass (R1-R8)"],
         ["engine", r["engine"]["engine"] if r["engine"]["built"] else f"not built: {r['engine']['reason']}"],
@@ -161,8 +162,9 @@ def quantize_table(r: dict) -> str:
 
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the bundled trained model",
-                       description="Export the bundled demo ELIR (trained here on public-domain photos), restore "
-                                   "its held-out images, write a before/after strip and a report.")
+                       description="Export and INT8-quantize the bundled demo ELIR (trained here on public-domain "
+                                   "photos), restore its held-out images with both, write a before/after strip and a "
+                                   "report.")
     p.add_argument("-o", "--output", type=Path, default=Path("export") / "elir_demo", help="artifact folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations and of eps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -174,8 +176,15 @@ def run_demo(args) -> int:
 
     r = demo(args.output, args.seed, args.quiet)
     print(table([["degraded input", f"{r['degraded_vs_gt']['psnr']:.2f}", f"{r['degraded_vs_gt']['ssim']:.3f}"],
-                 ["ELIR fp32 (ONNX Runtime)", f"{r['fp32_vs_gt']['psnr']:.2f}", f"{r['fp32_vs_gt']['ssim']:.3f}"]],
+                 ["ELIR fp32 (ONNX Runtime)", f"{r['fp32_vs_gt']['psnr']:.2f}", f"{r['fp32_vs_gt']['ssim']:.3f}"],
+                 ["ELIR int8 (MCT, ONNX Runtime CPU form)", f"{r['int8_vs_gt']['psnr']:.2f}",
+                  f"{r['int8_vs_gt']['ssim']:.3f}"]],
                 header=[f"{r['task']}, {len(r['images'])} held-out images", "PSNR dB vs GT", "SSIM vs GT"]))
+    q = r["quantize"]
+    print(f"int8 vs fp32 on these images: PSNR {r['int8_vs_fp32']['psnr']:.1f} dB, SSIM {r['int8_vs_fp32']['ssim']:.4f}; "
+          f"int8 file {q['size_ratio']:.2f}x the float one")
+    engine = q["engine"]
+    print(f"TensorRT engine: {engine['engine'] if engine['built'] else 'not built: ' + engine['reason']}")
     print(f"strip: {r['strip']}\nreport: {Path(r['export']) / 'demo_report.json'}")
     for line in r["not_run"]:
         print(f"not run: {line}")

@@ -3,9 +3,9 @@
 MCT quantizes the output of every op and exports weights as float initializers behind a
 QuantizeLinear. The passes below (each one job, in this order) produce: int8 weight initializers
 (a quarter of the float bytes), activation Q/DQ only in front of Conv/ConvTranspose, chosen convs
-kept in float, and weights shared across the unrolled steps stored once. `to_cpu_flavour` then makes
-the ONNX Runtime CPU variant: the same int8 grid expressed as uint8 with zero point 128, which is
-what ONNX Runtime's fast x86 int8 kernels (U8S8) want.
+kept in float, and weights shared across the unrolled steps stored once. The ONNX Runtime CPU variant
+also keeps Q/DQ on conv outputs (ONNX Runtime only fuses DQ->Conv->Q into QLinearConv) and expresses
+the int8 grid as uint8 with zero point 128, which its fast x86 kernels (U8S8) want.
 """
 
 from __future__ import annotations
@@ -97,9 +97,10 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> None:
         g.node.remove(q)
 
 
-def prune_activation_qdq(model: onnx.ModelProto) -> None:
-    """Activation Q/DQ stays only where a Conv/ConvTranspose reads it; every other consumer reads the
-    float tensor (no Q/DQ around norms, sigmoids, adds, concats, or on the output)."""
+def prune_activation_qdq(model: onnx.ModelProto, keep_conv_outputs: bool = False) -> None:
+    """Activation Q/DQ stays only where a Conv/ConvTranspose reads it (and, with `keep_conv_outputs`,
+    where one writes it); every other consumer reads the float tensor (no Q/DQ around norms, sigmoids,
+    adds, concats, or on the output)."""
     producer, consumers, init = _maps(model)
     g = model.graph
     outputs = {o.name for o in g.output}
@@ -108,6 +109,8 @@ def prune_activation_qdq(model: onnx.ModelProto) -> None:
         if q is None or q.op_type != "QuantizeLinear":
             continue
         src = q.input[0]
+        if keep_conv_outputs and src in producer and producer[src].op_type in CONVS:
+            continue
         users = consumers[dq.output[0]]
         for u in users:
             if u.op_type not in CONVS or u.input[0] != dq.output[0]:
@@ -160,33 +163,42 @@ def dedupe_initializers(model: onnx.ModelProto) -> int:
     return saved
 
 
-def to_cpu_flavour(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose activation Q/DQ are uint8 with zero point 128: the identical grid (q_u8 = q_s8 + 128)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    _, _, init = _maps(out)
+def to_uint8_activations(model: onnx.ModelProto) -> None:
+    """Activation Q/DQ as uint8 with zero point 128: the identical grid (q_u8 = q_s8 + 128)."""
+    _, _, init = _maps(model)
     shifted = {}
-    for n in out.graph.node:
+    for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in init and len(n.input) > 2:
             zp_name = n.input[2]
             if zp_name not in shifted:
                 zp = numpy_helper.to_array(init[zp_name])
                 shifted[zp_name] = f"{zp_name}_u8"
-                out.graph.initializer.append(numpy_helper.from_array(
+                model.graph.initializer.append(numpy_helper.from_array(
                     (zp.astype(np.int16) + 128).astype(np.uint8), shifted[zp_name]))
             n.input[2] = shifted[zp_name]
-    remove_dead_nodes(out)
-    return out
+    remove_dead_nodes(model)
 
 
-def to_tensorrt_form(model: onnx.ModelProto, float_convs: set[str]) -> int:
-    """All passes in order on MCT's export; returns the bytes saved by sharing initializers."""
+TARGETS = ("tensorrt", "cpu")
+
+
+def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> int:
+    """All passes in order on MCT's export, for `target`; returns the bytes saved by sharing initializers.
+
+    tensorrt: int8 zero point 0, activation Q/DQ only at conv inputs (NVIDIA's recommended placement).
+    cpu: Q/DQ at conv inputs and outputs, so ONNX Runtime fuses DQ->Conv->Q into QLinearConv, in uint8
+    (its fast x86 kernels are U8S8)."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}")
     del model.graph.value_info[:]  # shape annotations of MCT's tensors; stale after the rewrite
     constants_to_initializers(model)
     keep_float(model, float_convs)
     fold_weight_quantizers(model)
-    prune_activation_qdq(model)
-    return dedupe_initializers(model)
+    prune_activation_qdq(model, keep_conv_outputs=target == "cpu")
+    saved = dedupe_initializers(model)
+    if target == "cpu":
+        to_uint8_activations(model)
+    return saved
 
 
 STEP_CONV = re.compile(r"steps[._](\d+)[._/]first_proj")

@@ -23,7 +23,7 @@ from .export import build_unrolled, load_folded
 from .mct_ptq import PTQOptions, export_quantized, quantize_module
 from .onnx_export import input_names, simplify
 from .progress import Stages
-from .qdq_rewrite import conv_block, latent_tensors, select_convs, to_cpu_flavour, to_tensorrt_form
+from .qdq_rewrite import conv_block, latent_tensors, rewrite, select_convs
 from .qdq_rules import check
 from .quality import psnr, ssim
 from .settings import RunSettings
@@ -103,10 +103,10 @@ class Evaluator:
                 "latent_snr_db": steps, "outputs": out}
 
 
-def _variant(mct_graph: onnx.ModelProto, float_convs: set[str]) -> onnx.ModelProto:
+def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "tensorrt") -> onnx.ModelProto:
     m = onnx.ModelProto()
     m.CopyFrom(mct_graph)
-    to_tensorrt_form(m, float_convs)
+    rewrite(m, float_convs, target)
     return m
 
 
@@ -154,15 +154,14 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     else:
         trail = []
     with stages("rewrite for TensorRT, check rules, measure drift"):
-        final = onnx.ModelProto()
-        final.CopyFrom(mct_graph)
-        shared_bytes = to_tensorrt_form(final, float_convs)
+        final = _variant(mct_graph, float_convs, "tensorrt")
         violations = check(final, float_convs)
         if violations:
             raise UserError(f"the Q/DQ graph breaks TensorRT rule {violations[0]} ({len(violations)} violations): "
                             "report this; the graph was not written")
         drift = ev.compare(final)
-        cpu = to_cpu_flavour(final)
+        cpu = _variant(mct_graph, float_convs, "cpu")
+        drift_cpu = ev.compare(cpu)
     with stages("write artifacts"):
         meta = {**{p.key: p.value for p in float_graph.metadata_props}, "quantized_by": f"elir-edge {__version__} + MCT",
                 "int8_flavour": "tensorrt (int8 zero point 0)"}
@@ -185,10 +184,10 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
                       "model_int8_cpu.onnx": {"bytes": (folder / "model_int8_cpu.onnx").stat().st_size},
                       "model.onnx": {"bytes": float_bytes}},
             "size_ratio": (folder / "model_int8.onnx").stat().st_size / float_bytes,
-            "shared_initializer_bytes_saved": shared_bytes,
             "tensorrt_rules": {"violations": 0},
             "int8_vs_float": {"psnr_db": drift["psnr_vs_float"], "ssim": drift["ssim_vs_float"],
                               "images": len(held)},
+            "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
             "latent_snr_db_per_step": drift["latent_snr_db"],
             "sensitivity_psnr_db_block_alone_int8": sensitivity,
             "auto_precision": trail,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import HELDOUT_DIR
+from . import CALIBRATION_DIR, HELDOUT_DIR
 
 # name in skimage.data -> licence as its docstring states it
 TRAINING = {
@@ -31,7 +31,6 @@ HELDOUT = {
     "chelsea": "CC0 (Stefan van der Walt)",
 }
 CROP = 256
-REPO_CALIBRATION = Path(__file__).resolve().parents[2] / "calibration"
 
 
 def load(name: str) -> np.ndarray:
@@ -59,7 +58,7 @@ def grid_crops(img: np.ndarray, size: int) -> list[np.ndarray]:
     return [img[y:y + size, x:x + size] for y in range(0, h - size + 1, size) for x in range(0, w - size + 1, size)]
 
 
-def write_sets(calibration_dir: Path = REPO_CALIBRATION, heldout_dir: Path = HELDOUT_DIR, seed: int = 0) -> None:
+def write_sets(calibration_dir: Path = CALIBRATION_DIR, heldout_dir: Path = HELDOUT_DIR, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     calibration_dir.mkdir(parents=True, exist_ok=True)
     heldout_dir.mkdir(parents=True, exist_ok=True)
@@ -74,4 +73,4 @@ def write_sets(calibration_dir: Path = REPO_CALIBRATION, heldout_dir: Path = HEL
 
 if __name__ == "__main__":
     write_sets()
-    print(f"wrote {REPO_CALIBRATION} and {HELDOUT_DIR}")
+    print(f"wrote {CALIBRATION_DIR} and {HELDOUT_DIR}")
