@@ -1,0 +1,194 @@
+"""Calibration loading, PTQ with MCT on a tiny model, the TensorRT-form rewrite and the engine module
+without TensorRT or a GPU."""
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from elir_edge.calibration import calibration_batches
+from elir_edge.cli import main
+from elir_edge.errors import UserError
+from elir_edge.export import ExportOptions, export_checkpoint
+from elir_edge.qdq_rules import check
+from elir_edge.quantize import QuantizeOptions, block_of, quantize_export
+from elir_edge.synthetic import random_model, save_checkpoint
+from elir_edge import tensorrt_engine as te
+
+from conftest import SMALL
+
+
+def _write_mixed_folder(folder):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (45, 77, 3), np.uint8)).save(folder / "odd.png")
+    Image.fromarray(rng.integers(0, 255, (64, 64), np.uint8), "L").save(folder / "gray.jpg")
+    Image.fromarray(rng.integers(0, 255, (70, 70, 4), np.uint8), "RGBA").save(folder / "alpha.png")
+    Image.fromarray(rng.integers(0, 65535, (80, 96), np.uint16)).save(folder / "deep16.png")
+    sub = folder / "nested"
+    sub.mkdir()
+    Image.fromarray(rng.integers(0, 255, (128, 128, 3), np.uint8)).save(sub / "inner.bmp")
+    (folder / "notes.csv").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+
+
+def test_calibration_loads_every_kind_of_image(tmp_path):
+    folder = tmp_path / "calib"
+    _write_mixed_folder(folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = calibration_batches(folder, 64, 96, 16, task="denoising", batch=2, seed=1)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "non-image" in messages and "notes.csv" in messages
+    assert "broken.png" in messages
+    lq = np.concatenate([b[0].numpy() for b in batches])
+    eps = np.concatenate([b[1].numpy() for b in batches])
+    assert lq.shape == (5, 3, 64, 96) and eps.shape == (5, 16, 8, 12)
+    assert lq.min() >= 0 and lq.max() <= 1
+    again = calibration_batches(folder, 64, 96, 16, task="denoising", batch=2, seed=1)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(batches, again))
+    clean = calibration_batches(folder, 64, 96, 16, task=None, num_images=2)
+    assert sum(len(b[0]) for b in clean) == 2
+
+
+def test_sixteen_bit_and_alpha_are_converted(tmp_path):
+    from elir_edge.images import read_rgb
+
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "w16.png")
+    assert read_rgb(tmp_path / "w16.png").min() == 255
+    Image.fromarray(np.zeros((8, 8, 4), np.uint8), "RGBA").save(tmp_path / "clear.png")
+    assert read_rgb(tmp_path / "clear.png").min() == 255  # transparent composites on white
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "holds no images"),
+    (lambda p: p.write_text("x"), "not a folder"),
+])
+def test_bad_calibration_folders(tmp_path, make, match):
+    folder = tmp_path / "c"
+    make(folder)
+    with pytest.raises(UserError, match=match):
+        calibration_batches(folder, 64, 64, 16, task=None)
+
+
+@pytest.fixture(scope="module")
+def tiny_quantized(tmp_path_factory):
+    """A tiny export quantized end to end (MCT PTQ on the CPU)."""
+    tmp = tmp_path_factory.mktemp("q")
+    model = random_model(SMALL, k=2, sigma=0.1)
+    ckpt = save_checkpoint(model, tmp / "tiny.pth", "release")
+    folder = tmp / "export"
+    export_checkpoint(ckpt, ExportOptions(task="denoising", steps=2, image_size=(64, 64), output=folder), quiet=True)
+    calib = tmp / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):  # smooth random images: something like photographs, not white noise
+        img = np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+        Image.fromarray(img).save(calib / f"{i}.png")
+    report = quantize_export(QuantizeOptions(model=folder, calib=calib, keep_float=["enc.layers.0"]), quiet=True)
+    return folder, report
+
+
+def test_ptq_writes_both_flavours_that_follow_their_rules(tiny_quantized):
+    folder, report = tiny_quantized
+    trt = onnx.load(str(folder / "model_int8.onnx"))
+    float_convs = {n.name for n in trt.graph.node if n.op_type == "Conv" and n.name.startswith("/enc_layers_0/")}
+    assert len(float_convs) == 1 and report["layers"]["float"] == sorted(float_convs)
+    assert check(trt, float_convs) == []
+    inits = {i.name: i for i in trt.graph.initializer}
+    weight_dq = [n for n in trt.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert weight_dq and all(inits[n.input[0]].data_type == onnx.TensorProto.INT8 for n in weight_dq)
+    cpu = onnx.load(str(folder / "model_int8_cpu.onnx"))
+    act_zp = {inits2.name: inits2 for inits2 in cpu.graph.initializer}
+    acts = [n for n in cpu.graph.node if n.op_type == "QuantizeLinear"]
+    assert acts and all(act_zp[n.input[2]].data_type == onnx.TensorProto.UINT8 for n in acts)
+    assert report["size_ratio"] < 0.5
+    assert report["int8_vs_float"]["psnr_db"] > 20
+    assert len(report["latent_snr_db_per_step"]) == 3  # coarse estimate + 2 steps
+    assert set(report["sensitivity_psnr_db_block_alone_int8"]) == {
+        "encoder", "coarse estimator", "step 0", "step 1", "decoder"}
+    assert report["engine"] == {"built": False, "reason": report["engine"]["reason"]}
+    assert json.loads((folder / "quant_report.json").read_text())["tensorrt_rules"]["violations"] == 0
+
+
+def test_int8_graphs_run_and_track_the_float_graph(tiny_quantized):
+    from elir_edge.runners import OrtRunner
+
+    folder, _ = tiny_quantized
+    rng = np.random.default_rng(3)
+    lq = rng.random((2, 3, 64, 64), dtype=np.float32)
+    eps = rng.standard_normal((2, 16, 8, 8), dtype=np.float32)
+    ref = OrtRunner(folder / "model.onnx")(lq, eps)
+    for name in ("model_int8.onnx", "model_int8_cpu.onnx"):
+        out = OrtRunner(folder / name)(lq, eps)
+        assert out.shape == ref.shape and np.isfinite(out).all()
+        assert np.abs(out - ref).mean() < 0.05
+
+
+def test_block_names():
+    assert block_of("/steps_2_final_conv_steps_2_final_proj_collapsed/layer/Conv") == "step 2"
+    assert block_of("/enc_layers_0/layer/Conv") == "encoder"
+    assert block_of("/mmse_lrm_0_RDB1_conv1_block_0/layer/Conv") == "coarse estimator"
+    assert block_of("/dec_layers_18/layer/Conv") == "decoder"
+
+
+def test_quantize_cli_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["quantize", "-q"]) == 2
+    assert "no export under export/" in capsys.readouterr().err
+    assert main(["quantize", "-q", "--model", str(tmp_path)]) == 2
+    assert "not an export folder" in capsys.readouterr().err
+
+
+def test_explicit_engine_without_tensorrt_fails_in_one_line(tiny_quantized, capsys):
+    folder, _ = tiny_quantized
+    code = main(["quantize", "-q", "--model", str(folder), "--calib", str(folder.parent / "calib"),
+                 "--engine", str(folder / "x.trt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "TensorRT is not installed" in err[0]
+    assert not (folder / "x.trt").exists()
+
+
+def test_engine_module_without_tensorrt(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorrt(name, *a, **k):
+        if name == "tensorrt":
+            raise ImportError("no tensorrt")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorrt)
+    with pytest.raises(te.EngineUnavailable, match="TensorRT is not installed"):
+        te.build_engine(tmp_path / "m.onnx", tmp_path / "m.trt")
+    engine = tmp_path / "m.trt"
+    engine.write_bytes(b"plan")
+    with pytest.raises(te.EngineUnavailable, match="no manifest"):
+        te.load_engine(engine)
+
+
+def test_gpu_probe_reports_missing_device():
+    try:
+        import cuda.bindings  # noqa: F401
+    except ImportError:
+        pytest.skip("cuda-bindings not installed")
+    try:
+        info = te.gpu_info()
+    except te.EngineUnavailable as e:
+        assert "GPU" in str(e)
+    else:  # a machine with a GPU
+        assert info["compute_capability"]
+
+
+def test_engine_manifest_check():
+    built = {"tensorrt": "10.13.0", "gpu_name": "NVIDIA GeForce RTX 2080 Ti", "gpu_compute_capability": "7.5"}
+    te.check_manifest(built, dict(built))
+    with pytest.raises(te.EngineUnavailable, match="TensorRT version 10.13.0, this machine has 11.0"):
+        te.check_manifest(built, {**built, "tensorrt": "11.0"})
+    with pytest.raises(te.EngineUnavailable, match="compute capability 7.5, this machine has 8.7"):
+        te.check_manifest(built, {**built, "gpu_compute_capability": "8.7", "gpu_name": "Orin"})
