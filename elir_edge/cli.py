@@ -160,6 +160,52 @@ def quantize_table(r: dict) -> str:
             table(sens, header=["block quantized alone", "PSNR dB vs float"]))
 
 
+RESTORE_EXAMPLES = """examples:
+  elir-edge restore --engine export/elir_demo/model.onnx elir_edge/demo/heldout/chelsea_0.png -o restored/ --compare
+  elir-edge restore --engine export/elir_demo/model_int8_cpu.onnx photos/ -o restored/ --tile 256 --overlap 32
+  elir-edge restore --engine export/elir_bsr/model.onnx small/ -o big/       # bsr: x4 bicubic, then tiles
+"""
+
+
+def add_restore_parser(sub) -> None:
+    p = sub.add_parser("restore", help="run an exported artifact on your images, any size",
+                       description="Restore image files (or folders of them) with an exported ELIR artifact. "
+                                   "Without --tile, images are resized to the graph's input (faces, as the "
+                                   "reference does); with --tile (default for bsr), overlapping tiles are blended "
+                                   "smoothly at the image's own size. sr/bsr inputs are upscaled x8/x4 first.",
+                       epilog=RESTORE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    p.add_argument("--engine", required=True, type=Path, help="model.onnx / model_int8_cpu.onnx / .trt")
+    p.add_argument("-o", "--output", required=True, type=Path, help="folder for the restored PNGs")
+    p.add_argument("--task", choices=list(PRESETS), help="preprocessing preset (default: the artifact's)")
+    p.add_argument("--tile", type=_positive_int, help="tile size (the graph's input size for static graphs)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="seed of eps")
+    p.add_argument("--batch", type=_positive_int, default=1, help="tiles per run")
+    p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads")
+    p.add_argument("--compare", action="store_true", help="also write <name>_compare.png: input | restored")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_restore)
+
+
+def run_restore(args) -> int:
+    import warnings
+
+    from .restore import RestoreOptions, restore_images
+
+    opts = RestoreOptions(output=args.output, task=args.task, tile=args.tile, overlap=args.overlap, seed=args.seed,
+                          batch=args.batch, compare=args.compare, threads=args.threads)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = restore_images(args.engine, args.inputs, opts, progress=not args.quiet)
+    for w in caught:
+        print(f"elir-edge restore: warning: {w.message}", file=sys.stderr)
+    n = len(r["restored"]) + len(r["failed"])
+    print(f"restored {len(r['restored'])} of {n} image(s) into {args.output} "
+          f"({'tiles of ' + str(r['tile']) if r['tile'] else 'resized to the graph input'}, task {r['task']})")
+    return 0 if r["restored"] else 1
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the bundled trained model",
                        description="Export and INT8-quantize the bundled demo ELIR (trained here on public-domain "
@@ -197,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_export_parser(sub)
     add_quantize_parser(sub)
+    add_restore_parser(sub)
     add_demo_parser(sub)
     return parser
 

@@ -62,4 +62,13 @@ def open_runner(path: Path, threads: int | None = None):
         raise UserError(f"{path}: no such artifact: give a model.onnx (or .trt engine) written by elir-edge")
     if path.suffix == ".onnx":
         return OrtRunner(path, threads)
-    raise UserError(f"{path}: unknown artifact type {path.suffix!r}: give an .onnx file")
+    if path.suffix in (".trt", ".engine", ".plan"):
+        from .tensorrt_engine import EngineUnavailable, load_engine
+
+        try:
+            load_engine(path)
+        except EngineUnavailable as e:
+            raise UserError(f"{path}: {e}") from None
+        raise UserError(f"{path}: running TensorRT engines is not in this version yet; run model_int8.onnx "
+                        "with ONNX Runtime's TensorRT provider meanwhile")
+    raise UserError(f"{path}: unknown artifact type {path.suffix!r}: give an .onnx file or a .trt engine")
