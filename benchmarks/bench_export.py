@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,20 +24,8 @@ from elir_edge.export import ExportOptions, export_checkpoint
 from elir_edge.presets import PRESETS
 from elir_edge.report import table
 from elir_edge.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.timing import interleaved_medians
 from elir_edge.verify import ort_session
-
-
-def interleaved_medians(fns: dict, repeats: int) -> dict:
-    """Median seconds per call; the candidates alternate so drift hits them alike."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def speed(tmp: Path, threads: int, repeats: int) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from elir_edge.quality import psnr
 from elir_edge.quantize import QuantizeOptions, quantize_export
 from elir_edge.report import table
 from elir_edge.runners import OrtRunner
+from elir_edge.timing import interleaved_medians
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,15 +64,8 @@ def main() -> None:
         es = make_eval_set(load_images(HELDOUT_DIR), "denoising", 256, 256, 16, seed=0)
         outs = {k: r(es.lq, es.eps) for k, r in runners.items()}
         one = {"lq": es.lq[:1], "eps": es.eps[:1]}
-        times = {k: [] for k in runners}
-        for r in runners.values():
-            r.session.run(None, one)
-        for _ in range(args.repeats):
-            for k, r in runners.items():
-                t = time.perf_counter()
-                r.session.run(None, one)
-                times[k].append(time.perf_counter() - t)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = interleaved_medians({k: (lambda r=r: r.session.run(None, one)) for k, r in runners.items()},
+                                  args.repeats)
         sizes = {k: p.stat().st_size for k, p in paths.items()}
         ops = {k: dict(optimized_op_counts(p, args.threads)) for k, p in paths.items()}
     gt = {k: per_image(o, es.hq) for k, o in outs.items()}

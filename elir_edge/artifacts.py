@@ -12,6 +12,12 @@ from pathlib import Path
 from .errors import UserError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def ensure_writable_dir(path: Path) -> None:
     """Fail before any expensive work if `path` cannot be created or written (tried, not guessed: root
     passes every permission check)."""
@@ -34,6 +40,7 @@ def atomic_dir(final: Path):
     made = [p for p in [final.parent, *final.parent.parents] if not p.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; artifacts are ordinary folders
     try:
         yield tmp
         old = None
@@ -60,6 +67,7 @@ def atomic_file(final: Path):
     tmp = Path(name)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

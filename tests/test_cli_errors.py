@@ -94,3 +94,18 @@ def test_export_cli_success_prints_table(tmp_path, capsys):
     for label in ("deployed params", "GMACs / image", "ONNX size", "fold error", "ONNX vs PyTorch", "time"):
         assert label in out
     assert "[6/6] write weights and manifest" in err
+
+
+def test_artifacts_get_ordinary_permissions(tmp_path):
+    import os
+
+    from elir_edge.artifacts import atomic_dir, write_json
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "a") as d:
+            write_json(d / "m.json", {"x": 1})
+        assert (tmp_path / "a").stat().st_mode & 0o777 == 0o755
+        assert (tmp_path / "a" / "m.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)
