@@ -206,11 +206,108 @@ def run_restore(args) -> int:
     return 0 if r["restored"] else 1
 
 
+BENCH_EXAMPLES = """examples:
+  elir-edge bench --engine export/elir_demo/model.onnx --engine export/elir_demo/model_int8_cpu.onnx \\
+                  --data elir_edge/demo/heldout --json bench.json --plot bench.png
+  elir-edge bench --engine export/elir_demo/weights.safetensors --engine export/elir_demo/model.onnx  # eager vs ONNX
+  elir-edge bench --engine model.onnx --lq pairs/lq --hq pairs/hq --fid-weights pt_inception-2015-12-05.pth
+"""
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="speed percentiles and quality drift of artifacts, side by side",
+                       description="Measure every --engine in one run: latency (warm-up, then at least --iterations "
+                                   "runs and --duration seconds; min/median/mean/p90/p95/p99, throughput), and, with "
+                                   "--data or --lq/--hq, PSNR/SSIM against the float model and the ground truth with "
+                                   "bootstrap 95% intervals, the noise floor, and FID/KID when Inception weights exist.",
+                       epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine", action="append", type=Path, default=[], required=True,
+                   help="artifact: .onnx (ONNX Runtime), weights.safetensors of an export (PyTorch eager), .trt")
+    p.add_argument("--data", type=Path, help="clean images; the task's degradation is synthesized with --seed")
+    p.add_argument("--lq", type=Path, help="degraded inputs (paired with --hq by file name)")
+    p.add_argument("--hq", type=Path, help="ground truth for --lq")
+    p.add_argument("--task", choices=list(PRESETS), help="for an ONNX without elir-edge metadata")
+    p.add_argument("--iterations", type=_positive_int, default=10, help="at least this many timed runs (10)")
+    p.add_argument("--duration", type=float, default=3.0, help="and at least this many seconds (3)")
+    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds (0.2)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: the runtime's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of degradations and eps")
+    p.add_argument("--fid-weights", type=Path, help="torch-fidelity's Inception weights file (FID/KID)")
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.add_argument("--plot", type=Path, help="write quality-vs-throughput and latency histograms as PNG")
+    p.add_argument("--compare-paper", action="store_true", help="say how the measured device relates to the paper's")
+    p.set_defaults(run=run_bench)
+
+
+def _ci(d: dict, fmt: str = "{:.2f}") -> str:
+    lo, hi = d["ci95"]
+    return f"{fmt.format(d['value'])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def bench_tables(r: dict, compare_paper: bool = False) -> str:
+    speed = [[row["label"], row["runner"], str(row["speed"]["batch"])]
+             + [f"{row['speed'][k]:.1f}" for k in ("min_ms", "median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms")]
+             + [f"{row['speed']['throughput_img_s']:.2f}", f"{row['speed']['ratio_vs_first']:.2f}x"]
+             for row in r["rows"]]
+    header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"]
+    out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']}, threads {r['threads'] or 'default'}",
+           table(speed, header=header)]
+    if r["paper_reference"]:
+        p = r["paper_reference"]
+        out.append(f"reference row, not measured here: the paper's {p['fps']} img/s for the {p['preset']} preset "
+                   f"(full-size model) on an {p['device']}")
+        if compare_paper:
+            best = max(row["speed"]["throughput_img_s"] for row in r["rows"])
+            out.append(f"compare-paper: measured on {r['machine']['cpu']} ({r['machine']['cores']} cores, no GPU) "
+                       f"with {r['rows'][0]['runner']}; the paper measured a GPU. Best here {best:.2f} img/s = "
+                       f"{best / p['fps']:.3f}x the paper's figure: different device, and this artifact may not be "
+                       "the paper's model size, so this is context, not a comparison")
+    q = r["quality"]
+    if q is None:
+        out.append("quality: not measured (pass --data DIR, or --lq DIR --hq DIR)")
+        return "\n".join(out)
+    rows = [[row["label"]]
+            + (["(reference)", "(reference)"] if row["is_reference"] else
+               [_ci(row["vs_float"]["psnr"]["mean"], "{:.1f}"), _ci(row["vs_float"]["psnr"]["worst_5pct"], "{:.1f}")])
+            + [_ci(row["vs_gt"]["psnr"]["mean"]), _ci(row["vs_gt"]["ssim"]["mean"], "{:.3f}")] for row in r["rows"]]
+    nf = q["noise_floor_vs_float"]["psnr"]["mean"]
+    rows.append(["noise floor: float, other eps", _ci(nf, "{:.1f}"), _ci(q["noise_floor_vs_float"]["psnr"]["worst_5pct"], "{:.1f}"), "", ""])
+    rows.append(["degraded input", "", "", _ci(q["degraded_vs_gt"]["psnr"]["mean"]), _ci(q["degraded_vs_gt"]["ssim"]["mean"], "{:.3f}")])
+    out.append("")
+    out.append(f"quality on {q['images']} images, means with bootstrap 95% intervals (reference: {q['reference']})")
+    out.append(table(rows, header=["artifact", "PSNR vs float", "worst 5% vs float", "PSNR vs GT", "SSIM vs GT"]))
+    fk = r["rows"][0].get("fid_kid_vs_gt", {})
+    if fk.get("available"):
+        for row in r["rows"]:
+            f = row["fid_kid_vs_gt"]
+            label = "biased (N < 2048), prefer KID" if f["fid_biased"] else "unbiased N"
+            out.append(f"{row['label']}: FID vs GT {f['fid']:.2f} ({label}), KID {f['kid']:.4f} +- {f['kid_std']:.4f}")
+    else:
+        out.append(f"FID: unavailable ({fk.get('reason', 'not computed').replace('FID: ', '')})")
+    return "\n".join(out)
+
+
+def run_bench(args) -> int:
+    from .bench import BenchOptions, run_bench as bench, save_json
+
+    opts = BenchOptions(engines=args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
+                        iterations=args.iterations, duration=args.duration, warmup=args.warmup,
+                        threads=args.threads, seed=args.seed, fid_weights=args.fid_weights, plot=args.plot)
+    r = bench(opts)
+    print(bench_tables(r, args.compare_paper))
+    if args.json:
+        save_json(r, args.json)
+        print(f"json: {args.json}")
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the bundled trained model",
                        description="Export and INT8-quantize the bundled demo ELIR (trained here on public-domain "
-                                   "photos), restore its held-out images with both, write a before/after strip and a "
-                                   "report.")
+                                   "photos), bench float vs int8 on its held-out images, write a before/after strip, "
+                                   "a plot and a report.")
     p.add_argument("-o", "--output", type=Path, default=Path("export") / "elir_demo", help="artifact folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations and of eps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -221,19 +318,11 @@ def run_demo(args) -> int:
     from .demo.run import run_demo as demo
 
     r = demo(args.output, args.seed, args.quiet)
-    print(table([["degraded input", f"{r['degraded_vs_gt']['psnr']:.2f}", f"{r['degraded_vs_gt']['ssim']:.3f}"],
-                 ["ELIR fp32 (ONNX Runtime)", f"{r['fp32_vs_gt']['psnr']:.2f}", f"{r['fp32_vs_gt']['ssim']:.3f}"],
-                 ["ELIR int8 (MCT, ONNX Runtime CPU form)", f"{r['int8_vs_gt']['psnr']:.2f}",
-                  f"{r['int8_vs_gt']['ssim']:.3f}"]],
-                header=[f"{r['task']}, {len(r['images'])} held-out images", "PSNR dB vs GT", "SSIM vs GT"]))
     q = r["quantize"]
-    print(f"int8 vs fp32 on these images: PSNR {r['int8_vs_fp32']['psnr']:.1f} dB, SSIM {r['int8_vs_fp32']['ssim']:.4f}; "
-          f"int8 file {q['size_ratio']:.2f}x the float one")
-    engine = q["engine"]
-    print(f"TensorRT engine: {engine['engine'] if engine['built'] else 'not built: ' + engine['reason']}")
-    print(f"strip: {r['strip']}\nreport: {Path(r['export']) / 'demo_report.json'}")
-    for line in r["not_run"]:
-        print(f"not run: {line}")
+    print(bench_tables(r["bench"]))
+    print(f"\nint8 file {q['size_ratio']:.2f}x the float one; TensorRT engine: "
+          + (q["engine"]["engine"] if q["engine"]["built"] else "not built: " + q["engine"]["reason"]))
+    print(f"strip: {r['strip']}\nplot: {r['plot']}\nreport: {Path(r['export']) / 'demo_report.json'}")
     return 0
 
 
@@ -244,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     add_quantize_parser(sub)
     add_restore_parser(sub)
+    add_bench_parser(sub)
     add_demo_parser(sub)
     return parser
 

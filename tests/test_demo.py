@@ -48,8 +48,12 @@ def test_restored_beats_degraded_on_two_heldout_images(demo_export):
 
 def test_demo_writes_strip_and_report(demo_export):
     report = json.loads((demo_export / "demo_report.json").read_text())
-    assert report["fp32_vs_gt"]["psnr"] > report["degraded_vs_gt"]["psnr"]
+    q = report["bench"]["quality"]
+    fp32, int8 = report["bench"]["rows"]
+    assert fp32["vs_gt"]["psnr"]["mean"]["value"] > q["degraded_vs_gt"]["psnr"]["mean"]["value"] + 2
+    assert int8["vs_float"]["psnr"]["mean"]["value"] > 35
+    assert report["quantize"]["size_ratio"] <= 0.3
     strip = Image.open(demo_export / "demo_strip.png")
-    n = len(report["images"])
-    assert strip.width >= 3 * 256 and strip.height >= n * 256
+    assert strip.width >= 4 * 256 and strip.height >= q["images"] * 256
+    assert Image.open(demo_export / "demo_bench.png").width > 100
     assert np.asarray(strip).std() > 10  # an image, not a blank canvas

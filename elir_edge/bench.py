@@ -1,0 +1,219 @@
+"""Stage 3: speed and quality drift of one or more artifacts, measured side by side in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .artifacts import atomic_file
+from .checkpoint import sha256_file
+from .errors import UserError
+from .evaluate import EvalSet, make_eval_set, per_image
+from .fid import fid_kid
+from .images import fit, load_images, to_chw
+from .onnx_export import read_metadata
+from .presets import PRESETS
+from .runners import TorchRunner, open_runner
+from .speed import measure
+from .stats import describe
+from .tiling import latent_noise
+
+
+@dataclass
+class BenchOptions:
+    engines: list[Path]
+    data: Path | None = None
+    lq: Path | None = None
+    hq: Path | None = None
+    task: str | None = None
+    iterations: int = 10
+    duration: float = 3.0
+    warmup: float = 0.2
+    threads: int | None = None
+    seed: int = 0
+    fid_weights: Path | None = None
+    plot: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Artifact:
+    path: Path
+    kind: str
+    runner: object
+    meta: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name}"
+
+
+def open_artifact(path: Path, threads: int | None) -> Artifact:
+    """.onnx -> ONNX Runtime; weights.safetensors of an export folder -> the looped PyTorch model;
+    .trt/.engine/.plan -> TensorRT (module of the quantize stage)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        import torch
+
+        from .artifacts import read_manifest
+        from .export import load_folded
+
+        if threads:
+            torch.set_num_threads(threads)
+        manifest = read_manifest(path.parent)
+        s = manifest["settings"]
+        meta = {"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
+                "latent_channels": str(manifest["arch"]["latent_channels"])}
+        return Artifact(path, "PyTorch eager (looped)", TorchRunner(load_folded(path.parent, manifest)), meta)
+    runner = open_runner(path, threads)
+    meta = read_metadata(path)
+    import onnx
+
+    shapes = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+              for i in onnx.load(str(path), load_external_data=False).graph.input}
+    meta.setdefault("latent_channels", str((shapes.get("eps") or [None, 16])[1] or 16))
+    h, w = shapes["lq"][2:4]
+    if h and w:
+        meta.setdefault("image_size", f"{h}x{w}")
+    meta["batch"] = str(shapes["lq"][0] or 1)
+    return Artifact(path, "ONNX Runtime CPU", runner, meta)
+
+
+def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    lq = dict(load_images(lq_dir, "--lq folder"))
+    hq = dict(load_images(hq_dir, "--hq folder"))
+    key = {n: Path(n).with_suffix("").as_posix() for n in list(lq) + list(hq)}
+    lq_k, hq_k = {key[n]: n for n in lq}, {key[n]: n for n in hq}
+    if set(lq_k) != set(hq_k):
+        odd = sorted(set(lq_k) ^ set(hq_k))
+        raise UserError(f"--lq and --hq do not pair up ({len(odd)} unmatched, e.g. {odd[0]}): "
+                        "give both folders the same file names")
+    names = sorted(lq_k)
+    return (names, np.stack([to_chw(fit(lq[lq_k[n]], h, w)) for n in names]),
+            np.stack([to_chw(fit(hq[hq_k[n]], h, w)) for n in names]))
+
+
+def eval_set(opts: BenchOptions, task: str, h: int, w: int, latent: int) -> EvalSet | None:
+    if opts.lq or opts.hq:
+        if not (opts.lq and opts.hq):
+            raise UserError("--lq and --hq go together: give both folders of paired images")
+        names, lq, hq = _pairs(opts.lq, opts.hq, h, w)
+        eps = np.stack([latent_noise(latent, h, w, opts.seed + i) for i in range(len(names))])
+        return EvalSet(names, hq, lq, eps)
+    if opts.data:
+        return make_eval_set(load_images(opts.data, "--data folder"), task, h, w, latent, opts.seed)
+    return None
+
+
+def machine() -> dict:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "elir_edge": __version__}
+
+
+def run_bench(opts: BenchOptions) -> dict:
+    if not opts.engines:
+        raise UserError("no artifact given: pass --engine model.onnx (repeatable)")
+    arts = [open_artifact(p, opts.threads) for p in opts.engines]
+    first = arts[0].meta
+    task = opts.task or first.get("task")
+    if task is None:
+        raise UserError(f"{arts[0].path} has no elir-edge metadata: pass --task ({'|'.join(PRESETS)})")
+    if "image_size" not in first:
+        raise UserError(f"{arts[0].path} has a dynamic input size and no metadata: export with a static size")
+    h, w = (int(x) for x in first["image_size"].split("x"))
+    latent = int(first["latent_channels"])
+    for a in arts[1:]:
+        if a.meta.get("image_size") != first["image_size"]:
+            raise UserError(f"{a.path} takes {a.meta.get('image_size')} inputs, {arts[0].path} takes "
+                            f"{first['image_size']}: compare artifacts of one export")
+    es = eval_set(opts, task, h, w, latent)
+    float_path = arts[0].path.parent / "model.onnx"
+    ref = next((a for a in arts if a.path == float_path), None)
+    if ref is None and float_path.is_file():
+        ref = open_artifact(float_path, opts.threads)
+    ref = ref or arts[0]
+
+    rows = []
+    rng = np.random.default_rng(opts.seed)
+    for a in arts:
+        b = int(a.meta.get("batch", 1))
+        lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
+        eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
+        speed = measure(lambda: a.runner(lq, eps), opts.warmup, opts.iterations, opts.duration, b)
+        rows.append({"artifact": str(a.path), "label": a.label, "runner": a.kind, "sha256": sha256_file(a.path),
+                     "speed": speed})
+    base = rows[0]["speed"]["median_ms"]
+    for r in rows:
+        r["speed"]["ratio_vs_first"] = base / r["speed"]["median_ms"]
+
+    quality = None
+    if es is not None:
+        ref_out = ref.runner(es.lq, es.eps)
+        floor_eps = np.stack([latent_noise(latent, h, w, opts.seed + 10_000 + i) for i in range(len(es.names))])
+        floor_out = ref.runner(es.lq, floor_eps)
+        quality = {"images": len(es.names), "reference": str(ref.path), "seed": opts.seed,
+                   "noise_floor_vs_float": {m: describe(v, opts.seed) for m, v in per_image(floor_out, ref_out).items()},
+                   "degraded_vs_gt": {m: describe(v, opts.seed) for m, v in per_image(es.lq, es.hq).items()}}
+        for a, r in zip(arts, rows):
+            out = ref_out if a is ref else a.runner(es.lq, es.eps)
+            r["is_reference"] = a is ref
+            if a is not ref:
+                r["vs_float"] = {m: describe(v, opts.seed) for m, v in per_image(out, ref_out).items()}
+            r["vs_gt"] = {m: describe(v, opts.seed) for m, v in per_image(out, es.hq).items()}
+            r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
+            r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
+    preset = PRESETS.get(task)
+    report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(), "threads": opts.threads,
+              "method": {"warmup_s": opts.warmup, "min_iterations": opts.iterations, "min_duration_s": opts.duration,
+                         "timing": "host wall clock per run, inputs in memory, median-based throughput"},
+              "rows": rows, "quality": quality,
+              "paper_reference": {"device": "NVIDIA RTX 2080 Ti",
+                                  "fps": preset.paper_fps_2080ti, "preset": preset.name} if preset else None}
+    if opts.plot:
+        plot(report, opts.plot)
+    return report
+
+
+def plot(report: dict, path: Path) -> None:
+    """Quality vs throughput per artifact, and latency histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in report["rows"]:
+        fps = r["speed"]["throughput_img_s"]
+        if "vs_gt" in r:
+            ax1.scatter(fps, r["vs_gt"]["psnr"]["mean"]["value"], s=40)
+            ax1.annotate(r["label"], (fps, r["vs_gt"]["psnr"]["mean"]["value"]), fontsize=7)
+        ax2.hist(r["speed"]["samples_ms"], bins=30, alpha=0.5, label=r["label"])
+    ax1.set_xlabel("images / s (measured here)")
+    ax1.set_ylabel("PSNR vs ground truth (dB)")
+    ax1.set_title("quality vs throughput")
+    ax2.set_xlabel("latency per run (ms)")
+    ax2.set_title("latency distribution")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def save_json(report: dict, path: Path) -> None:
+    with atomic_file(Path(path)) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")

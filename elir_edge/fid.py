@@ -1,0 +1,48 @@
+"""FID and KID through torchmetrics, only with real Inception weights: never with untrained ones.
+
+The weights are torch-fidelity's `pt_inception-2015-12-05`; torch-fidelity downloads them at run time,
+which these machines cannot do, so a local file is passed with --fid-weights (or found in torch's hub
+cache). FID on fewer than 2048 images is biased (Chong & Forsyth 2020): KID is reported beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
+UNBIASED_FID_N = 2048
+
+
+def cached_weights() -> Path | None:
+    p = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME
+    return p if p.is_file() else None
+
+
+def fid_kid(real: np.ndarray, fake: np.ndarray, weights: Path | None) -> dict:
+    """real, fake: N x 3 x H x W in [0,1]. {"available": False, "reason": ...} when it cannot be computed."""
+    weights = weights or cached_weights()
+    if weights is None:
+        return {"available": False, "reason": "no Inception weights; pass --fid-weights"}
+    if not Path(weights).is_file():
+        return {"available": False, "reason": f"--fid-weights {weights}: no such file"}
+    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+
+    if not _TORCH_FIDELITY_AVAILABLE:
+        return {"available": False, "reason": "torch-fidelity is not installed (pip install torch-fidelity)"}
+    from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                             feature_extractor_weights_path=str(weights))
+    n = len(real)
+    fid = FrechetInceptionDistance(feature=net, normalize=True)
+    kid = KernelInceptionDistance(feature=net, normalize=True, subsets=50, subset_size=min(n, 1000))
+    for metric in (fid, kid):
+        metric.update(torch.from_numpy(np.asarray(real, np.float32)), real=True)
+        metric.update(torch.from_numpy(np.asarray(fake, np.float32)), real=False)
+    kid_mean, kid_std = kid.compute()
+    return {"available": True, "fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
+            "n": n, "fid_biased": n < UNBIASED_FID_N}
