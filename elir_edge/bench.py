@@ -39,7 +39,7 @@ class BenchOptions:
     seed: int = 0
     fid_weights: Path | None = None
     plot: Path | None = None
-    extra: dict = field(default_factory=dict)
+    roofline: list[str] = field(default_factory=list)  # device names of data/devices.json, or "all"
 
 
 @dataclass
@@ -183,6 +183,11 @@ def run_bench(opts: BenchOptions) -> dict:
               "rows": rows, "quality": quality,
               "paper_reference": {"device": "NVIDIA RTX 2080 Ti",
                                   "fps": preset.paper_fps_2080ti, "preset": preset.name} if preset else None}
+    if opts.roofline:
+        from .artifacts import read_manifest
+        from .roofline import roofline
+
+        report["roofline_estimate"] = roofline(read_manifest(arts[0].path.parent), opts.roofline)
     if opts.plot:
         plot(report, opts.plot)
     return report

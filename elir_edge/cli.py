@@ -236,6 +236,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--plot", type=Path, help="write quality-vs-throughput and latency histograms as PNG")
     p.add_argument("--compare-paper", action="store_true", help="say how the measured device relates to the paper's")
+    p.add_argument("--roofline", action="append", default=[], metavar="DEVICE",
+                   help="on-paper FPS estimate for a GPU of elir_edge/data/devices.json (rtx2080ti, "
+                        "orin-agx-64gb) or 'all'; needs the artifact's export folder")
     p.set_defaults(run=run_bench)
 
 
@@ -262,6 +265,10 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
                        f"with {r['rows'][0]['runner']}; the paper measured a GPU. Best here {best:.2f} img/s = "
                        f"{best / p['fps']:.3f}x the paper's figure: different device, and this artifact may not be "
                        "the paper's model size, so this is context, not a comparison")
+    for dev in (r.get("roofline_estimate") or {}).values():
+        est = ", ".join(f"{p} {v['fps_upper_bound']:.0f} ({v['bound']})" for p, v in dev.items()
+                        if isinstance(v, dict))
+        out.append(f"ESTIMATE, not measured: roofline upper bound on {dev['device']}: {est} img/s")
     q = r["quality"]
     if q is None:
         out.append("quality: not measured (pass --data DIR, or --lq DIR --hq DIR)")
@@ -292,7 +299,8 @@ def run_bench(args) -> int:
 
     opts = BenchOptions(engines=args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
                         iterations=args.iterations, duration=args.duration, warmup=args.warmup,
-                        threads=args.threads, seed=args.seed, fid_weights=args.fid_weights, plot=args.plot)
+                        threads=args.threads, seed=args.seed, fid_weights=args.fid_weights, plot=args.plot,
+                        roofline=args.roofline)
     r = bench(opts)
     print(bench_tables(r, args.compare_paper))
     if args.json:

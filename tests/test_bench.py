@@ -1,0 +1,156 @@
+"""Statistics on known data, drift math by hand, runner selection, FID-unavailable path, bench errors."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from elir_edge.bench import BenchOptions, open_artifact, run_bench
+from elir_edge.cli import main
+from elir_edge.errors import UserError
+from elir_edge.evaluate import per_image
+from elir_edge.fid import fid_kid
+from elir_edge.quality import psnr
+from elir_edge.speed import measure
+from elir_edge.stats import bootstrap_ci, describe, latency_summary, worst_fraction_mean
+
+
+def test_latency_summary_on_known_data():
+    s = latency_summary([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert s["min_ms"] == pytest.approx(1) and s["max_ms"] == pytest.approx(100)
+    assert s["median_ms"] == pytest.approx(50.5) and s["mean_ms"] == pytest.approx(50.5)
+    assert s["p90_ms"] == pytest.approx(90.1) and s["p95_ms"] == pytest.approx(95.05)
+    assert s["p99_ms"] == pytest.approx(99.01)
+
+
+def test_bootstrap_interval_contains_the_truth_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(30, 2, 20), rng.normal(30, 2, 2000)
+    lo_s, hi_s = bootstrap_ci(small, np.mean)
+    lo_l, hi_l = bootstrap_ci(large, np.mean)
+    assert lo_l < 30 < hi_l and lo_s < 30 < hi_s
+    assert hi_l - lo_l < (hi_s - lo_s) / 4
+    assert bootstrap_ci([5.0] * 10, np.mean) == (5.0, 5.0)
+    # reproducible from the seed
+    assert bootstrap_ci(small, np.median, seed=3) == bootstrap_ci(small, np.median, seed=3)
+
+
+def test_worst_five_percent_and_describe():
+    v = np.arange(100, dtype=float)
+    assert worst_fraction_mean(v) == pytest.approx(2.0)  # mean of 0..4
+    assert worst_fraction_mean([7.0, 9.0]) == 7.0
+    d = describe(v)
+    assert d["n"] == 100 and d["mean"]["value"] == pytest.approx(49.5)
+    lo, hi = d["median"]["ci95"]
+    assert lo <= 49.5 <= hi
+
+
+def test_drift_math_against_hand_computed_values():
+    ref = np.zeros((2, 3, 8, 8), np.float32)
+    out = ref.copy()
+    out[0] += 0.1  # mse 0.01 -> 20 dB
+    out[1, :, :4] += 0.2  # half the pixels off by 0.2: mse 0.02 -> 16.99 dB
+    q = per_image(out, ref)
+    assert q["psnr"][0] == pytest.approx(20.0, abs=1e-4)
+    assert q["psnr"][1] == pytest.approx(10 * np.log10(1 / 0.02), abs=1e-4)
+    assert psnr(ref[0], ref[0]) == float("inf")
+    assert per_image(ref, ref)["ssim"] == [pytest.approx(1.0)] * 2
+
+
+def test_measure_follows_iterations_and_duration():
+    calls = []
+    s = measure(lambda: calls.append(1), warmup_s=0.0, iterations=7, duration_s=0.0, batch=4)
+    assert s["n"] == 7 and len(s["samples_ms"]) == 7 and s["batch"] == 4
+    assert s["throughput_img_s"] == pytest.approx(4 / (s["median_ms"] / 1000))
+
+
+def test_fid_unavailable_without_weights(tmp_path, monkeypatch):
+    import elir_edge.fid as fid
+
+    monkeypatch.setattr(fid, "cached_weights", lambda: None)
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    assert fid_kid(x, x, None) == {"available": False, "reason": "no Inception weights; pass --fid-weights"}
+    r = fid_kid(x, x, tmp_path / "missing.pth")
+    assert not r["available"] and "no such file" in r["reason"]
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    from elir_edge.demo import CHECKPOINT
+
+    out = tmp_path_factory.mktemp("bench") / "demo"
+    assert main(["export", "-q", str(CHECKPOINT), "-o", str(out)]) == 0
+    return out
+
+
+def test_runner_selection(demo_folder):
+    assert open_artifact(demo_folder / "model.onnx", 1).kind == "ONNX Runtime CPU"
+    assert open_artifact(demo_folder / "weights.safetensors", 1).kind == "PyTorch eager (looped)"
+    for bad, msg in (("model.trt", "no such artifact"), ("manifest.json", "unknown artifact type")):
+        with pytest.raises(UserError, match=msg):
+            open_artifact(demo_folder / bad, 1)
+
+
+def test_bench_cli_end_to_end(demo_folder, tmp_path, capsys):
+    from elir_edge.demo import HELDOUT_DIR
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("astronaut_0.png", "chelsea_0.png"):
+        (data / name).write_bytes((HELDOUT_DIR / name).read_bytes())
+    code = main(["bench", "--engine", str(demo_folder / "model.onnx"), "--engine",
+                 str(demo_folder / "weights.safetensors"), "--data", str(data), "--iterations", "2", "--duration",
+                 "0", "--warmup", "0", "--threads", "1", "--json", str(tmp_path / "b.json"), "--plot",
+                 str(tmp_path / "b.png"), "--compare-paper"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for text in ("p99", "noise floor", "FID: unavailable", "not measured here", "compare-paper: measured on"):
+        assert text in out
+    report = json.loads((tmp_path / "b.json").read_text())
+    eager = report["rows"][1]
+    assert eager["vs_float"]["psnr"]["mean"]["value"] > 80  # eager PyTorch == exported graph
+    assert Image.open(tmp_path / "b.png").width > 100
+
+
+def test_bench_bad_inputs(demo_folder, tmp_path, capsys):
+    import onnx
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        run_bench(BenchOptions(engines=[demo_folder / "model.onnx"], data=empty))
+    lq, hq = tmp_path / "lq", tmp_path / "hq"
+    lq.mkdir(), hq.mkdir()
+    Image.new("RGB", (64, 64)).save(lq / "a.png")
+    Image.new("RGB", (64, 64)).save(hq / "b.png")
+    with pytest.raises(UserError, match="do not pair up"):
+        run_bench(BenchOptions(engines=[demo_folder / "model.onnx"], lq=lq, hq=hq))
+    foreign = onnx.load(str(demo_folder / "model.onnx"))
+    del foreign.metadata_props[:]
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(UserError, match="pass --task"):
+        run_bench(BenchOptions(engines=[tmp_path / "foreign.onnx"]))
+    (tmp_path / "trunc.onnx").write_bytes((demo_folder / "model.onnx").read_bytes()[:5000])
+    code = main(["bench", "--engine", str(tmp_path / "trunc.onnx"), "--iterations", "1", "--duration", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cannot be loaded by ONNX Runtime" in err[0]
+
+
+def test_roofline_arithmetic():
+    from elir_edge.roofline import devices, estimate, roofline
+
+    toy = {"fp32_tflops": 1.0, "fp16_tflops": 2.0, "int8_tops": 4.0, "memory_gb_s": 100.0}
+    e = estimate(gmacs=10.0, params=1_000_000, image_hw=(32, 32), device=toy)
+    # fp32: compute 2*10e9 / 1e12 = 20 ms; memory (4e6 + 24576) / 1e11 = 0.040 ms -> compute bound, 50 FPS
+    assert e["fp32"]["compute_ms"] == pytest.approx(20.0) and e["fp32"]["bound"] == "compute"
+    assert e["fp32"]["fps_upper_bound"] == pytest.approx(50.0)
+    assert e["int8"]["fps_upper_bound"] == pytest.approx(200.0)
+    heavy = estimate(gmacs=0.001, params=1_000_000_000, image_hw=(32, 32), device=toy)
+    assert heavy["fp32"]["bound"] == "memory"
+    assert heavy["fp32"]["memory_ms"] == pytest.approx((4e9 + 2 * 3 * 32 * 32 * 4) / 1e11 * 1000)
+    assert "rtx2080ti" in devices() and all("source" in d for d in devices().values())
+    manifest = {"settings": {"height": 256, "width": 256}, "gmacs_per_image": 50.9, "deployed_params": 26_000_000}
+    assert set(roofline(manifest, ["all"])) == set(devices())
+    with pytest.raises(UserError, match="unknown device"):
+        roofline(manifest, ["h100"])
