@@ -6,7 +6,6 @@ float graph on held-out calibration images, and the latent is compared after eve
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,10 +120,13 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         batches = calibration_batches(opts.calib, s.height, s.width, latent, task=s.task if opts.degrade else None,
                                       num_images=opts.num_images, batch=1, seed=opts.seed)
         n_hold = opts.holdout if opts.holdout is not None else max(1, len(batches) // 4)
+        if n_hold < 0:
+            raise UserError(f"--holdout {n_hold}: hold out 0 or more calibration images")
         if len(batches) - n_hold < 1:
             raise UserError(f"{len(batches)} calibration image(s) leave none for calibration after holding out "
                             f"{n_hold}: add images or pass --holdout 0")
-        calib, held = batches[:len(batches) - n_hold] or batches, batches[len(batches) - n_hold:] or batches[-1:]
+        calib = batches[:len(batches) - n_hold]
+        held = batches[len(batches) - n_hold:] or calib  # --holdout 0: drift measured on calibration images
         calib = _rebatch(calib, opts.batch)
     with stages(f"MCT post-training quantization on {sum(len(b[0]) for b in calib)} images"
                 + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
@@ -175,7 +177,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         report = {
             "elir_edge_version": __version__, "export": str(folder), "settings": s.to_dict(),
             "calibration": {"folder": str(opts.calib), "images": sum(len(b[0]) for b in calib),
-                            "held_out": len(held), "degraded": opts.degrade, "seed": opts.seed},
+                            "held_out": n_hold, "drift_measured_on": "held-out images" if n_hold else
+                            "calibration images (--holdout 0)", "degraded": opts.degrade, "seed": opts.seed},
             "ptq": {"error_method": opts.ptq.error_method, "bias_correction": opts.ptq.bias_correction,
                     "z_threshold": opts.ptq.z_threshold, "gptq_epochs": opts.ptq.gptq_epochs},
             "layers": {"quantized": len(convs) - len(float_convs), "float": sorted(float_convs)},

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from elir_edge.checkpoint import load_checkpoint
 from elir_edge.errors import UserError

@@ -1,7 +1,5 @@
 """Every bad input: one line naming problem and fix, non-zero exit, no traceback, nothing written."""
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import pytest

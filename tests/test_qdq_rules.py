@@ -1,7 +1,6 @@
 """The TensorRT Q/DQ rules checker on hand-built good and deliberately broken graphs."""
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from elir_edge.qdq_rules import check
