@@ -21,7 +21,7 @@ from .onnx_export import OPSET, input_names, set_metadata, simplify, save, to_on
 from .profile import count_macs, count_params
 from .progress import Stages
 from .settings import RunSettings, resolve_settings
-from .unroll import UnrolledElir
+from .unroll import BakedNoiseElir, UnrolledElir
 from .verify import compare
 
 DEFAULT_TOLERANCE = 1e-3
@@ -66,8 +66,9 @@ def folded_model(ckpt: Checkpoint, s: RunSettings) -> tuple[Elir, int]:
 
 
 def build_unrolled(folded: Elir, s: RunSettings, baked_seed: int | None = None) -> UnrolledElir:
-    noise = None if baked_seed is None else baked_noise(s, folded.arch, baked_seed)
-    return UnrolledElir(folded, noise).eval()
+    if baked_seed is None:
+        return UnrolledElir(folded).eval()
+    return BakedNoiseElir(folded, baked_noise(s, folded.arch, baked_seed)).eval()
 
 
 def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool = False) -> dict:

@@ -228,13 +228,19 @@ def _auto_precision(mct_graph, ev, convs, float_convs, sensitivity, target):
 
 
 def _engine(folder: Path, explicit: Path | None) -> dict:
-    """Build a TensorRT engine where TensorRT and a GPU exist; otherwise say in one line why not."""
+    """Build the INT8 engine (from the Q/DQ graph) and an FP16 one (from the float graph) where TensorRT
+    and a GPU exist; otherwise say in one line why not. An explicitly asked --engine must be built."""
     from .tensorrt_engine import EngineUnavailable, build_engine
 
     target = explicit or folder / "model_int8.trt"
     try:
-        return build_engine(folder / "model_int8.onnx", target)
+        report = build_engine(folder / "model_int8.onnx", target)
     except EngineUnavailable as e:
         if explicit is not None:
             raise UserError(f"--engine {explicit}: {e}") from None
         return {"built": False, "reason": str(e)}
+    try:
+        report["fp16"] = build_engine(folder / "model.onnx", folder / "model_fp16.trt", fp16=True)
+    except EngineUnavailable as e:
+        report["fp16"] = {"built": False, "reason": str(e)}
+    return report

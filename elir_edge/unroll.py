@@ -122,8 +122,19 @@ class UnrolledElir(nn.Module):
             out.append(z)
         return out
 
-    def forward(self, lq, eps=None):
+    def forward(self, lq, eps):
         z = self.mmse(self.enc(lq)) + (self.noise if self.noise is not None else self.sigma_s * eps)
         for step in self.steps:
             z = z + step(z)
         return torch.clamp(self.dec(z), 0, 1)
+
+
+class BakedNoiseElir(UnrolledElir):
+    """The single-input graph of `--noise baked`: eps is the constant `noise`. Its forward takes `lq`
+    only, so tracers (the ONNX exporter, MCT) see no dangling `eps` input."""
+
+    def __init__(self, model: Elir, noise: torch.Tensor):
+        super().__init__(model, noise)
+
+    def forward(self, lq):
+        return super().forward(lq, None)

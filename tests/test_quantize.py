@@ -192,3 +192,21 @@ def test_engine_manifest_check():
         te.check_manifest(built, {**built, "tensorrt": "11.0"})
     with pytest.raises(te.EngineUnavailable, match="compute capability 7.5, this machine has 8.7"):
         te.check_manifest(built, {**built, "gpu_compute_capability": "8.7", "gpu_name": "Orin"})
+
+
+def test_baked_noise_export_quantizes(tiny_quantized, tmp_path):
+    """Single-input graphs (`--noise baked`) go through MCT too (no dangling eps input)."""
+    from elir_edge.runners import OrtRunner
+
+    folder, _ = tiny_quantized
+    baked = tmp_path / "baked"
+    model = random_model(SMALL, k=1, sigma=0.1)
+    ckpt = save_checkpoint(model, tmp_path / "b.pth", "release")
+    export_checkpoint(ckpt, ExportOptions(task="denoising", steps=1, image_size=(64, 64), baked_noise=True, seed=4,
+                                          output=baked), quiet=True)
+    report = quantize_export(QuantizeOptions(model=baked, calib=folder.parent / "calib"), quiet=True)
+    assert report["tensorrt_rules"]["violations"] == 0
+    lq = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    out = OrtRunner(baked / "model_int8.onnx")(lq, None)
+    ref = OrtRunner(baked / "model.onnx")(lq, None)
+    assert out.shape == (1, 3, 64, 64) and np.abs(out - ref).mean() < 0.05

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from elir_edge.presets import PRESETS
-from elir_edge.unroll import UnrolledElir
+from elir_edge.unroll import BakedNoiseElir, UnrolledElir
 
 from elir_edge.synthetic import preset_arch, random_model
 
@@ -34,7 +34,7 @@ def test_unrolled_equals_looped(task):
 def test_baked_noise_is_a_constant():
     model = random_model(preset_arch("bsr"), k=3, sigma=0.04)
     noise = torch.randn(1, 16, 8, 8)
-    unrolled = UnrolledElir(model, noise).eval()
+    unrolled = BakedNoiseElir(model, noise).eval()
     lq = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert (unrolled(lq) - model(lq, noise)).abs().max() < 1e-5
