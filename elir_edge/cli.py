@@ -84,7 +84,8 @@ QUANTIZE_EXAMPLES = """examples:
   elir-edge quantize --model export/elir_sr --calib my_photos/ --num-images 64
   elir-edge quantize --keep-float edges                # first conv, last conv and the Euler updates in float
   elir-edge quantize --auto-precision --target-psnr 40 # float for the most sensitive blocks until 40 dB
-  elir-edge quantize --error-method noclipping --no-bias-correction --gptq-epochs 5
+  elir-edge quantize --error-method noclipping --no-bias-correction
+  elir-edge quantize --model export/elir_baked --gptq-epochs 5   # GPTQ: exports made with --noise baked
 """
 
 
@@ -108,7 +109,8 @@ def add_quantize_parser(sub) -> None:
     p.add_argument("--error-method", choices=ERROR_METHODS, default="mse", help="activation threshold search")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
     p.add_argument("--z-threshold", type=float, default=float("inf"), help="outlier removal (e.g. 8); default off")
-    p.add_argument("--gptq-epochs", type=int, default=0, help="> 0: gradient-based PTQ (mct.gptq)")
+    p.add_argument("--gptq-epochs", type=int, default=0,
+                   help="> 0: gradient-based PTQ (mct.gptq); single-input (--noise baked) exports only")
     p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="module paths to keep in float, e.g. enc.layers.0, 'steps.*.final_proj'; 'edges' = "
                         "first conv, last conv and the Euler updates (repeatable)")

@@ -116,6 +116,9 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         manifest = read_manifest(folder)
         s = RunSettings(**manifest["settings"])
         baked = manifest["onnx"]["noise"] == "baked"
+        if opts.ptq.gptq_epochs > 0 and not baked:
+            raise UserError("--gptq-epochs needs a single-input graph: MCT 2.6.1's GPTQ loop feeds a two-input "
+                            "model (lq, eps) as one concatenated tensor and fails; export with --noise baked")
         latent = manifest["arch"]["latent_channels"]
         batches = calibration_batches(opts.calib, s.height, s.width, latent, task=s.task if opts.degrade else None,
                                       num_images=opts.num_images, batch=1, seed=opts.seed)

@@ -210,3 +210,12 @@ def test_baked_noise_export_quantizes(tiny_quantized, tmp_path):
     out = OrtRunner(baked / "model_int8.onnx")(lq, None)
     ref = OrtRunner(baked / "model.onnx")(lq, None)
     assert out.shape == (1, 3, 64, 64) and np.abs(out - ref).mean() < 0.05
+
+
+def test_gptq_on_two_input_graph_is_refused_in_one_line(tiny_quantized):
+    from elir_edge.mct_ptq import PTQOptions
+
+    folder, _ = tiny_quantized
+    with pytest.raises(UserError, match="--noise baked"):
+        quantize_export(QuantizeOptions(model=folder, calib=folder.parent / "calib", ptq=PTQOptions(gptq_epochs=1)),
+                        quiet=True)
