@@ -17,7 +17,7 @@ from .errors import UserError
 from .evaluate import EvalSet, make_eval_set, per_image
 from .fid import fid_kid
 from .images import fit, load_images, to_chw
-from .onnx_export import read_metadata
+from .onnx_export import graph_size, read_interface
 from .presets import PRESETS
 from .runners import TorchRunner, open_runner
 from .speed import measure
@@ -72,13 +72,9 @@ def open_artifact(path: Path, threads: int | None) -> Artifact:
                 "latent_channels": str(manifest["arch"]["latent_channels"])}
         return Artifact(path, "PyTorch eager (looped)", TorchRunner(load_folded(path.parent, manifest)), meta)
     runner = open_runner(path, threads)
-    meta = read_metadata(path)
-    import onnx
-
-    shapes = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
-              for i in onnx.load(str(path), load_external_data=False).graph.input}
-    meta.setdefault("latent_channels", str((shapes.get("eps") or [None, 16])[1] or 16))
-    h, w = shapes["lq"][2:4]
+    meta, shapes = read_interface(path)
+    h, w, latent = graph_size(shapes)
+    meta.setdefault("latent_channels", str(latent))
     if h and w:
         meta.setdefault("image_size", f"{h}x{w}")
     meta["batch"] = str(shapes["lq"][0] or 1)

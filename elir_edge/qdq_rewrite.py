@@ -141,18 +141,16 @@ def remove_dead_nodes(model: onnx.ModelProto) -> None:
     g.initializer.extend(live)
 
 
-def dedupe_initializers(model: onnx.ModelProto) -> int:
-    """Identical initializers (the weights every unrolled step shares) become one; returns bytes saved."""
+def dedupe_initializers(model: onnx.ModelProto) -> None:
+    """Identical initializers (the weights every unrolled step shares) become one."""
     g = model.graph
     first: dict[tuple, str] = {}
     rename: dict[str, str] = {}
-    saved = 0
     for t in g.initializer:
         arr = numpy_helper.to_array(t)
         key = (arr.dtype.str, arr.shape, hashlib.sha1(arr.tobytes()).hexdigest())
         if key in first:
             rename[t.name] = first[key]
-            saved += arr.nbytes
         else:
             first[key] = t.name
     for n in g.node:
@@ -160,7 +158,6 @@ def dedupe_initializers(model: onnx.ModelProto) -> int:
             if name in rename:
                 n.input[i] = rename[name]
     remove_dead_nodes(model)
-    return saved
 
 
 def to_uint8_activations(model: onnx.ModelProto) -> None:
@@ -182,8 +179,8 @@ def to_uint8_activations(model: onnx.ModelProto) -> None:
 TARGETS = ("tensorrt", "cpu")
 
 
-def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> int:
-    """All passes in order on MCT's export, for `target`; returns the bytes saved by sharing initializers.
+def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
+    """All passes in order on MCT's export, for `target`.
 
     tensorrt: int8 zero point 0, activation Q/DQ only at conv inputs (NVIDIA's recommended placement).
     cpu: Q/DQ at conv inputs and outputs, so ONNX Runtime fuses DQ->Conv->Q into QLinearConv, in uint8
@@ -195,10 +192,9 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> int:
     keep_float(model, float_convs)
     fold_weight_quantizers(model)
     prune_activation_qdq(model, keep_conv_outputs=target == "cpu")
-    saved = dedupe_initializers(model)
+    dedupe_initializers(model)
     if target == "cpu":
         to_uint8_activations(model)
-    return saved
 
 
 STEP_CONV = re.compile(r"steps[._](\d+)[._/]first_proj")

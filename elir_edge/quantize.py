@@ -99,7 +99,7 @@ class Evaluator:
             steps.append(float(10 * np.log10(sig / err)) if err > 0 else float("inf"))
         return {"psnr_vs_float": float(np.mean([p for p, _ in per_img])),
                 "ssim_vs_float": float(np.mean([s for _, s in per_img])),
-                "latent_snr_db": steps, "outputs": out}
+                "latent_snr_db": steps}
 
 
 def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "tensorrt") -> onnx.ModelProto:
@@ -116,6 +116,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         manifest = read_manifest(folder)
         s = RunSettings(**manifest["settings"])
         baked = manifest["onnx"]["noise"] == "baked"
+        if s.batch != 1:
+            raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
         if opts.ptq.gptq_epochs > 0 and not baked:
             raise UserError("--gptq-epochs needs a single-input graph: MCT 2.6.1's GPTQ loop feeds a two-input "
                             "model (lq, eps) as one concatenated tensor and fails; export with --noise baked")
@@ -140,8 +142,6 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         example = tuple(t[:1] for t in module_inputs[0])
         mct_graph = simplify(export_quantized(qmodel, example, input_names(baked)))
         float_graph = onnx.load(str(folder / "model.onnx"))
-        if s.batch != 1:
-            raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
     names = input_names(baked)
     feeds = [dict(zip(names, (t.numpy() for t in ((lq,) if baked else (lq, eps))))) for lq, eps in held]
     with stages("sensitivity per block and per Euler step"):

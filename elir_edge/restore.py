@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import UserError
 from .images import SUFFIXES, read_rgb, save_png, to_chw, to_uint8
-from .onnx_export import read_metadata
+from .onnx_export import graph_size, read_interface
 from .runners import open_runner
 from .strip import write_strip
 from .tiling import restore_tiled, restore_whole
@@ -45,28 +45,17 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def graph_size(artifact: Path) -> tuple[int | None, int | None, int]:
-    """Static H, W of the graph's `lq` input (None when dynamic) and the latent channel count."""
-    import onnx
-
-    model = onnx.load(str(artifact), load_external_data=False)
-    ins = {i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
-           for i in model.graph.input}
-    latent = ins["eps"][1] if "eps" in ins and ins["eps"][1] else 16
-    return ins["lq"][2], ins["lq"][3], latent
-
-
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     artifact = Path(artifact)
     files = collect_inputs(inputs)
     runner = open_runner(artifact, opts.threads)
-    meta = read_metadata(artifact)
+    meta, shapes = read_interface(artifact)
     task = opts.task or meta.get("task")
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")
-    gh, gw, latent = graph_size(artifact)
+    gh, gw, latent = graph_size(shapes)
     tile = opts.tile or (gh if task == "bsr" else None)
     if tile is not None:
         if gh is not None and (tile != gh or tile != gw):

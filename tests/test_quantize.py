@@ -219,3 +219,13 @@ def test_gptq_on_two_input_graph_is_refused_in_one_line(tiny_quantized):
     with pytest.raises(UserError, match="--noise baked"):
         quantize_export(QuantizeOptions(model=folder, calib=folder.parent / "calib", ptq=PTQOptions(gptq_epochs=1)),
                         quiet=True)
+
+
+def test_static_batch_export_is_refused_before_any_quantization(tiny_quantized, tmp_path):
+    folder, _ = tiny_quantized
+    ckpt = save_checkpoint(random_model(SMALL, k=1), tmp_path / "b2.pth", "release")
+    export_checkpoint(ckpt, ExportOptions(task="denoising", steps=1, image_size=(64, 64), batch=2,
+                                          output=tmp_path / "b2"), quiet=True)
+    with pytest.raises(UserError, match="static batch 2"):
+        quantize_export(QuantizeOptions(model=tmp_path / "b2", calib=folder.parent / "calib"), quiet=True)
+    assert not (tmp_path / "b2" / "model_int8.onnx").exists()
