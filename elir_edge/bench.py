@@ -19,7 +19,7 @@ from .fid import fid_kid
 from .images import fit, load_images, to_chw
 from .onnx_export import graph_size, read_interface
 from .presets import PRESETS
-from .runners import TorchRunner, open_runner
+from .runners import ENGINE_SUFFIXES, TorchRunner, open_runner
 from .speed import measure
 from .stats import describe
 from .tiling import latent_noise
@@ -36,6 +36,8 @@ class BenchOptions:
     duration: float = 3.0
     warmup: float = 0.2
     threads: int | None = None
+    provider: str = "cpu"  # ONNX Runtime execution provider for .onnx artifacts: cpu, cuda, tensorrt
+    cuda_graph: bool = False  # replay TensorRT engines as CUDA graphs
     seed: int = 0
     fid_weights: Path | None = None
     plot: Path | None = None
@@ -54,9 +56,9 @@ class Artifact:
         return f"{self.path.parent.name}/{self.path.name}"
 
 
-def open_artifact(path: Path, threads: int | None) -> Artifact:
-    """.onnx -> ONNX Runtime; weights.safetensors of an export folder -> the looped PyTorch model;
-    .trt/.engine/.plan -> TensorRT (module of the quantize stage)."""
+def open_artifact(path: Path, threads: int | None, provider: str = "cpu", cuda_graph: bool = False) -> Artifact:
+    """.onnx -> ONNX Runtime (`provider`); weights.safetensors of an export folder -> the looped PyTorch model;
+    .trt/.engine/.plan -> TensorRT, its input sizes read from the ONNX it was built from."""
     path = Path(path)
     if path.suffix == ".safetensors":
         import torch
@@ -71,14 +73,18 @@ def open_artifact(path: Path, threads: int | None) -> Artifact:
         meta = {"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
                 "latent_channels": str(manifest["arch"]["latent_channels"])}
         return Artifact(path, "PyTorch eager (looped)", TorchRunner(load_folded(path.parent, manifest)), meta)
-    runner = open_runner(path, threads)
-    meta, shapes = read_interface(path)
+    runner = open_runner(path, threads, provider, cuda_graph)
+    meta, shapes = read_interface(runner.graph_path)
+    if path.suffix in ENGINE_SUFFIXES:
+        kind = "TensorRT" + (" + CUDA graph" if runner.graph is not None else "")
+    else:
+        kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
     h, w, latent = graph_size(shapes)
     meta.setdefault("latent_channels", str(latent))
     if h and w:
         meta.setdefault("image_size", f"{h}x{w}")
     meta["batch"] = str(shapes["lq"][0] or 1)
-    return Artifact(path, "ONNX Runtime CPU", runner, meta)
+    return Artifact(path, kind, runner, meta)
 
 
 def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -107,7 +113,8 @@ def eval_set(opts: BenchOptions, task: str, h: int, w: int, latent: int) -> Eval
     return None
 
 
-def machine() -> dict:
+def machine(gpu: bool) -> dict:
+    """CPU, library versions and, when an artifact runs on a GPU, TensorRT version, GPU and CUDA driver."""
     import onnxruntime
     import torch
 
@@ -116,14 +123,22 @@ def machine() -> dict:
         cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version(),
+    info = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "elir_edge": __version__}
+    if gpu:
+        from .tensorrt_engine import EngineUnavailable, environment
+
+        try:
+            info["gpu"] = environment()
+        except EngineUnavailable as e:
+            info["gpu"] = {"unavailable": str(e)}
+    return info
 
 
 def run_bench(opts: BenchOptions) -> dict:
     if not opts.engines:
         raise UserError("no artifact given: pass --engine model.onnx (repeatable)")
-    arts = [open_artifact(p, opts.threads) for p in opts.engines]
+    arts = [open_artifact(p, opts.threads, opts.provider, opts.cuda_graph) for p in opts.engines]
     first = arts[0].meta
     task = opts.task or first.get("task")
     if task is None:
@@ -149,7 +164,9 @@ def run_bench(opts: BenchOptions) -> dict:
         b = int(a.meta.get("batch", 1))
         lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
         eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
-        speed = measure(lambda: a.runner(lq, eps), opts.warmup, opts.iterations, opts.duration, b)
+        timed = getattr(a.runner, "device_timed", None)  # TensorRT: CUDA-event compute and end-to-end times
+        speed = measure((lambda: timed(lq, eps)) if timed else (lambda: a.runner(lq, eps)), opts.warmup,
+                        opts.iterations, opts.duration, b)
         rows.append({"artifact": str(a.path), "label": a.label, "runner": a.kind, "sha256": sha256_file(a.path),
                      "speed": speed})
     base = rows[0]["speed"]["median_ms"]
@@ -173,9 +190,11 @@ def run_bench(opts: BenchOptions) -> dict:
             r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
             r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
     preset = PRESETS.get(task)
-    report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(), "threads": opts.threads,
+    report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(opts.provider != "cpu" or any(a.path.suffix in ENGINE_SUFFIXES for a in arts)), "threads": opts.threads,
               "method": {"warmup_s": opts.warmup, "min_iterations": opts.iterations, "min_duration_s": opts.duration,
-                         "timing": "host wall clock per run, inputs in memory, median-based throughput"},
+                         "timing": "host wall clock per run, inputs in memory, median-based throughput; "
+                                   "TensorRT rows also CUDA events: compute only and end to end (pinned copies)",
+                         "provider": opts.provider, "cuda_graph": opts.cuda_graph},
               "rows": rows, "quality": quality,
               "paper_reference": {"device": "NVIDIA RTX 2080 Ti",
                                   "fps": preset.paper_fps_2080ti, "preset": preset.name} if preset else None}

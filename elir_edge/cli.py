@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import UserError
 from .presets import PRESETS
 from .report import human_bytes, table
+from .runners import ORT_PROVIDERS
 
 EXPORT_EXAMPLES = """examples:
   elir-edge export elir_bfr.pth                      # task read off the shapes, export/elir_bfr/
@@ -224,7 +225,11 @@ def add_bench_parser(sub) -> None:
                                    "bootstrap 95% intervals, the noise floor, and FID/KID when Inception weights exist.",
                        epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine", action="append", type=Path, default=[], required=True,
-                   help="artifact: .onnx (ONNX Runtime), weights.safetensors of an export (PyTorch eager), .trt")
+                   help="artifact: .onnx (ONNX Runtime), weights.safetensors of an export (PyTorch eager), "
+                        ".trt/.engine/.plan (TensorRT, needs an NVIDIA GPU)")
+    p.add_argument("--provider", choices=list(ORT_PROVIDERS), default="cpu",
+                   help="ONNX Runtime execution provider for .onnx artifacts (cpu); cuda/tensorrt need onnxruntime-gpu")
+    p.add_argument("--cuda-graph", action="store_true", help="replay TensorRT engines as CUDA graphs")
     p.add_argument("--data", type=Path, help="clean images; the task's degradation is synthesized with --seed")
     p.add_argument("--lq", type=Path, help="degraded inputs (paired with --hq by file name)")
     p.add_argument("--hq", type=Path, help="ground truth for --lq")
@@ -255,8 +260,19 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
              + [f"{row['speed']['throughput_img_s']:.2f}", f"{row['speed']['ratio_vs_first']:.2f}x"]
              for row in r["rows"]]
     header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"]
-    out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']}, threads {r['threads'] or 'default'}",
-           table(speed, header=header)]
+    gpu = r["machine"]["gpu"] or {}
+    where = f" and {gpu['gpu_name']} (TensorRT {gpu['tensorrt']}, CUDA driver {gpu['gpu_cuda_driver']})" \
+        if "gpu_name" in gpu else ""
+    out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']}{where}, threads {r['threads'] or 'default'}",
+           "host wall clock per run:", table(speed, header=header)]
+    device = [[row["label"]] + [f"{row['speed']['device'][k][m]:.2f}" for k in ("compute", "end_to_end")
+                                for m in ("median_ms", "p99_ms")]
+              + [f"{row['speed']['device']['compute']['throughput_img_s']:.1f}"]
+              for row in r["rows"] if "device" in row["speed"]]
+    if device:
+        out += ["GPU time from CUDA events (compute only; end to end with pinned host<->device copies):",
+                table(device, header=["artifact", "compute median ms", "p99", "end-to-end median ms", "p99",
+                                      "img/s (compute)"])]
     if r["paper_reference"]:
         p = r["paper_reference"]
         out.append(f"reference row, not measured here: the paper's {p['fps']} img/s for the {p['preset']} preset "
@@ -301,8 +317,8 @@ def run_bench(args) -> int:
 
     opts = BenchOptions(engines=args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
                         iterations=args.iterations, duration=args.duration, warmup=args.warmup,
-                        threads=args.threads, seed=args.seed, fid_weights=args.fid_weights, plot=args.plot,
-                        roofline=args.roofline)
+                        threads=args.threads, provider=args.provider, cuda_graph=args.cuda_graph, seed=args.seed,
+                        fid_weights=args.fid_weights, plot=args.plot, roofline=args.roofline)
     r = bench(opts)
     print(bench_tables(r, args.compare_paper))
     if args.json:

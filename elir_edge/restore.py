@@ -51,7 +51,7 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     artifact = Path(artifact)
     files = collect_inputs(inputs)
     runner = open_runner(artifact, opts.threads)
-    meta, shapes = read_interface(artifact)
+    meta, shapes = read_interface(runner.graph_path)
     task = opts.task or meta.get("task")
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")

@@ -19,18 +19,18 @@ class Agreement:
         return {"max_abs_err": self.max_abs_err, "psnr_db": self.psnr_db}
 
 
-def ort_session(path: Path, threads: int | None = None):
-    return ort_session_from_bytes(str(path), threads)
+def ort_session(path: Path, threads: int | None = None, providers: list[str] | None = None):
+    return ort_session_from_bytes(str(path), threads, providers)
 
 
-def ort_session_from_bytes(model: bytes | str, threads: int | None = None):
-    """A CPU session from a file path or serialized model bytes."""
+def ort_session_from_bytes(model: bytes | str, threads: int | None = None, providers: list[str] | None = None):
+    """A session (CPU unless told) from a file path or serialized model bytes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, opts, providers=providers or ["CPUExecutionProvider"])
 
 
 def compare(onnx_path: Path, feeds: dict[str, np.ndarray], reference: np.ndarray) -> Agreement:

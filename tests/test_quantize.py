@@ -75,24 +75,6 @@ def test_bad_calibration_folders(tmp_path, make, match):
         calibration_batches(folder, 64, 64, 16, task=None)
 
 
-@pytest.fixture(scope="module")
-def tiny_quantized(tmp_path_factory):
-    """A tiny export quantized end to end (MCT PTQ on the CPU)."""
-    tmp = tmp_path_factory.mktemp("q")
-    model = random_model(SMALL, k=2, sigma=0.1)
-    ckpt = save_checkpoint(model, tmp / "tiny.pth", "release")
-    folder = tmp / "export"
-    export_checkpoint(ckpt, ExportOptions(task="denoising", steps=2, image_size=(64, 64), output=folder), quiet=True)
-    calib = tmp / "calib"
-    calib.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):  # smooth random images: something like photographs, not white noise
-        img = np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
-        Image.fromarray(img).save(calib / f"{i}.png")
-    report = quantize_export(QuantizeOptions(model=folder, calib=calib, keep_float=["enc.layers.0"]), quiet=True)
-    return folder, report
-
-
 def test_ptq_writes_both_flavours_that_follow_their_rules(tiny_quantized):
     folder, report = tiny_quantized
     trt = onnx.load(str(folder / "model_int8.onnx"))
