@@ -111,6 +111,18 @@ def test_int8_graphs_run_and_track_the_float_graph(tiny_quantized):
         assert np.abs(out - ref).mean() < 0.05
 
 
+def test_cpu_form_weights_are_seven_bit(tiny_quantized):
+    """U8S8 kernels on x86 without VNNI saturate 16-bit pair sums unless weights stay in [-64, 63]."""
+    from onnx import numpy_helper
+
+    folder, _ = tiny_quantized
+    for name, lo, hi in (("model_int8_cpu.onnx", -64, 63), ("model_int8.onnx", -128, 127)):
+        weights = [numpy_helper.to_array(t) for t in onnx.load(str(folder / name)).graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+        assert weights and min(w.min() for w in weights) >= lo and max(w.max() for w in weights) <= hi
+    assert max(w.max() for w in weights) > 63  # the TensorRT form keeps the full int8 range
+
+
 def test_block_names():
     assert block_of("/steps_2_final_conv_steps_2_final_proj_collapsed/layer/Conv") == "step 2"
     assert block_of("/enc_layers_0/layer/Conv") == "encoder"
