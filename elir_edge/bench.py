@@ -72,19 +72,16 @@ def open_artifact(path: Path, threads: int | None, provider: str = "cpu", cuda_g
         s = manifest["settings"]
         meta = {"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
                 "latent_channels": str(manifest["arch"]["latent_channels"])}
-        return Artifact(path, "PyTorch eager (looped)", TorchRunner(load_folded(path.parent, manifest)), meta)
+        runner = TorchRunner(load_folded(path.parent, manifest))
+        return Artifact(path, runner.kind, runner, meta)
     runner = open_runner(path, threads, provider, cuda_graph)
     meta, shapes = read_interface(runner.graph_path)
-    if path.suffix in ENGINE_SUFFIXES:
-        kind = "TensorRT" + (" + CUDA graph" if runner.graph is not None else "")
-    else:
-        kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
     h, w, latent = graph_size(shapes)
     meta.setdefault("latent_channels", str(latent))
     if h and w:
         meta.setdefault("image_size", f"{h}x{w}")
     meta["batch"] = str(shapes["lq"][0] or 1)
-    return Artifact(path, kind, runner, meta)
+    return Artifact(path, runner.kind, runner, meta)
 
 
 def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -190,7 +187,8 @@ def run_bench(opts: BenchOptions) -> dict:
             r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
             r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
     preset = PRESETS.get(task)
-    report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(opts.provider != "cpu" or any(a.path.suffix in ENGINE_SUFFIXES for a in arts)), "threads": opts.threads,
+    on_gpu = opts.provider != "cpu" or any(a.path.suffix in ENGINE_SUFFIXES for a in arts)
+    report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(on_gpu), "threads": opts.threads,
               "method": {"warmup_s": opts.warmup, "min_iterations": opts.iterations, "min_duration_s": opts.duration,
                          "timing": "host wall clock per run, inputs in memory, median-based throughput; "
                                    "TensorRT rows also CUDA events: compute only and end to end (pinned copies)",

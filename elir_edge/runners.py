@@ -20,6 +20,8 @@ ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
 
 
 class TorchRunner:
+    kind = "PyTorch eager (looped)"
+
     def __init__(self, model, name: str = "pytorch"):
         self.model, self.name, self.needs_eps = model.eval(), name, True
 
@@ -34,9 +36,10 @@ class OrtRunner:
     def __init__(self, path: Path, threads: int | None = None, provider: str = "cpu"):
         from .verify import ort_session
 
-        self.path, self.name, self.provider = Path(path), Path(path).name, provider
+        self.path, self.name = Path(path), Path(path).name
         self.graph_path = self.path
         providers = _providers(provider)
+        self.kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
         try:
             self.session = ort_session(self.path, threads, providers)
         except Exception as e:  # ONNX Runtime raises its own Fail/InvalidGraph/... types

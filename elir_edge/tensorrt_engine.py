@@ -199,6 +199,7 @@ class TrtRunner:
         self.graph = None
         if cuda_graph:
             self.graph = self._capture()
+        self.kind = "TensorRT" + (" + CUDA graph" if cuda_graph else "")
 
     def _enqueue(self) -> None:
         if self.graph is not None:
