@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from elir_edge.export import ExportOptions, export_checkpoint
-from elir_edge.presets import PRESETS
-from elir_edge.report import table
-from elir_edge.synthetic import preset_arch, random_model, save_checkpoint
-from elir_edge.timing import interleaved_medians
-from elir_edge.verify import ort_session
+from elir_edge.bench.timing import interleaved_medians
+from elir_edge.common.tables import table
+from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+from elir_edge.model.presets import PRESETS
+from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.runtime.ort import ort_session
 
 
 def speed(tmp: Path, threads: int, repeats: int) -> dict:

@@ -20,10 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from elir_edge.common.tables import table
 from elir_edge.demo import CALIBRATION_DIR, CHECKPOINT, HELDOUT_DIR
-from elir_edge.export import ExportOptions, export_checkpoint
-from elir_edge.quantize import QuantizeOptions, quantize_export
-from elir_edge.report import table
+from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+from elir_edge.quantize.stage import QuantizeOptions, quantize_export
 
 FILES = {"fp32": "model.onnx", "int8 CPU form (U8S8)": "model_int8_cpu.onnx",
          "int8 TensorRT form (S8S8)": "model_int8.onnx"}

@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UserError
-from .presets import PRESETS
-from .report import human_bytes, table
-from .runners import ORT_PROVIDERS
+from elir_edge.errors import UserError
+from elir_edge.model.presets import PRESETS
+from elir_edge.runtime.ort import ORT_PROVIDERS
 
 EXPORT_EXAMPLES = """examples:
   elir-edge export elir_bfr.pth                      # task read off the shapes, export/elir_bfr/
@@ -52,8 +51,9 @@ def add_export_parser(sub) -> None:
 
 
 def run_export(args) -> int:
-    from .export import ExportOptions, export_checkpoint
-    from .settings import parse_image_size
+    from elir_edge.exporter.report import export_table
+    from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+    from elir_edge.model.settings import parse_image_size
 
     opts = ExportOptions(task=args.task, steps=args.steps, sigma=args.sigma,
                          image_size=parse_image_size(args.image_size) if args.image_size else None,
@@ -63,20 +63,7 @@ def run_export(args) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
-    s = m["settings"]
-    rows = [
-        ["artifact", f"{m['folder']}/model.onnx"],
-        ["task", f"{s['task']}  K={s['k_steps']}  sigma_s={s['sigma_s']:g}  {s['batch']}x3x{s['height']}x{s['width']}"],
-        ["checkpoint", f"{m['source']['format']} format, {m['source']['params'] / 1e6:.2f} M params"],
-        ["deployed params", f"{m['deployed_params'] / 1e6:.2f} M"],
-        ["GMACs / image", f"{m['gmacs_per_image']:.1f}"],
-        ["ONNX size", human_bytes(m["onnx"]["bytes"])],
-        ["fold error", f"{m['fold']['max_abs_err']:.2e} ({m['fold']['pairs']} conv pairs)" if m["fold"]["pairs"]
-         else "none (checkpoint already collapsed)"],
-        ["ONNX vs PyTorch", f"max abs {m['verification']['max_abs_err']:.2e}, PSNR {m['verification']['psnr_db']:.1f} dB"],
-        ["time", f"{m['seconds']:.1f} s"],
-    ]
-    print(table(rows, numeric=False))
+    print(export_table(m))
     return 0
 
 
@@ -91,7 +78,7 @@ QUANTIZE_EXAMPLES = """examples:
 
 
 def add_quantize_parser(sub) -> None:
-    from .mct_ptq import ERROR_METHODS
+    from elir_edge.quantize.mct import ERROR_METHODS
 
     p = sub.add_parser("quantize", help="INT8 with Sony MCT -> TensorRT-ready Q/DQ ONNX (+ engine where possible)",
                        description="Post-training INT8 quantization of an export folder with Model Compression "
@@ -124,8 +111,9 @@ def add_quantize_parser(sub) -> None:
 
 
 def run_quantize(args) -> int:
-    from .mct_ptq import PTQOptions
-    from .quantize import EDGE_LAYERS, QuantizeOptions, quantize_export
+    from elir_edge.quantize.mct import PTQOptions
+    from elir_edge.quantize.report import quantize_table
+    from elir_edge.quantize.stage import EDGE_LAYERS, QuantizeOptions, quantize_export
 
     keep = [p for k in args.keep_float for p in (EDGE_LAYERS if k == "edges" else [k])]
     opts = QuantizeOptions(model=args.model, calib=args.calib, degrade=args.degrade, num_images=args.num_images,
@@ -139,28 +127,6 @@ def run_quantize(args) -> int:
         return 0
     print(quantize_table(r))
     return 0
-
-
-def quantize_table(r: dict) -> str:
-    f = r["files"]
-    steps = ", ".join(f"{x:.1f}" for x in r["latent_snr_db_per_step"])
-    rows = [
-        ["artifacts", f"{r['export']}/model_int8.onnx (TensorRT), model_int8_cpu.onnx (ONNX Runtime CPU)"],
-        ["layers", f"{r['layers']['quantized']} convs int8, {len(r['layers']['float'])} kept float"],
-        ["weights file", f"{human_bytes(f['model.onnx']['bytes'])} -> {human_bytes(f['model_int8.onnx']['bytes'])} "
-                         f"({r['size_ratio']:.2f}x)"],
-        ["calibration", f"{r['calibration']['images']} images from {r['calibration']['folder']} "
-                        f"({r['calibration']['held_out']} held out for the figures below)"],
-        ["int8 vs float", f"PSNR {r['int8_vs_float']['psnr_db']:.1f} dB, SSIM {r['int8_vs_float']['ssim']:.4f} "
-                          f"(CPU form: {r['int8_cpu_vs_float']['psnr_db']:.1f} dB, {r['int8_cpu_vs_float']['ssim']:.4f})"],
-        ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
-        ["TensorRT rules", "pass (R1-R8)"],
-        ["engine", r["engine"]["engine"] if r["engine"]["built"] else f"not built: {r['engine']['reason']}"],
-        ["time", f"{r['seconds']:.0f} s"],
-    ]
-    sens = [[b, f"{v:.1f}"] for b, v in r["sensitivity_psnr_db_block_alone_int8"].items()]
-    return (table(rows, numeric=False) + "\n\n" +
-            table(sens, header=["block quantized alone", "PSNR dB vs float"]))
 
 
 RESTORE_EXAMPLES = """examples:
@@ -194,7 +160,7 @@ def add_restore_parser(sub) -> None:
 def run_restore(args) -> int:
     import warnings
 
-    from .restore import RestoreOptions, restore_images
+    from elir_edge.restore.stage import RestoreOptions, restore_images
 
     opts = RestoreOptions(output=args.output, task=args.task, tile=args.tile, overlap=args.overlap, seed=args.seed,
                           batch=args.batch, compare=args.compare, threads=args.threads)
@@ -249,71 +215,10 @@ def add_bench_parser(sub) -> None:
     p.set_defaults(run=run_bench)
 
 
-def _ci(d: dict, fmt: str = "{:.2f}") -> str:
-    lo, hi = d["ci95"]
-    return f"{fmt.format(d['value'])} [{fmt.format(lo)}, {fmt.format(hi)}]"
-
-
-def bench_tables(r: dict, compare_paper: bool = False) -> str:
-    speed = [[row["label"], row["runner"], str(row["speed"]["batch"])]
-             + [f"{row['speed'][k]:.1f}" for k in ("min_ms", "median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms")]
-             + [f"{row['speed']['throughput_img_s']:.2f}", f"{row['speed']['ratio_vs_first']:.2f}x"]
-             for row in r["rows"]]
-    header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"]
-    gpu = r["machine"]["gpu"] or {}
-    where = f" and {gpu['gpu_name']} (TensorRT {gpu['tensorrt']}, CUDA driver {gpu['gpu_cuda_driver']})" \
-        if "gpu_name" in gpu else ""
-    out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']}{where}, threads {r['threads'] or 'default'}",
-           "host wall clock per run:", table(speed, header=header)]
-    device = [[row["label"]] + [f"{row['speed']['device'][k][m]:.2f}" for k in ("compute", "end_to_end")
-                                for m in ("median_ms", "p99_ms")]
-              + [f"{row['speed']['device']['compute']['throughput_img_s']:.1f}"]
-              for row in r["rows"] if "device" in row["speed"]]
-    if device:
-        out += ["GPU time from CUDA events (compute only; end to end with pinned host<->device copies):",
-                table(device, header=["artifact", "compute median ms", "p99", "end-to-end median ms", "p99",
-                                      "img/s (compute)"])]
-    if r["paper_reference"]:
-        p = r["paper_reference"]
-        out.append(f"reference row, not measured here: the paper's {p['fps']} img/s for the {p['preset']} preset "
-                   f"(full-size model) on an {p['device']}")
-        if compare_paper:
-            best = max(row["speed"]["throughput_img_s"] for row in r["rows"])
-            out.append(f"compare-paper: measured on {r['machine']['cpu']} ({r['machine']['cores']} cores, no GPU) "
-                       f"with {r['rows'][0]['runner']}; the paper measured a GPU. Best here {best:.2f} img/s = "
-                       f"{best / p['fps']:.3f}x the paper's figure: different device, and this artifact may not be "
-                       "the paper's model size, so this is context, not a comparison")
-    for dev in (r.get("roofline_estimate") or {}).values():
-        est = ", ".join(f"{p} {v['fps_upper_bound']:.0f} ({v['bound']})" for p, v in dev.items()
-                        if isinstance(v, dict))
-        out.append(f"ESTIMATE, not measured: roofline upper bound on {dev['device']}: {est} img/s")
-    q = r["quality"]
-    if q is None:
-        out.append("quality: not measured (pass --data DIR, or --lq DIR --hq DIR)")
-        return "\n".join(out)
-    rows = [[row["label"]]
-            + (["(reference)", "(reference)"] if row["is_reference"] else
-               [_ci(row["vs_float"]["psnr"]["mean"], "{:.1f}"), _ci(row["vs_float"]["psnr"]["worst_5pct"], "{:.1f}")])
-            + [_ci(row["vs_gt"]["psnr"]["mean"]), _ci(row["vs_gt"]["ssim"]["mean"], "{:.3f}")] for row in r["rows"]]
-    nf = q["noise_floor_vs_float"]["psnr"]["mean"]
-    rows.append(["noise floor: float, other eps", _ci(nf, "{:.1f}"), _ci(q["noise_floor_vs_float"]["psnr"]["worst_5pct"], "{:.1f}"), "", ""])
-    rows.append(["degraded input", "", "", _ci(q["degraded_vs_gt"]["psnr"]["mean"]), _ci(q["degraded_vs_gt"]["ssim"]["mean"], "{:.3f}")])
-    out.append("")
-    out.append(f"quality on {q['images']} images, means with bootstrap 95% intervals (reference: {q['reference']})")
-    out.append(table(rows, header=["artifact", "PSNR vs float", "worst 5% vs float", "PSNR vs GT", "SSIM vs GT"]))
-    fk = r["rows"][0].get("fid_kid_vs_gt", {})
-    if fk.get("available"):
-        for row in r["rows"]:
-            f = row["fid_kid_vs_gt"]
-            label = "biased (N < 2048), prefer KID" if f["fid_biased"] else "unbiased N"
-            out.append(f"{row['label']}: FID vs GT {f['fid']:.2f} ({label}), KID {f['kid']:.4f} +- {f['kid_std']:.4f}")
-    else:
-        out.append(f"FID: unavailable ({fk.get('reason', 'not computed').replace('FID: ', '')})")
-    return "\n".join(out)
-
-
 def run_bench(args) -> int:
-    from .bench import BenchOptions, run_bench as bench, save_json
+    from elir_edge.bench.report import bench_tables, save_json
+    from elir_edge.bench.stage import BenchOptions
+    from elir_edge.bench.stage import run_bench as bench
 
     opts = BenchOptions(engines=args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
                         iterations=args.iterations, duration=args.duration, warmup=args.warmup,
@@ -341,7 +246,8 @@ def add_demo_parser(sub) -> None:
 
 
 def run_demo(args) -> int:
-    from .demo.run import run_demo as demo
+    from elir_edge.bench.report import bench_tables
+    from elir_edge.demo.run import run_demo as demo
 
     r = demo(args.output, args.seed, args.quiet)
     q = r["quantize"]

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .arch import ArchConfig, Elir, build_elir, time_embedding
-from .degrade import degrade
+from elir_edge.common.degrade import degrade
+from elir_edge.model.arch import ArchConfig, Elir, build_elir, time_embedding
 
 DEMO_ARCH = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 1, 2), n_mid_blocks=1,
                        t_emb_dim=160, rrdb_hid=32, n_rrdb=1, fmir_overparam=True, mmse_overparam=True)
@@ -171,7 +171,7 @@ def save_training_checkpoint(model: Elir, path: Path, cfg: TrainConfig, info: di
 
 
 def main(argv=None) -> None:
-    from .demo.data import TRAINING, load
+    from elir_edge.demo.data import TRAINING, load
 
     ap = argparse.ArgumentParser(description="Train the small demo ELIR on the CPU.")
     ap.add_argument("--out", type=Path, required=True)

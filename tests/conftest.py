@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from elir_edge.arch import ArchConfig
-from elir_edge.export import ExportOptions, export_checkpoint
-from elir_edge.quantize import QuantizeOptions, quantize_export
-from elir_edge.synthetic import random_model, save_checkpoint
+from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+from elir_edge.model.arch import ArchConfig
+from elir_edge.model.synthetic import random_model, save_checkpoint
+from elir_edge.quantize.stage import QuantizeOptions, quantize_export
 
 SMALL = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 1, 2), n_mid_blocks=1,
                    rrdb_hid=16, n_rrdb=1)

@@ -216,7 +216,7 @@ def _tensorrt(rt) -> types.ModuleType:
 
 def install(monkeypatch) -> _Runtime:
     """Put the fakes where `import tensorrt` and `from cuda.bindings import runtime` find them."""
-    from elir_edge import tensorrt_engine
+    from elir_edge.runtime import tensorrt as tensorrt_engine
 
     rt = _Runtime()
     cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")

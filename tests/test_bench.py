@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from elir_edge.bench import BenchOptions, open_artifact, run_bench
+from elir_edge.bench.evaluate import per_image
+from elir_edge.bench.fid import fid_kid
+from elir_edge.bench.speed import measure
+from elir_edge.bench.stage import BenchOptions, open_artifact, run_bench
+from elir_edge.bench.stats import (
+    bootstrap_ci,
+    describe,
+    latency_summary,
+    worst_fraction_mean,
+)
 from elir_edge.cli import main
+from elir_edge.common.metrics import psnr
 from elir_edge.errors import UserError
-from elir_edge.evaluate import per_image
-from elir_edge.fid import fid_kid
-from elir_edge.quality import psnr
-from elir_edge.speed import measure
-from elir_edge.stats import bootstrap_ci, describe, latency_summary, worst_fraction_mean
 
 
 def test_latency_summary_on_known_data():
@@ -66,7 +71,7 @@ def test_measure_follows_iterations_and_duration():
 
 
 def test_fid_unavailable_without_weights(tmp_path, monkeypatch):
-    import elir_edge.fid as fid
+    import elir_edge.bench.fid as fid
 
     monkeypatch.setattr(fid, "cached_weights", lambda: None)
     x = np.zeros((2, 3, 32, 32), np.float32)
@@ -138,7 +143,7 @@ def test_bench_bad_inputs(demo_folder, tmp_path, capsys):
 
 
 def test_roofline_arithmetic():
-    from elir_edge.roofline import devices, estimate, roofline
+    from elir_edge.bench.roofline import devices, estimate, roofline
 
     toy = {"fp32_tflops": 1.0, "fp16_tflops": 2.0, "int8_tops": 4.0, "memory_gb_s": 100.0}
     e = estimate(gmacs=10.0, params=1_000_000, image_hw=(32, 32), device=toy)

@@ -1,11 +1,10 @@
 import pytest
 
-from elir_edge.checkpoint import load_checkpoint
 from elir_edge.errors import UserError
-from elir_edge.presets import PRESETS
-from elir_edge.settings import resolve_settings, parse_image_size
-
-from elir_edge.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.model.checkpoint import load_checkpoint
+from elir_edge.model.presets import PRESETS
+from elir_edge.model.settings import parse_image_size, resolve_settings
+from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
 
 
 @pytest.mark.parametrize("task", ["bfr", "sr", "bsr"])
@@ -20,7 +19,7 @@ def test_arch_read_off_shapes(tmp_path, task, fmt):
 
 
 def test_custom_widths_and_variant(tmp_path):
-    from elir_edge.arch import ArchConfig
+    from elir_edge.model.arch import ArchConfig
 
     arch = ArchConfig(latent_channels=8, ae_width=32, unet_hid=64, ch_mult=(1, 2, 2), n_mid_blocks=2,
                       use_rescale_conv=False, rrdb_hid=24, n_rrdb=2, mmse_overparam=True)

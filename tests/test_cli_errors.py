@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from elir_edge.cli import main
-
-from elir_edge.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
 
 
 class NotTensors:
@@ -97,7 +96,7 @@ def test_export_cli_success_prints_table(tmp_path, capsys):
 def test_artifacts_get_ordinary_permissions(tmp_path):
     import os
 
-    from elir_edge.artifacts import atomic_dir, write_json
+    from elir_edge.common.files import atomic_dir, write_json
 
     mask = os.umask(0o022)
     try:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from elir_edge.checkpoint import load_checkpoint
+from elir_edge.bench.evaluate import make_eval_set, per_image
 from elir_edge.cli import main
+from elir_edge.common.images import load_images
 from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
-from elir_edge.evaluate import make_eval_set, per_image
-from elir_edge.images import load_images
-from elir_edge.runners import OrtRunner
+from elir_edge.model.checkpoint import load_checkpoint
+from elir_edge.runtime.ort import OrtRunner
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,15 @@ import onnx
 import pytest
 import torch
 
-from elir_edge.export import ExportOptions, baked_noise, export_checkpoint, load_folded, seeded_inputs
-from elir_edge.checkpoint import load_checkpoint
-from elir_edge.onnx_export import read_metadata
-from elir_edge.presets import PRESETS
-from elir_edge.settings import RunSettings
-from elir_edge.verify import ort_session
-
-from elir_edge.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+from elir_edge.model.checkpoint import load_checkpoint
+from elir_edge.model.folded import load_folded
+from elir_edge.model.noise import baked_noise, seeded_inputs
+from elir_edge.model.presets import PRESETS
+from elir_edge.model.settings import RunSettings
+from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.runtime.interface import read_metadata
+from elir_edge.runtime.ort import ort_session
 
 
 def _run_onnx(path, feeds):

@@ -1,13 +1,11 @@
 import torch
 import torch.nn.functional as F
-
-from elir_edge.checkpoint import infer_arch
-from elir_edge.fold import collapse_parts, fold_pair
-from elir_edge.arch import build_elir
-
-from elir_edge.synthetic import random_model
-
 from conftest import SMALL
+
+from elir_edge.model.arch import build_elir
+from elir_edge.model.checkpoint import infer_arch
+from elir_edge.model.fold import collapse_parts, fold_pair
+from elir_edge.model.synthetic import random_model
 
 
 def test_fold_pair_equals_conv_then_1x1():

@@ -3,7 +3,7 @@
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from elir_edge.qdq_rules import check
+from elir_edge.quantize.qdq_rules import check
 
 
 def _graph(act_zp=np.int8(0), act_scale=np.float32(0.05), w_scale=None, w_axis=0, w_dtype=np.int8,

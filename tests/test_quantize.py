@@ -7,18 +7,18 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from conftest import SMALL
 from PIL import Image
 
-from elir_edge.calibration import calibration_batches
 from elir_edge.cli import main
+from elir_edge.engines.tensorrt import build_engine
 from elir_edge.errors import UserError
-from elir_edge.export import ExportOptions, export_checkpoint
-from elir_edge.qdq_rules import check
-from elir_edge.quantize import QuantizeOptions, block_of, quantize_export
-from elir_edge.synthetic import random_model, save_checkpoint
-from elir_edge import tensorrt_engine as te
-
-from conftest import SMALL
+from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+from elir_edge.model.synthetic import random_model, save_checkpoint
+from elir_edge.quantize.calibration import calibration_batches
+from elir_edge.quantize.qdq_rules import check
+from elir_edge.quantize.stage import QuantizeOptions, block_of, quantize_export
+from elir_edge.runtime import tensorrt as te
 
 
 def _write_mixed_folder(folder):
@@ -55,7 +55,7 @@ def test_calibration_loads_every_kind_of_image(tmp_path):
 
 
 def test_sixteen_bit_and_alpha_are_converted(tmp_path):
-    from elir_edge.images import read_rgb
+    from elir_edge.common.images import read_rgb
 
     Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "w16.png")
     assert read_rgb(tmp_path / "w16.png").min() == 255
@@ -98,7 +98,7 @@ def test_ptq_writes_both_flavours_that_follow_their_rules(tiny_quantized):
 
 
 def test_int8_graphs_run_and_track_the_float_graph(tiny_quantized):
-    from elir_edge.runners import OrtRunner
+    from elir_edge.runtime.ort import OrtRunner
 
     folder, _ = tiny_quantized
     rng = np.random.default_rng(3)
@@ -159,7 +159,7 @@ def test_engine_module_without_tensorrt(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_tensorrt)
     with pytest.raises(te.EngineUnavailable, match="TensorRT is not installed"):
-        te.build_engine(tmp_path / "m.onnx", tmp_path / "m.trt")
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.trt")
     engine = tmp_path / "m.trt"
     engine.write_bytes(b"plan")
     with pytest.raises(te.EngineUnavailable, match="no manifest"):
@@ -190,7 +190,7 @@ def test_engine_manifest_check():
 
 def test_baked_noise_export_quantizes(tiny_quantized, tmp_path):
     """Single-input graphs (`--noise baked`) go through MCT too (no dangling eps input)."""
-    from elir_edge.runners import OrtRunner
+    from elir_edge.runtime.ort import OrtRunner
 
     folder, _ = tiny_quantized
     baked = tmp_path / "baked"
@@ -207,7 +207,7 @@ def test_baked_noise_export_quantizes(tiny_quantized, tmp_path):
 
 
 def test_gptq_on_two_input_graph_is_refused_in_one_line(tiny_quantized):
-    from elir_edge.mct_ptq import PTQOptions
+    from elir_edge.quantize.mct import PTQOptions
 
     folder, _ = tiny_quantized
     with pytest.raises(UserError, match="--noise baked"):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from elir_edge.cli import main
-from elir_edge.tiling import origins, restore_tiled, restore_whole
+from elir_edge.restore.tiling import origins, restore_tiled, restore_whole
 
 
 def identity(lq, eps):

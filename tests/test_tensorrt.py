@@ -8,14 +8,16 @@ import re
 import shutil
 from pathlib import Path
 
+import fake_tensorrt
 import numpy as np
 import pytest
 
-import fake_tensorrt
-from elir_edge import tensorrt_engine as te
 from elir_edge.cli import main
+from elir_edge.engines.tensorrt import build_engine
 from elir_edge.errors import UserError
-from elir_edge.runners import OrtRunner, open_runner
+from elir_edge.runtime import tensorrt as te
+from elir_edge.runtime.open import open_runner
+from elir_edge.runtime.ort import OrtRunner
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def engine_folder(tiny_quantized, tmp_path, monkeypatch):
     folder = tmp_path / "export"
     shutil.copytree(tiny_quantized[0], folder)
     rt = fake_tensorrt.install(monkeypatch)
-    manifest = te.build_engine(folder / "model_int8.onnx", folder / "model_int8.trt")
+    manifest = build_engine(folder / "model_int8.onnx", folder / "model_int8.trt")
     return folder, rt, manifest
 
 
@@ -42,7 +44,7 @@ def test_build_writes_engine_manifest_and_cache(engine_folder):
     assert json.loads((folder / "model_int8.trt.json").read_text()) == manifest
     assert (folder / "model_int8.timing_cache").read_bytes() == b"timing cache"
     with pytest.raises(te.EngineUnavailable, match="strongly typed"):
-        te.build_engine(folder / "model.onnx", folder / "model_fp16.trt", fp16=True)
+        build_engine(folder / "model.onnx", folder / "model_fp16.trt", fp16=True)
     assert not (folder / "model_fp16.trt").exists()
 
 

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from elir_edge.presets import PRESETS
-from elir_edge.unroll import BakedNoiseElir, UnrolledElir
-
-from elir_edge.synthetic import preset_arch, random_model
+from elir_edge.model.presets import PRESETS
+from elir_edge.model.synthetic import preset_arch, random_model
+from elir_edge.model.unroll import BakedNoiseElir, UnrolledElir
 
 
 @pytest.mark.parametrize("task", list(PRESETS))

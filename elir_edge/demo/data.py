@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import CALIBRATION_DIR, HELDOUT_DIR
+from elir_edge.demo import CALIBRATION_DIR, HELDOUT_DIR
 
 # name in skimage.data -> licence as its docstring states it
 TRAINING = {

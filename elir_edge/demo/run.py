@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import CALIBRATION_DIR, CHECKPOINT, HELDOUT_DIR
-from ..artifacts import write_json
-from ..bench import BenchOptions, run_bench
-from ..evaluate import make_eval_set
-from ..export import ExportOptions, export_checkpoint
-from ..images import load_images, to_uint8
-from ..quantize import QuantizeOptions, quantize_export
-from ..runners import OrtRunner
-from ..strip import write_strip
+from elir_edge.bench.evaluate import make_eval_set
+from elir_edge.bench.stage import BenchOptions, run_bench
+from elir_edge.common.files import write_json
+from elir_edge.common.images import load_images, to_uint8
+from elir_edge.demo import CALIBRATION_DIR, CHECKPOINT, HELDOUT_DIR
+from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+from elir_edge.quantize.stage import QuantizeOptions, quantize_export
+from elir_edge.restore.strip import write_strip
+from elir_edge.runtime.ort import OrtRunner
 
 
 def run_demo(output: Path, seed: int = 0, quiet: bool = False) -> dict:

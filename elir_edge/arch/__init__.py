@@ -1,5 +1,0 @@
-"""ELIR's modules with the reference implementation's state-dict keys (ELIR_SPEC)."""
-
-from .elir import ArchConfig, Elir, build_elir, time_embedding
-
-__all__ = ["ArchConfig", "Elir", "build_elir", "time_embedding"]

@@ -1,0 +1,10 @@
+"""Stage 4, bench: artifacts -> speed (trtexec-style percentiles) and quality drift (PSNR/SSIM vs the
+float model and the ground truth, bootstrap intervals, noise floor, FID/KID with real weights), as a
+table, JSON and a plot.
+
+    from elir_edge.bench import BenchOptions, run_bench
+"""
+
+from elir_edge.bench.stage import BenchOptions, run_bench
+
+__all__ = ["BenchOptions", "run_bench"]

@@ -1,0 +1,103 @@
+"""The bench report for people (tables, plot) and for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from elir_edge.common.files import atomic_file
+from elir_edge.common.tables import table
+
+
+def _ci(d: dict, fmt: str = "{:.2f}") -> str:
+    lo, hi = d["ci95"]
+    return f"{fmt.format(d['value'])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def bench_tables(r: dict, compare_paper: bool = False) -> str:
+    speed = [[row["label"], row["runner"], str(row["speed"]["batch"])]
+             + [f"{row['speed'][k]:.1f}" for k in ("min_ms", "median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms")]
+             + [f"{row['speed']['throughput_img_s']:.2f}", f"{row['speed']['ratio_vs_first']:.2f}x"]
+             for row in r["rows"]]
+    header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"]
+    gpu = r["machine"]["gpu"] or {}
+    where = f" and {gpu['gpu_name']} (TensorRT {gpu['tensorrt']}, CUDA driver {gpu['gpu_cuda_driver']})" \
+        if "gpu_name" in gpu else ""
+    out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']}{where}, threads {r['threads'] or 'default'}",
+           "host wall clock per run:", table(speed, header=header)]
+    device = [[row["label"]] + [f"{row['speed']['device'][k][m]:.2f}" for k in ("compute", "end_to_end")
+                                for m in ("median_ms", "p99_ms")]
+              + [f"{row['speed']['device']['compute']['throughput_img_s']:.1f}"]
+              for row in r["rows"] if "device" in row["speed"]]
+    if device:
+        out += ["GPU time from CUDA events (compute only; end to end with pinned host<->device copies):",
+                table(device, header=["artifact", "compute median ms", "p99", "end-to-end median ms", "p99",
+                                      "img/s (compute)"])]
+    if r["paper_reference"]:
+        p = r["paper_reference"]
+        out.append(f"reference row, not measured here: the paper's {p['fps']} img/s for the {p['preset']} preset "
+                   f"(full-size model) on an {p['device']}")
+        if compare_paper:
+            best = max(row["speed"]["throughput_img_s"] for row in r["rows"])
+            out.append(f"compare-paper: measured on {r['machine']['cpu']} ({r['machine']['cores']} cores, no GPU) "
+                       f"with {r['rows'][0]['runner']}; the paper measured a GPU. Best here {best:.2f} img/s = "
+                       f"{best / p['fps']:.3f}x the paper's figure: different device, and this artifact may not be "
+                       "the paper's model size, so this is context, not a comparison")
+    for dev in (r.get("roofline_estimate") or {}).values():
+        est = ", ".join(f"{p} {v['fps_upper_bound']:.0f} ({v['bound']})" for p, v in dev.items()
+                        if isinstance(v, dict))
+        out.append(f"ESTIMATE, not measured: roofline upper bound on {dev['device']}: {est} img/s")
+    q = r["quality"]
+    if q is None:
+        out.append("quality: not measured (pass --data DIR, or --lq DIR --hq DIR)")
+        return "\n".join(out)
+    rows = [[row["label"]]
+            + (["(reference)", "(reference)"] if row["is_reference"] else
+               [_ci(row["vs_float"]["psnr"]["mean"], "{:.1f}"), _ci(row["vs_float"]["psnr"]["worst_5pct"], "{:.1f}")])
+            + [_ci(row["vs_gt"]["psnr"]["mean"]), _ci(row["vs_gt"]["ssim"]["mean"], "{:.3f}")] for row in r["rows"]]
+    nf = q["noise_floor_vs_float"]["psnr"]["mean"]
+    rows.append(["noise floor: float, other eps", _ci(nf, "{:.1f}"), _ci(q["noise_floor_vs_float"]["psnr"]["worst_5pct"], "{:.1f}"), "", ""])
+    rows.append(["degraded input", "", "", _ci(q["degraded_vs_gt"]["psnr"]["mean"]), _ci(q["degraded_vs_gt"]["ssim"]["mean"], "{:.3f}")])
+    out.append("")
+    out.append(f"quality on {q['images']} images, means with bootstrap 95% intervals (reference: {q['reference']})")
+    out.append(table(rows, header=["artifact", "PSNR vs float", "worst 5% vs float", "PSNR vs GT", "SSIM vs GT"]))
+    fk = r["rows"][0].get("fid_kid_vs_gt", {})
+    if fk.get("available"):
+        for row in r["rows"]:
+            f = row["fid_kid_vs_gt"]
+            label = "biased (N < 2048), prefer KID" if f["fid_biased"] else "unbiased N"
+            out.append(f"{row['label']}: FID vs GT {f['fid']:.2f} ({label}), KID {f['kid']:.4f} +- {f['kid_std']:.4f}")
+    else:
+        out.append(f"FID: unavailable ({fk.get('reason', 'not computed').replace('FID: ', '')})")
+    return "\n".join(out)
+
+
+def plot(report: dict, path: Path) -> None:
+    """Quality vs throughput per artifact, and latency histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in report["rows"]:
+        fps = r["speed"]["throughput_img_s"]
+        if "vs_gt" in r:
+            ax1.scatter(fps, r["vs_gt"]["psnr"]["mean"]["value"], s=40)
+            ax1.annotate(r["label"], (fps, r["vs_gt"]["psnr"]["mean"]["value"]), fontsize=7)
+        ax2.hist(r["speed"]["samples_ms"], bins=30, alpha=0.5, label=r["label"])
+    ax1.set_xlabel("images / s (measured here)")
+    ax1.set_ylabel("PSNR vs ground truth (dB)")
+    ax1.set_title("quality vs throughput")
+    ax2.set_xlabel("latency per run (ms)")
+    ax2.set_title("latency distribution")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def save_json(report: dict, path: Path) -> None:
+    with atomic_file(Path(path)) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")

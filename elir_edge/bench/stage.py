@@ -1,0 +1,182 @@
+"""Stage 3: speed and quality drift of one or more artifacts, measured side by side in one run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from elir_edge.bench.evaluate import EvalSet, make_eval_set, per_image
+from elir_edge.bench.fid import fid_kid
+from elir_edge.bench.machine import machine
+from elir_edge.bench.report import plot
+from elir_edge.bench.speed import measure
+from elir_edge.bench.stats import describe
+from elir_edge.common.files import sha256_file
+from elir_edge.common.images import fit, load_images, to_chw
+from elir_edge.errors import UserError
+from elir_edge.model.noise import latent_noise
+from elir_edge.model.presets import PRESETS
+from elir_edge.runtime.interface import graph_size, read_interface
+from elir_edge.runtime.open import ENGINE_SUFFIXES, open_runner
+from elir_edge.runtime.pytorch import TorchRunner
+
+
+@dataclass
+class BenchOptions:
+    engines: list[Path]
+    data: Path | None = None
+    lq: Path | None = None
+    hq: Path | None = None
+    task: str | None = None
+    iterations: int = 10
+    duration: float = 3.0
+    warmup: float = 0.2
+    threads: int | None = None
+    provider: str = "cpu"  # ONNX Runtime execution provider for .onnx artifacts: cpu, cuda, tensorrt
+    cuda_graph: bool = False  # replay TensorRT engines as CUDA graphs
+    seed: int = 0
+    fid_weights: Path | None = None
+    plot: Path | None = None
+    roofline: list[str] = field(default_factory=list)  # device names of data/devices.json, or "all"
+
+
+@dataclass
+class Artifact:
+    path: Path
+    kind: str
+    runner: object
+    meta: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name}"
+
+
+def open_artifact(path: Path, threads: int | None, provider: str = "cpu", cuda_graph: bool = False) -> Artifact:
+    """.onnx -> ONNX Runtime (`provider`); weights.safetensors of an export folder -> the looped PyTorch model;
+    .trt/.engine/.plan -> TensorRT, its input sizes read from the ONNX it was built from."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        import torch
+
+        from elir_edge.model.folded import load_folded, read_manifest
+
+        if threads:
+            torch.set_num_threads(threads)
+        manifest = read_manifest(path.parent)
+        s = manifest["settings"]
+        meta = {"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
+                "latent_channels": str(manifest["arch"]["latent_channels"])}
+        runner = TorchRunner(load_folded(path.parent, manifest))
+        return Artifact(path, runner.kind, runner, meta)
+    runner = open_runner(path, threads, provider, cuda_graph)
+    meta, shapes = read_interface(runner.graph_path)
+    h, w, latent = graph_size(shapes)
+    meta.setdefault("latent_channels", str(latent))
+    if h and w:
+        meta.setdefault("image_size", f"{h}x{w}")
+    meta["batch"] = str(shapes["lq"][0] or 1)
+    return Artifact(path, runner.kind, runner, meta)
+
+
+def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    lq = dict(load_images(lq_dir, "--lq folder"))
+    hq = dict(load_images(hq_dir, "--hq folder"))
+    key = {n: Path(n).with_suffix("").as_posix() for n in list(lq) + list(hq)}
+    lq_k, hq_k = {key[n]: n for n in lq}, {key[n]: n for n in hq}
+    if set(lq_k) != set(hq_k):
+        odd = sorted(set(lq_k) ^ set(hq_k))
+        raise UserError(f"--lq and --hq do not pair up ({len(odd)} unmatched, e.g. {odd[0]}): "
+                        "give both folders the same file names")
+    names = sorted(lq_k)
+    return (names, np.stack([to_chw(fit(lq[lq_k[n]], h, w)) for n in names]),
+            np.stack([to_chw(fit(hq[hq_k[n]], h, w)) for n in names]))
+
+
+def eval_set(opts: BenchOptions, task: str, h: int, w: int, latent: int) -> EvalSet | None:
+    if opts.lq or opts.hq:
+        if not (opts.lq and opts.hq):
+            raise UserError("--lq and --hq go together: give both folders of paired images")
+        names, lq, hq = _pairs(opts.lq, opts.hq, h, w)
+        eps = np.stack([latent_noise(latent, h, w, opts.seed + i) for i in range(len(names))])
+        return EvalSet(names, hq, lq, eps)
+    if opts.data:
+        return make_eval_set(load_images(opts.data, "--data folder"), task, h, w, latent, opts.seed)
+    return None
+
+
+def run_bench(opts: BenchOptions) -> dict:
+    if not opts.engines:
+        raise UserError("no artifact given: pass --engine model.onnx (repeatable)")
+    arts = [open_artifact(p, opts.threads, opts.provider, opts.cuda_graph) for p in opts.engines]
+    first = arts[0].meta
+    task = opts.task or first.get("task")
+    if task is None:
+        raise UserError(f"{arts[0].path} has no elir-edge metadata: pass --task ({'|'.join(PRESETS)})")
+    if "image_size" not in first:
+        raise UserError(f"{arts[0].path} has a dynamic input size and no metadata: export with a static size")
+    h, w = (int(x) for x in first["image_size"].split("x"))
+    latent = int(first["latent_channels"])
+    for a in arts[1:]:
+        if a.meta.get("image_size") != first["image_size"]:
+            raise UserError(f"{a.path} takes {a.meta.get('image_size')} inputs, {arts[0].path} takes "
+                            f"{first['image_size']}: compare artifacts of one export")
+    es = eval_set(opts, task, h, w, latent)
+    float_path = arts[0].path.parent / "model.onnx"
+    ref = next((a for a in arts if a.path == float_path), None)
+    if ref is None and float_path.is_file():
+        ref = open_artifact(float_path, opts.threads)
+    ref = ref or arts[0]
+
+    rows = []
+    rng = np.random.default_rng(opts.seed)
+    for a in arts:
+        b = int(a.meta.get("batch", 1))
+        lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
+        eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
+        timed = getattr(a.runner, "device_timed", None)  # TensorRT: CUDA-event compute and end-to-end times
+        speed = measure((lambda: timed(lq, eps)) if timed else (lambda: a.runner(lq, eps)), opts.warmup,
+                        opts.iterations, opts.duration, b)
+        rows.append({"artifact": str(a.path), "label": a.label, "runner": a.kind, "sha256": sha256_file(a.path),
+                     "speed": speed})
+    base = rows[0]["speed"]["median_ms"]
+    for r in rows:
+        r["speed"]["ratio_vs_first"] = base / r["speed"]["median_ms"]
+
+    quality = None
+    if es is not None:
+        ref_out = ref.runner(es.lq, es.eps)
+        floor_eps = np.stack([latent_noise(latent, h, w, opts.seed + 10_000 + i) for i in range(len(es.names))])
+        floor_out = ref.runner(es.lq, floor_eps)
+        quality = {"images": len(es.names), "reference": str(ref.path), "seed": opts.seed,
+                   "noise_floor_vs_float": {m: describe(v, opts.seed) for m, v in per_image(floor_out, ref_out).items()},
+                   "degraded_vs_gt": {m: describe(v, opts.seed) for m, v in per_image(es.lq, es.hq).items()}}
+        for a, r in zip(arts, rows):
+            out = ref_out if a is ref else a.runner(es.lq, es.eps)
+            r["is_reference"] = a is ref
+            if a is not ref:
+                r["vs_float"] = {m: describe(v, opts.seed) for m, v in per_image(out, ref_out).items()}
+            r["vs_gt"] = {m: describe(v, opts.seed) for m, v in per_image(out, es.hq).items()}
+            r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
+            r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
+    preset = PRESETS.get(task)
+    on_gpu = opts.provider != "cpu" or any(a.path.suffix in ENGINE_SUFFIXES for a in arts)
+    report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(on_gpu), "threads": opts.threads,
+              "method": {"warmup_s": opts.warmup, "min_iterations": opts.iterations, "min_duration_s": opts.duration,
+                         "timing": "host wall clock per run, inputs in memory, median-based throughput; "
+                                   "TensorRT rows also CUDA events: compute only and end to end (pinned copies)",
+                         "provider": opts.provider, "cuda_graph": opts.cuda_graph},
+              "rows": rows, "quality": quality,
+              "paper_reference": {"device": "NVIDIA RTX 2080 Ti",
+                                  "fps": preset.paper_fps_2080ti, "preset": preset.name} if preset else None}
+    if opts.roofline:
+        from elir_edge.bench.roofline import roofline
+        from elir_edge.model.folded import read_manifest
+
+        report["roofline_estimate"] = roofline(read_manifest(arts[0].path.parent), opts.roofline)
+    if opts.plot:
+        plot(report, opts.plot)
+    return report
+

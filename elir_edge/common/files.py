@@ -1,0 +1,88 @@
+"""Atomic artifact writing: a failed or interrupted stage leaves nothing half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from elir_edge.errors import UserError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Fail before any expensive work if `path` cannot be created or written (tried, not guessed: root
+    passes every permission check)."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output {path} exists and is a file: choose a folder with -o/--output")
+    anchor = next(p for p in [path, *path.parents] if p.exists())
+    if not anchor.is_dir():
+        raise UserError(f"output folder {path} cannot be created ({anchor} is a file): choose another with -o/--output")
+    try:
+        tempfile.TemporaryFile(dir=anchor).close()
+    except OSError as e:
+        raise UserError(f"output folder {path} is not writable ({e.strerror} in {anchor}): "
+                        "choose another with -o/--output") from None
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path):
+    """Yield a temporary sibling folder; on success it replaces `final` in one rename. On failure the
+    temporary folder and any parent folders made for it are removed."""
+    made = [p for p in [final.parent, *final.parent.parents] if not p.exists()]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; artifacts are ordinary folders
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            final.rename(old)
+        tmp.rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for p in made:
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path):
+    """Yield a temporary path next to `final`; on success it is renamed over `final`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

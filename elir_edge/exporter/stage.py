@@ -1,0 +1,135 @@
+"""Stage 1: checkpoint -> folded model -> unrolled graph -> verified ONNX artifact folder."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elir_edge import __version__
+from elir_edge.common.files import (
+    atomic_dir,
+    ensure_writable_dir,
+    sha256_file,
+    write_json,
+)
+from elir_edge.common.progress import Stages
+from elir_edge.errors import UserError
+from elir_edge.exporter.onnx_graph import OPSET, save, set_metadata, simplify, to_onnx
+from elir_edge.exporter.verify import compare
+from elir_edge.model.arch import build_elir
+from elir_edge.model.checkpoint import load_checkpoint
+from elir_edge.model.counts import count_macs, count_params
+from elir_edge.model.folded import build_unrolled, folded_model
+from elir_edge.model.noise import baked_noise, seeded_inputs
+from elir_edge.model.settings import resolve_settings
+from elir_edge.runtime.interface import input_names
+
+DEFAULT_TOLERANCE = 1e-3
+
+
+@dataclass
+class ExportOptions:
+    task: str | None = None
+    steps: int | None = None
+    sigma: float | None = None
+    image_size: tuple[int, int] | None = None
+    batch: int = 1
+    dynamic: bool = False
+    baked_noise: bool = False
+    seed: int = 0
+    tolerance: float = DEFAULT_TOLERANCE
+    output: Path | None = None
+
+
+def default_output(checkpoint: Path) -> Path:
+    return Path("export") / Path(checkpoint).stem
+
+
+def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool = False) -> dict:
+    """Run the whole export; returns the manifest written next to `model.onnx`."""
+    stages = Stages(6, quiet)
+    checkpoint = Path(checkpoint)
+    with stages("load checkpoint"):
+        ckpt = load_checkpoint(checkpoint)
+        s = resolve_settings(ckpt.arch, opts.task, opts.steps, opts.sigma, opts.image_size, opts.batch, ckpt.hyper)
+        out_dir = Path(opts.output) if opts.output else default_output(checkpoint)
+        ensure_writable_dir(out_dir)
+    torch.manual_seed(opts.seed)
+    with stages("fold over-parameterized blocks"), torch.no_grad():
+        reference = build_elir(ckpt.arch, s.k_steps, s.sigma_s, ckpt.state_dict())
+        folded, n_folded = folded_model(ckpt, s)
+        lq, eps = seeded_inputs(s, ckpt.arch, opts.seed)
+        if opts.baked_noise:
+            eps = baked_noise(s, ckpt.arch, opts.seed)
+        ref_out = reference(lq, eps)
+        source_params = count_params(reference)
+        del reference  # the over-parameterized model is the largest object of the export
+        with count_macs() as macs:
+            folded_out = folded(lq, eps)
+        fold_error = float((folded_out - ref_out).abs().max()) if n_folded else 0.0
+    with stages(f"unroll {s.k_steps} Euler steps"):
+        unrolled = build_unrolled(folded, s, opts.seed if opts.baked_noise else None)
+        deployed_params = count_params(unrolled)
+        example = (lq,) if opts.baked_noise else (lq, eps)
+    with atomic_dir(out_dir) as tmp:
+        onnx_path = tmp / "model.onnx"
+        with stages(f"export ONNX (opset {OPSET}) and simplify"):
+            model = simplify(to_onnx(unrolled, example, opts.dynamic))
+            meta = {
+                "elir_edge_version": __version__, "task": s.task, "k_steps": s.k_steps, "sigma_s": s.sigma_s,
+                "image_size": f"{s.height}x{s.width}", "batch": s.batch, "dynamic": opts.dynamic,
+                "noise": "baked" if opts.baked_noise else "input", "seed": opts.seed,
+                "source_sha256": ckpt.sha256, "source_format": ckpt.format, "folded_pairs": n_folded,
+                "fold_error": fold_error, "arch": json.dumps(ckpt.arch.collapsed().to_dict()),
+            }
+            set_metadata(model, meta)
+            save(model, onnx_path)
+            del model, unrolled
+        with stages("verify ONNX Runtime against PyTorch"):
+            feeds = dict(zip(input_names(opts.baked_noise), (t.numpy() for t in example)))
+            agreement = compare(onnx_path, feeds, ref_out.numpy())
+            if not agreement.max_abs_err <= opts.tolerance:
+                raise UserError(f"verification failed: ONNX differs from PyTorch by {agreement.max_abs_err:.2e} "
+                                f"(> {opts.tolerance:g}); nothing was written: report this with the checkpoint's shapes")
+        with stages("write weights and manifest"):
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in folded.state_dict().items()}, str(tmp / "weights.safetensors"))
+            manifest = {
+                "elir_edge_version": __version__,
+                "created_unix": int(time.time()),
+                "source": {"path": str(checkpoint), "sha256": ckpt.sha256, "format": ckpt.format,
+                           "params": source_params},
+                "settings": s.to_dict(),
+                "arch": ckpt.arch.collapsed().to_dict(),
+                "source_arch": ckpt.arch.to_dict(),
+                "fold": {"pairs": n_folded, "max_abs_err": fold_error},
+                "onnx": {"file": "model.onnx", "sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size,
+                         "opset": OPSET, "inputs": {n: list(t.shape) for n, t in zip(input_names(opts.baked_noise), example)},
+                         "outputs": {"hq": list(ref_out.shape)}, "dynamic": opts.dynamic,
+                         "noise": "baked" if opts.baked_noise else "input", "seed": opts.seed},
+                "weights": {"file": "weights.safetensors", "sha256": sha256_file(tmp / "weights.safetensors")},
+                "verification": {**agreement.to_dict(), "tolerance": opts.tolerance, "seed": opts.seed},
+                "deployed_params": deployed_params,
+                "gmacs_per_image": macs["macs"] / s.batch / 1e9,
+                "versions": _versions(),
+                "seconds": round(stages.elapsed(), 2),
+            }
+            write_json(tmp / "manifest.json", manifest)
+    manifest["folder"] = str(out_dir)
+    return manifest
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import onnxsim
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "onnxsim": onnxsim.__version__, "numpy": np.__version__}

@@ -1,0 +1,114 @@
+"""Post-training INT8 quantization with Sony's Model Compression Toolkit, configured for TensorRT.
+
+The target platform capabilities (TPC) describe TensorRT's explicit INT8: signed symmetric
+activations (zero point 0), per-channel symmetric int8 weights, float biases. MCT picks the
+thresholds (error method, bias correction, outlier z-threshold, optional GPTQ) on the calibration
+batches; the result is exported with the TorchScript exporter (MCT's own exporter fails on torch >= 2.9,
+see shared FINDINGS) into standard QuantizeLinear/DequantizeLinear.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import onnx
+import torch
+
+ERROR_METHODS = ("mse", "noclipping", "mae", "kl", "lp", "hmse")
+
+
+@dataclass
+class PTQOptions:
+    error_method: str = "mse"
+    bias_correction: bool = True
+    z_threshold: float = math.inf  # outlier removal before threshold search; inf = off
+    gptq_epochs: int = 0  # > 0: gradient-based PTQ (mct.gptq) on the calibration batches
+
+
+def tensorrt_tpc():
+    """Signed symmetric int8 activations everywhere, per-channel symmetric int8 kernels, float biases."""
+    import model_compression_toolkit.target_platform_capabilities.schema.mct_current_schema as schema
+    from mct_quantizers import QuantizationMethod
+    from model_compression_toolkit.target_platform_capabilities.constants import (
+        BIAS_ATTR,
+        KERNEL_ATTR,
+    )
+
+    def attr(enabled: bool, bits: int, per_channel: bool):
+        return schema.AttributeQuantizationConfig(
+            weights_quantization_method=QuantizationMethod.SYMMETRIC, weights_n_bits=bits,
+            weights_per_channel_threshold=per_channel, enable_weights_quantization=enabled, lut_values_bitwidth=None)
+
+    op = schema.OpQuantizationConfig(
+        default_weight_attr_config=attr(False, 8, False),
+        attr_weights_configs_mapping={KERNEL_ATTR: attr(True, 8, True), BIAS_ATTR: attr(False, 32, False)},
+        activation_quantization_method=QuantizationMethod.SYMMETRIC, activation_n_bits=8,
+        supported_input_activation_n_bits=8, enable_activation_quantization=True, quantization_preserving=False,
+        fixed_scale=None, fixed_zero_point=None, simd_size=None, signedness=schema.Signedness.SIGNED)
+    opsets = tuple(schema.OperatorsSet(name=n) for n in (schema.OperatorSetNames.CONV,
+                                                         schema.OperatorSetNames.CONV_TRANSPOSE))
+    return schema.TargetPlatformCapabilities(
+        default_qco=schema.QuantizationConfigOptions(quantization_configurations=(op,)),
+        tpc_minor_version=1, tpc_patch_version=0, tpc_platform_type="tensorrt", operator_set=opsets,
+        fusing_patterns=None, add_metadata=False, name="elir_edge_tensorrt_int8")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """MCT prints progress bars and INFO lines per node; our own progress replaces them."""
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    logging.getLogger("Model Compression Toolkit").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old
+
+
+def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, ...]], opts: PTQOptions):
+    """MCT PTQ (or GPTQ) of `module` (inputs as in `batches`); returns MCT's quantized torch module."""
+    import model_compression_toolkit as mct
+
+    qc = mct.core.QuantizationConfig(
+        activation_error_method=mct.core.QuantizationErrorMethod[opts.error_method.upper()],
+        weights_bias_correction=opts.bias_correction, z_threshold=opts.z_threshold,
+        shift_negative_activation_correction=False,  # a fix for unsigned activations; ours are signed
+        concat_threshold_update=True)  # one scale for all inputs of a Concat (TensorRT rule R8)
+    core = mct.core.CoreConfig(quantization_config=qc)
+
+    def gen():
+        for b in batches:
+            yield list(b)
+
+    with _quiet():
+        if opts.gptq_epochs > 0:
+            gptq = mct.gptq.get_pytorch_gptq_config(n_epochs=opts.gptq_epochs)
+            qmodel, _ = mct.gptq.pytorch_gradient_post_training_quantization(
+                module, gen, gptq_config=gptq, core_config=core, target_platform_capabilities=tensorrt_tpc())
+        else:
+            qmodel, _ = mct.ptq.pytorch_post_training_quantization(
+                module, gen, core_config=core, target_platform_capabilities=tensorrt_tpc())
+    return qmodel
+
+
+def export_quantized(qmodel: torch.nn.Module, example: tuple[torch.Tensor, ...], names: list[str]) -> onnx.ModelProto:
+    """TorchScript export of MCT's model: its fake-quant ops become QuantizeLinear/DequantizeLinear."""
+    from elir_edge.exporter.onnx_graph import OPSET
+
+    buf = io.BytesIO()
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(qmodel, example, buf, dynamo=False, opset_version=OPSET, input_names=names,
+                          output_names=["hq"], do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())

@@ -1,0 +1,69 @@
+"""ONNX Runtime: the session factory every stage uses, and the runner for .onnx artifacts (CPU, or its
+CUDA/TensorRT execution providers, never a silent CPU fallback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from elir_edge.errors import UserError
+from elir_edge.runtime.batching import in_batches
+
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "tensorrt": "TensorrtExecutionProvider"}
+
+
+def ort_session(path: Path, threads: int | None = None, providers: list[str] | None = None):
+    return ort_session_from_bytes(str(path), threads, providers)
+
+
+def ort_session_from_bytes(model: bytes | str, threads: int | None = None, providers: list[str] | None = None):
+    """A session (CPU unless told) from a file path or serialized model bytes."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model, opts, providers=providers or ["CPUExecutionProvider"])
+
+
+class OrtRunner:
+    def __init__(self, path: Path, threads: int | None = None, provider: str = "cpu"):
+        self.path, self.name = Path(path), Path(path).name
+        self.graph_path = self.path
+        providers = _providers(provider)
+        self.kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
+        try:
+            self.session = ort_session(self.path, threads, providers)
+        except Exception as e:  # ONNX Runtime raises its own Fail/InvalidGraph/... types
+            raise UserError(f"{path} cannot be loaded by ONNX Runtime ({str(e).splitlines()[0][:150]}): "
+                            "re-export it with `elir-edge export`") from None
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        self.needs_eps = "eps" in inputs
+        b = inputs["lq"][0]
+        self.batch = b if isinstance(b, int) else None
+
+    def run_batch(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+        feeds = {"lq": lq, **({"eps": eps} if self.needs_eps else {})}
+        return self.session.run(None, feeds)[0]
+
+    def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+        return in_batches(self.run_batch, self.batch or len(lq), lq, eps)
+
+
+def _providers(provider: str) -> list[str]:
+    """The execution providers to ask for, best first, always ending on the CPU; a missing one is an error,
+    not a silent fallback, so a timing never claims a device it did not use."""
+    import onnxruntime as ort
+
+    if provider not in ORT_PROVIDERS:
+        raise UserError(f"unknown provider {provider!r}: use one of {', '.join(ORT_PROVIDERS)}")
+    wanted = ORT_PROVIDERS[provider]
+    have = ort.get_available_providers()
+    if wanted not in have:
+        raise UserError(f"ONNX Runtime here has no {wanted} (it has {', '.join(have)}): "
+                        "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --provider cpu")
+    chain = list(ORT_PROVIDERS.values())[: list(ORT_PROVIDERS).index(provider) + 1][::-1]
+    return [p for p in chain if p in have]
+
