@@ -23,8 +23,8 @@ import torch
 from elir_edge.bench.timing import interleaved_medians
 from elir_edge.common.tables import table
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
-from elir_edge.model.presets import PRESETS
-from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.model.presets import PRESETS, preset_arch
+from elir_edge.model.synthetic import random_model, save_checkpoint
 from elir_edge.runtime.ort import ort_session
 
 

@@ -20,11 +20,29 @@ EXPORT_EXAMPLES = """examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem, and where the usage is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, lowest, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value != value or value < lowest:  # NaN, or too small
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, 1, "1 or more")
+_non_negative_int = _number(int, 0, "0 or more")
+_non_negative_float = _number(float, 0.0, "0 or more")
+_positive_float = _number(float, 1e-300, "more than 0")
 
 
 def add_export_parser(sub) -> None:
@@ -43,7 +61,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--noise", choices=["input", "baked"], default="input",
                    help="eps as a graph input (default) or a constant drawn from --seed")
     p.add_argument("--seed", type=int, default=0, help="seed of the verification inputs and of baked noise")
-    p.add_argument("--tolerance", type=float, default=1e-3, help="max abs error allowed vs PyTorch (default 1e-3)")
+    p.add_argument("--tolerance", type=_positive_float, default=1e-3, help="max abs error allowed vs PyTorch (default 1e-3)")
     p.add_argument("-o", "--output", type=Path, help="artifact folder (default export/<checkpoint stem>/)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -91,13 +109,13 @@ def add_quantize_parser(sub) -> None:
     p.add_argument("--no-degrade", dest="degrade", action="store_false",
                    help="the folder already holds degraded inputs (default: clean photos, degraded by the task)")
     p.add_argument("--num-images", type=_positive_int, help="use at most this many calibration images")
-    p.add_argument("--holdout", type=int, help="calibration images kept out of PTQ to measure drift (default 1/4)")
+    p.add_argument("--holdout", type=_non_negative_int, help="calibration images kept out of PTQ to measure drift (default 1/4)")
     p.add_argument("--batch", type=_positive_int, default=2, help="calibration batch size")
     p.add_argument("--seed", type=int, default=0, help="seed of degradations and eps")
     p.add_argument("--error-method", choices=ERROR_METHODS, default="mse", help="activation threshold search")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
-    p.add_argument("--z-threshold", type=float, default=float("inf"), help="outlier removal (e.g. 8); default off")
-    p.add_argument("--gptq-epochs", type=int, default=0,
+    p.add_argument("--z-threshold", type=_positive_float, default=float("inf"), help="outlier removal (e.g. 8); default off")
+    p.add_argument("--gptq-epochs", type=_non_negative_int, default=0,
                    help="> 0: gradient-based PTQ (mct.gptq); single-input (--noise baked) exports only")
     p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="module paths to keep in float, e.g. enc.layers.0, 'steps.*.final_proj'; 'edges' = "
@@ -148,7 +166,7 @@ def add_restore_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="folder for the restored PNGs")
     p.add_argument("--task", choices=list(PRESETS), help="preprocessing preset (default: the artifact's)")
     p.add_argument("--tile", type=_positive_int, help="tile size (the graph's input size for static graphs)")
-    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    p.add_argument("--overlap", type=_non_negative_int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of eps")
     p.add_argument("--batch", type=_positive_int, default=1, help="tiles per run")
     p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads")
@@ -201,8 +219,8 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--hq", type=Path, help="ground truth for --lq")
     p.add_argument("--task", choices=list(PRESETS), help="for an ONNX without elir-edge metadata")
     p.add_argument("--iterations", type=_positive_int, default=10, help="at least this many timed runs (10)")
-    p.add_argument("--duration", type=float, default=3.0, help="and at least this many seconds (3)")
-    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds (0.2)")
+    p.add_argument("--duration", type=_non_negative_float, default=3.0, help="and at least this many seconds (3)")
+    p.add_argument("--warmup", type=_non_negative_float, default=0.2, help="warm-up seconds (0.2)")
     p.add_argument("--threads", type=_positive_int, help="CPU threads (default: the runtime's)")
     p.add_argument("--seed", type=int, default=0, help="seed of degradations and eps")
     p.add_argument("--fid-weights", type=Path, help="torch-fidelity's Inception weights file (FID/KID)")
@@ -259,7 +277,7 @@ def run_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elir-edge", description="ELIR from checkpoint to edge artifact, "
+    parser = Parser(prog="elir-edge", description="ELIR from checkpoint to edge artifact, "
                                      "with measured speed and quality.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_export_parser(sub)

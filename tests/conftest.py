@@ -1,9 +1,13 @@
-"""Synthetic ELIR checkpoints of every preset's shapes, in both formats, for fast CPU tests."""
+"""Synthetic ELIR checkpoints of every preset's shapes, in both formats, for fast CPU tests; and the
+plumbing of the mutation check (a planted bug named by ELIR_EDGE_MUTANT, results in the summary)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
@@ -15,11 +19,42 @@ SMALL = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 
                    rrdb_hid=16, n_rrdb=1)
 
 
+MUTATION_RESULTS: list[tuple[str, str, str]] = []  # (mutant, description, caught by) from test_mutations.py
+
+
+def pytest_configure(config):
+    name = os.environ.get("ELIR_EDGE_MUTANT")
+    if name:
+        from mutants import MUTANTS
+
+        config._elir_mutant = pytest.MonkeyPatch()
+        MUTANTS[name][1](config._elir_mutant)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MUTATION_RESULTS:
+        tr = terminalreporter
+        caught = sum(1 for *_, by in MUTATION_RESULTS if by)
+        tr.write_sep("=", f"mutation check: {caught} of {len(MUTATION_RESULTS)} planted bugs caught")
+        for name, what, by in MUTATION_RESULTS:
+            tr.write_line(f"{'CAUGHT ' if by else 'MISSED '} {name:16s} {what}" + (f"  <- {by}" if by else ""))
+
+
+def output_spread(model, size: int = 64) -> float:
+    """Std of the model's output on a probe image: what a tolerance is measured against."""
+    from elir_edge.model.synthetic import probe_inputs
+
+    lq, eps = probe_inputs(1, size)
+    with torch.no_grad():
+        return float(model(lq, eps[:, :model.arch.latent_channels]).std())
+
+
 @pytest.fixture
 def small_ckpt(tmp_path):
     """A small over-parameterized training checkpoint (custom widths) and its model."""
     model = random_model(ArchConfig(**{**SMALL.to_dict(), "ch_mult": SMALL.ch_mult,
                                        "fmir_overparam": True, "mmse_overparam": True}))
+    assert output_spread(model) > 0.1  # the output spans its range: comparisons of it mean something
     return save_checkpoint(model, tmp_path / "small.ckpt", "training"), model
 
 
@@ -28,6 +63,7 @@ def tiny_quantized(tmp_path_factory):
     """A tiny export quantized end to end (MCT PTQ on the CPU)."""
     tmp = tmp_path_factory.mktemp("q")
     model = random_model(SMALL, k=2, sigma=0.1)
+    assert output_spread(model) > 0.1
     ckpt = save_checkpoint(model, tmp / "tiny.pth", "release")
     folder = tmp / "export"
     export_checkpoint(ckpt, ExportOptions(task="denoising", steps=2, image_size=(64, 64), output=folder), quiet=True)
@@ -37,5 +73,38 @@ def tiny_quantized(tmp_path_factory):
     for i in range(4):  # smooth random images: something like photographs, not white noise
         img = np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
         Image.fromarray(img).save(calib / f"{i}.png")
-    report = quantize_export(QuantizeOptions(model=folder, calib=calib, keep_float=["enc.layers.0"]), quiet=True)
+    import elir_edge.quantize.stage as stage
+
+    real_export, seen = stage.export_quantized, []
+    stage.export_quantized = lambda *a: seen.append(real_export(*a)) or seen[-1]
+    try:
+        report = quantize_export(QuantizeOptions(model=folder, calib=calib, keep_float=["enc.layers.0"]), quiet=True)
+    finally:
+        stage.export_quantized = real_export
+    MCT_GRAPHS[folder] = seen[0]
     return folder, report
+
+
+MCT_GRAPHS = {}  # export folder -> the Q/DQ graph MCT exported for it (tiny_quantized)
+
+
+@pytest.fixture
+def requantize(tiny_quantized, tmp_path, monkeypatch):
+    """Quantize a copy of the tiny export again in seconds: MCT's PTQ is replaced by the Q/DQ graph it
+    already produced for this very model, so the stages after it (rewrite, rules, drift, writing) run for real."""
+    import shutil
+
+    import onnx
+
+    import elir_edge.quantize.stage as stage
+
+    folder = tmp_path / "export"
+    shutil.copytree(tiny_quantized[0], folder)
+    graph = MCT_GRAPHS[tiny_quantized[0]]
+    monkeypatch.setattr(stage, "quantize_module", lambda *a: None)
+    monkeypatch.setattr(stage, "export_quantized", lambda *a: onnx.ModelProto.FromString(graph.SerializeToString()))
+
+    def run(**kw):
+        return quantize_export(QuantizeOptions(model=folder, calib=tiny_quantized[0].parent / "calib", **kw),
+                               quiet=True)
+    return folder, run

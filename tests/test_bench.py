@@ -110,9 +110,12 @@ def test_bench_cli_end_to_end(demo_folder, tmp_path, capsys):
                  str(tmp_path / "b.png"), "--compare-paper"])
     out = capsys.readouterr().out
     assert code == 0
-    for text in ("p99", "noise floor", "FID: unavailable", "not measured here", "compare-paper: measured on"):
+    for text in ("p99", "noise floor", "FID: unavailable", "not measured here", "compare-paper: best here"):
         assert text in out
     report = json.loads((tmp_path / "b.json").read_text())
+    best = max(report["rows"], key=lambda row: row["speed"]["throughput_img_s"])
+    line = next(ln for ln in out.splitlines() if ln.startswith("compare-paper"))
+    assert f"by {best['label']} ({best['runner']})" in line and "CPU" in line and "not that size" in line
     eager = report["rows"][1]
     assert eager["vs_float"]["psnr"]["mean"]["value"] > 80  # eager PyTorch == exported graph
     assert Image.open(tmp_path / "b.png").width > 100
@@ -159,3 +162,126 @@ def test_roofline_arithmetic():
     assert set(roofline(manifest, ["all"])) == set(devices())
     with pytest.raises(UserError, match="unknown device"):
         roofline(manifest, ["h100"])
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory):
+    """An Inception network of the reference architecture (torch-fidelity's) with random weights, saved as
+    a plain tensor file: it exercises the FID/KID code end to end, and can show nothing about real FID."""
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    folder = tmp_path_factory.mktemp("fid")
+    torch.save({}, folder / "empty.pth")
+    real_load = FeatureExtractorInceptionV3.load_state_dict
+    FeatureExtractorInceptionV3.load_state_dict = lambda self, sd, *a, **k: None  # keep the random init
+    try:
+        torch.manual_seed(0)
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                          feature_extractor_weights_path=str(folder / "empty.pth"))
+    finally:
+        FeatureExtractorInceptionV3.load_state_dict = real_load
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # features of a useful scale:
+        bn.reset_running_stats()                                                # statistics of one random batch
+        bn.momentum = None
+    net.train()
+    with torch.no_grad():
+        net((torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).byte())
+    net.eval()
+    path = folder / "random_inception.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_fid_and_kid_computed_end_to_end(random_inception):
+    """FID of a set against itself is 0; a second sample of the same distribution scores well below a
+    shifted one, for FID and for KID (unbiased for independent samples, so not against itself)."""
+    rng = np.random.default_rng(0)
+
+    def sample(shift=0.0):
+        return np.clip(rng.random((16, 3, 64, 64)).astype(np.float32) * 0.5 + 0.25 + shift, 0, 1)
+
+    base = sample()
+    same = fid_kid(base, base, random_inception)
+    assert same["available"] and not same["reference_weights"] and "not FID/KID as published" in same["note"]
+    assert abs(same["fid"]) < 1e-2 and same["fid_biased"]  # 16 images < 2048
+    twin, shifted = fid_kid(base, sample(), random_inception), fid_kid(base, sample(0.2), random_inception)
+    assert shifted["fid"] > 2 * twin["fid"] > 0
+    assert shifted["kid"] > twin["kid"] + 3 * shifted["kid_std"]
+
+
+class Payload:
+    """Pickling this needs code: a weights file holding it must not be unpickled."""
+
+
+def test_fid_weights_that_need_code_are_refused(tmp_path):
+    import torch
+
+    torch.save({"x": Payload()}, tmp_path / "evil.pth")
+    r = fid_kid(np.zeros((2, 3, 32, 32), np.float32), np.zeros((2, 3, 32, 32), np.float32), tmp_path / "evil.pth")
+    assert not r["available"] and "refusing to unpickle" in r["reason"]
+
+
+def test_lq_hq_pairs(demo_folder, tmp_path):
+    """--lq/--hq: pairs matched by name across formats; the degraded row is PSNR(lq, hq) computed here."""
+    from elir_edge.common.degrade import degrade
+    from elir_edge.demo import HELDOUT_DIR
+
+    lq_dir, hq_dir = tmp_path / "lq", tmp_path / "hq"
+    lq_dir.mkdir(), hq_dir.mkdir()
+    want = []
+    for i, name in enumerate(("astronaut_1", "chelsea_0")):
+        clean = np.asarray(Image.open(HELDOUT_DIR / f"{name}.png").convert("RGB"))
+        noisy = degrade("denoising", clean, 40 + i)
+        Image.fromarray(clean).save(hq_dir / f"{name}.png")
+        Image.fromarray(noisy).save(lq_dir / f"{name}.bmp")
+        want.append(psnr(noisy / 255.0, clean / 255.0))
+    r = run_bench(BenchOptions(engines=[demo_folder / "model.onnx"], lq=lq_dir, hq=hq_dir, iterations=1, duration=0,
+                               warmup=0))
+    q = r["quality"]
+    assert q["images"] == 2
+    assert q["degraded_vs_gt"]["psnr"]["mean"]["value"] == pytest.approx(np.mean(want), abs=1e-3)
+    assert r["rows"][0]["vs_gt"]["psnr"]["mean"]["value"] > np.mean(want) + 3  # the model restores
+    with pytest.raises(UserError, match="go together"):
+        run_bench(BenchOptions(engines=[demo_folder / "model.onnx"], lq=lq_dir))
+
+
+def test_interleaved_timing_alternates_candidates():
+    from elir_edge.bench.speed import measure_interleaved
+
+    order = []
+    s = measure_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, warmup_s=0,
+                            iterations=3, duration_s=0, batches={"a": 1, "b": 2})
+    assert order == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then turns
+    assert s["a"]["n"] == s["b"]["n"] == 3 and s["b"]["batch"] == 2
+
+
+def test_gpu_provider_that_falls_back_to_the_cpu_is_refused(demo_folder, monkeypatch):
+    """ONNX Runtime starts a session on the CPU when a listed GPU provider fails to load: such a row would
+    be labelled CUDA while timing the CPU. The runner checks the provider the session actually uses."""
+    import onnxruntime as ort
+
+    from elir_edge.runtime.ort import OrtRunner
+
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession",
+                        lambda model, opts, providers: real(model, opts, providers=["CPUExecutionProvider"]))
+    with pytest.raises(UserError, match="could not start CUDAExecutionProvider .* fell back to CPUExecutionProvider"):
+        OrtRunner(demo_folder / "model.onnx", provider="cuda")
+
+
+def test_newest_export_is_found(tmp_path):
+    import os
+
+    from elir_edge.quantize.stage import find_export
+
+    for name, mtime in (("old", 1000), ("new", 3000), ("middle", 2000)):  # created in another order
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+        os.utime(tmp_path / name / "manifest.json", (mtime, mtime))
+    (tmp_path / "not_an_export").mkdir()
+    assert find_export(None, tmp_path) == tmp_path / "new"
+    assert find_export(tmp_path / "old", tmp_path) == tmp_path / "old"
+    with pytest.raises(UserError, match="no export under"):
+        find_export(None, tmp_path / "not_an_export")

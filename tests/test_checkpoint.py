@@ -1,10 +1,11 @@
 import pytest
+import torch
 
 from elir_edge.errors import UserError
 from elir_edge.model.checkpoint import load_checkpoint
-from elir_edge.model.presets import PRESETS
+from elir_edge.model.presets import PRESETS, preset_arch
 from elir_edge.model.settings import parse_image_size, resolve_settings
-from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.model.synthetic import random_model, save_checkpoint
 
 
 @pytest.mark.parametrize("task", ["bfr", "sr", "bsr"])
@@ -65,3 +66,58 @@ def test_all_presets_resolve_with_task():
     for name, p in PRESETS.items():
         s = resolve_settings(preset_arch(name), task=name)
         assert (s.k_steps, s.sigma_s, s.height) == (p.k_steps, p.sigma_s, p.image_size)
+
+
+# Key names and shapes written out from ../shared/ELIR_SPEC.md (the reference code's state dict), for the
+# bsr preset (U-Net hid 96): the loader must accept exactly these names and the model must have them.
+H = 96
+SPEC_KEYS = {
+    "enc.layers.0.weight": (64, 3, 3, 3), "enc.layers.1.conv.0.weight": (64, 64, 3, 3),
+    "enc.layers.1.conv.4.bias": (64,), "enc.layers.2.weight": (64, 64, 3, 3), "enc.layers.14.weight": (16, 64, 3, 3),
+    "dec.layers.0.weight": (64, 16, 3, 3), "dec.layers.2.conv.2.weight": (64, 64, 3, 3),
+    "dec.layers.6.weight": (64, 64, 3, 3), "dec.layers.17.conv.0.weight": (64, 64, 3, 3),
+    "dec.layers.18.weight": (3, 64, 3, 3), "dec.layers.18.bias": (3,),
+    "mmse.lrm.0.RDB1.conv1.block.0.weight": (96, 16, 3, 3), "mmse.lrm.0.RDB1.conv4.block.0.weight": (96, 16 + 3 * 96, 3, 3),
+    "mmse.lrm.2.RDB3.conv5.block.0.weight": (16, 16 + 4 * 96, 3, 3),
+    "fmir.time_mlp.linear1.weight": (640, 160), "fmir.time_mlp.linear2.weight": (640, 640),
+    "fmir.first_proj.weight": (H, 16, 1, 1),
+    "fmir.down_blocks.0.0.block1.block.0.weight": (H,), "fmir.down_blocks.0.0.block1.block.2.weight": (H, H, 3, 3),
+    "fmir.down_blocks.0.0.mlp.1.weight": (H, 640), "fmir.down_blocks.0.0.conv2d.weight": (H, H, 1, 1),
+    "fmir.down_blocks.1.1.conv.weight": (2 * H, H, 3, 3), "fmir.down_blocks.3.1.conv.weight": (4 * H, 2 * H, 3, 3),
+    "fmir.mid_blocks.0.block2.block.2.weight": (4 * H, 4 * H, 3, 3),
+    "fmir.up_blocks.0.0.convtr.weight": (4 * H, 2 * H, 4, 4),
+    "fmir.up_blocks.0.1.block1.block.2.weight": (2 * H, 4 * H, 3, 3),
+    "fmir.up_blocks.2.0.convtr.weight": (2 * H, H, 4, 4),
+    "fmir.final_block.block.0.weight": (H,), "fmir.final_block.block.2.weight": (H, H, 3, 3),
+    "fmir.final_proj.weight": (16, H, 1, 1),
+}
+# Parameter counts of the spec's preset table (millions, as rounded there).
+SPEC_PARAMS = {"bfr": 29.6, "sr": 18.9, "bsr": 11.1}
+
+
+def test_official_key_names_and_shapes():
+    from elir_edge.model.arch import build_elir
+
+    sd = build_elir(preset_arch("bsr"), 3, 0.04).state_dict()
+    assert {k: tuple(sd[k].shape) for k in SPEC_KEYS if k in sd} == SPEC_KEYS
+    assert "enc.layers.2.bias" not in sd and "dec.layers.6.bias" not in sd  # stride/upsample convs: no bias
+    for task, millions in SPEC_PARAMS.items():
+        model = build_elir(preset_arch(task), 3, 0.1)
+        count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
+        assert round(count(model.fmir), 1) == millions, task
+        assert round(count(model.mmse), 1) == 5.5 and round(count(model.enc), 2) == 1.23
+        assert round(count(model.dec), 2) == 1.23
+
+
+def test_training_format_keys_of_the_spec(tmp_path):
+    """Training checkpoints: un-prefixed state_dict_<part>, a 1x1 `block.3` after fmir's 3x3 and a
+    `block.1` after mmse's, with 4x hidden width."""
+    path = save_checkpoint(random_model(preset_arch("bsr", overparam=True)), tmp_path / "t.ckpt", "training")
+    raw = torch.load(path, weights_only=True)
+    f, m = raw["state_dict_fmir"], raw["state_dict_mmse"]
+    assert f["down_blocks.0.0.block1.block.2.weight"].shape == (4 * H, H, 3, 3)
+    assert f["down_blocks.0.0.block1.block.3.weight"].shape == (H, 4 * H, 1, 1)
+    assert m["lrm.0.RDB1.conv1.block.0.weight"].shape == (4 * 96, 16, 3, 3)
+    assert m["lrm.0.RDB1.conv1.block.1.weight"].shape == (96, 4 * 96, 1, 1)
+    ckpt = load_checkpoint(path)
+    assert ckpt.format == "training" and ckpt.arch == preset_arch("bsr", overparam=True)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from elir_edge.cli import main
-from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.model.presets import preset_arch
+from elir_edge.model.synthetic import random_model, save_checkpoint
 
 
 class NotTensors:
@@ -106,3 +107,22 @@ def test_artifacts_get_ordinary_permissions(tmp_path):
         assert (tmp_path / "a" / "m.json").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(mask)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["bench", "--engine", "m.onnx", "--iterations", "0"], "--iterations: 0 is not 1 or more"),
+    (["bench", "--engine", "m.onnx", "--duration", "-1"], "--duration: -1 is not 0 or more"),
+    (["bench", "--engine", "m.onnx", "--threads", "0"], "--threads: 0 is not 1 or more"),
+    (["restore", "--engine", "m.onnx", "a.png", "-o", "o", "--batch", "0"], "--batch: 0 is not 1 or more"),
+    (["restore", "--engine", "m.onnx", "a.png", "-o", "o", "--tile", "-32"], "--tile: -32 is not 1 or more"),
+    (["restore", "--engine", "m.onnx", "a.png", "-o", "o", "--overlap", "x"], "'x' is not a whole number"),
+    (["export", "m.pth", "--steps", "-2"], "--steps: -2 is not 1 or more"),
+    (["export", "m.pth", "--tolerance", "0"], "--tolerance: 0 is not more than 0"),
+    (["quantize", "--holdout", "-1"], "--holdout: -1 is not 0 or more"),
+    (["quantize", "--num-images", "0"], "--num-images: 0 is not 1 or more"),
+])
+def test_numeric_arguments_are_checked_in_one_line(capsys, argv, fragment):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and fragment in err[0] and "--help" in err[0]

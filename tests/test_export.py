@@ -1,3 +1,7 @@
+"""Export is faithful: the ONNX reproduces the unfolded, looped PyTorch model on every preset from both
+checkpoint formats, measured here with our own ONNX Runtime run (not the tool's verification figure)
+and against the output's own spread."""
+
 import json
 
 import numpy as np
@@ -9,9 +13,9 @@ from elir_edge.exporter.stage import ExportOptions, export_checkpoint
 from elir_edge.model.checkpoint import load_checkpoint
 from elir_edge.model.folded import load_folded
 from elir_edge.model.noise import baked_noise, seeded_inputs
-from elir_edge.model.presets import PRESETS
+from elir_edge.model.presets import PRESETS, preset_arch
 from elir_edge.model.settings import RunSettings
-from elir_edge.model.synthetic import preset_arch, random_model, save_checkpoint
+from elir_edge.model.synthetic import probe_inputs, random_model, save_checkpoint
 from elir_edge.runtime.interface import read_metadata
 from elir_edge.runtime.ort import ort_session
 
@@ -28,14 +32,13 @@ def test_export_every_preset_both_formats(tmp_path, task, fmt):
     ckpt = save_checkpoint(model, tmp_path / f"{task}.ckpt", fmt)
     out = tmp_path / "out"
     m = export_checkpoint(ckpt, ExportOptions(task=task, image_size=(64, 64), output=out), quiet=True)
-    assert m["verification"]["max_abs_err"] <= 1e-4
     assert (m["fold"]["pairs"] > 0) == (fmt == "training")
-    # independent check: our own ONNX Runtime run against the unfolded, looped model
-    lq, eps = torch.rand(1, 3, 64, 64), torch.randn(1, 16, 8, 8)
+    lq, eps = probe_inputs(7)
     with torch.no_grad():
         ref = model(lq, eps).numpy()
+    assert ref.std() > 0.1
     got = _run_onnx(out / "model.onnx", {"lq": lq.numpy(), "eps": eps.numpy()})
-    assert np.abs(got - ref).max() <= 1e-4
+    assert np.abs(got - ref).max() <= 1e-3 * ref.std()
     meta = read_metadata(out / "model.onnx")
     assert meta["task"] == task and int(meta["k_steps"]) == p.k_steps
     assert float(meta["sigma_s"]) == p.sigma_s and meta["image_size"] == "64x64"
@@ -69,18 +72,19 @@ def test_baked_noise_dynamic_and_rebuild(tmp_path, small_ckpt):
     model.sigma_s = 0.025  # the fixture's model has sigma 0.1; the denoising preset uses 0.025
     with torch.no_grad():
         expected = model(lq, baked_noise(s, model.arch, 5)).numpy()
-    assert np.abs(_run_onnx(out / "model.onnx", {"lq": lq.numpy()}) - expected).max() <= 1e-4
+    tol = 1e-3 * expected.std()
+    assert np.abs(_run_onnx(out / "model.onnx", {"lq": lq.numpy()}) - expected).max() <= tol
     # the folded weights rebuild the model without the original checkpoint
     folded = load_folded(out, m)
     with torch.no_grad():
-        assert (folded(lq, baked_noise(s, model.arch, 5)) - torch.from_numpy(expected)).abs().max() <= 1e-4
+        assert (folded(lq, baked_noise(s, model.arch, 5)) - torch.from_numpy(expected)).abs().max() <= tol
 
     dyn = tmp_path / "dyn"
     export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), dynamic=True, output=dyn), quiet=True)
     lq, eps = torch.rand(2, 3, 96, 128), torch.randn(2, 16, 12, 16)
     with torch.no_grad():
         expected = model(lq, eps).numpy()
-    assert np.abs(_run_onnx(dyn / "model.onnx", {"lq": lq.numpy(), "eps": eps.numpy()}) - expected).max() <= 1e-4
+    assert np.abs(_run_onnx(dyn / "model.onnx", {"lq": lq.numpy(), "eps": eps.numpy()}) - expected).max() <= tol
 
 
 def test_hyper_parameters_in_checkpoint_set_defaults(tmp_path, small_ckpt):

@@ -38,11 +38,18 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
         out.append(f"reference row, not measured here: the paper's {p['fps']} img/s for the {p['preset']} preset "
                    f"(full-size model) on an {p['device']}")
         if compare_paper:
-            best = max(row["speed"]["throughput_img_s"] for row in r["rows"])
-            out.append(f"compare-paper: measured on {r['machine']['cpu']} ({r['machine']['cores']} cores, no GPU) "
-                       f"with {r['rows'][0]['runner']}; the paper measured a GPU. Best here {best:.2f} img/s = "
-                       f"{best / p['fps']:.3f}x the paper's figure: different device, and this artifact may not be "
-                       "the paper's model size, so this is context, not a comparison")
+            best = max(r["rows"], key=lambda row: row["speed"]["throughput_img_s"])
+            fps = best["speed"]["throughput_img_s"]
+            gpu = (r["machine"]["gpu"] or {}).get("gpu_name")
+            where = f"{gpu} (GPU)" if gpu and best["on_gpu"] else \
+                f"{r['machine']['cpu']} ({r['machine']['cores']} cores, CPU)"
+            out.append(f"compare-paper: best here {fps:.2f} img/s by {best['label']} ({best['runner']}) on {where} = "
+                       f"{fps / p['fps']:.3f}x the paper's {p['fps']} img/s on an {p['device']}; "
+                       + ("same GPU model as the paper" if gpu and "2080 Ti" in gpu and best["on_gpu"] else
+                          "a different device")
+                       + f"; the paper's figure is for the full-size {p['preset']} model, "
+                       + ("this artifact is that size" if r.get("paper_size") else
+                          "this artifact is not that size, so this is context, not a comparison"))
     for dev in (r.get("roofline_estimate") or {}).values():
         est = ", ".join(f"{p} {v['fps_upper_bound']:.0f} ({v['bound']})" for p, v in dev.items()
                         if isinstance(v, dict))
@@ -66,7 +73,8 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
         for row in r["rows"]:
             f = row["fid_kid_vs_gt"]
             label = "biased (N < 2048), prefer KID" if f["fid_biased"] else "unbiased N"
-            out.append(f"{row['label']}: FID vs GT {f['fid']:.2f} ({label}), KID {f['kid']:.4f} +- {f['kid_std']:.4f}")
+            out.append(f"{row['label']}: FID vs GT {f['fid']:.2f} ({label}), KID {f['kid']:.4f} +- {f['kid_std']:.4f}"
+                       + (f" [{f['note']}]" if "note" in f else ""))
     else:
         out.append(f"FID: unavailable ({fk.get('reason', 'not computed').replace('FID: ', '')})")
     return "\n".join(out)

@@ -1,4 +1,5 @@
-"""Speed measured the trtexec way: warm-up by time, then at least N iterations and at least D seconds."""
+"""Speed measured the trtexec way: warm-up by time, then at least N iterations and at least D seconds per
+artifact. Artifacts compared in one run take turns, run by run, so machine drift hits them alike."""
 
 from __future__ import annotations
 
@@ -8,23 +9,44 @@ from typing import Callable
 from elir_edge.bench.stats import latency_summary
 
 
+def measure_interleaved(runs: dict[str, Callable[[], object]], warmup_s: float = 0.2, iterations: int = 10,
+                        duration_s: float = 3.0, batches: dict[str, int] | None = None) -> dict[str, dict]:
+    """Per-run wall-clock latency of each candidate (host side, inputs already in memory) and throughput =
+    batch / median. A `run` that returns a dict of device-measured milliseconds (CUDA events) gets those
+    summarised too, under "device", each with its own throughput."""
+    for run in runs.values():
+        end = time.perf_counter() + warmup_s
+        run()
+        while time.perf_counter() < end:
+            run()
+    times = {k: [] for k in runs}
+    device = {k: [] for k in runs}
+    spent = dict.fromkeys(runs, 0.0)
+
+    def wanting(k: str) -> bool:
+        return len(times[k]) < max(1, iterations) or spent[k] < duration_s
+
+    while any(wanting(k) for k in runs):
+        for k, run in runs.items():
+            if not wanting(k):
+                continue
+            t0 = time.perf_counter()
+            r = run()
+            dt = time.perf_counter() - t0
+            times[k].append(dt)
+            spent[k] += dt
+            if isinstance(r, dict):
+                device[k].append(r)
+    return {k: _summary(times[k], device[k], (batches or {}).get(k, 1)) for k in runs}
+
+
 def measure(run: Callable[[], object], warmup_s: float = 0.2, iterations: int = 10, duration_s: float = 3.0,
             batch: int = 1) -> dict:
-    """Per-run wall-clock latency (host side, inputs already in memory) and throughput = batch / median.
-    A `run` that returns a dict of device-measured milliseconds (CUDA events: compute, end to end) gets
-    those summarised too, under "device", each with its own throughput."""
-    end = time.perf_counter() + warmup_s
-    run()
-    while time.perf_counter() < end:
-        run()
-    times, device = [], []
-    start = time.perf_counter()
-    while len(times) < iterations or time.perf_counter() - start < duration_s:
-        t0 = time.perf_counter()
-        r = run()
-        times.append(time.perf_counter() - t0)
-        if isinstance(r, dict):
-            device.append(r)
+    """One candidate alone (see measure_interleaved)."""
+    return measure_interleaved({"run": run}, warmup_s, iterations, duration_s, {"run": batch})["run"]
+
+
+def _summary(times: list[float], device: list[dict], batch: int) -> dict:
     s = _with_throughput(latency_summary(times), batch)
     s["batch"] = batch
     s["samples_ms"] = [t * 1000 for t in times]

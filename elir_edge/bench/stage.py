@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,15 +12,15 @@ from elir_edge.bench.evaluate import EvalSet, make_eval_set, per_image
 from elir_edge.bench.fid import fid_kid
 from elir_edge.bench.machine import machine
 from elir_edge.bench.report import plot
-from elir_edge.bench.speed import measure
+from elir_edge.bench.speed import measure_interleaved
 from elir_edge.bench.stats import describe
 from elir_edge.common.files import sha256_file
 from elir_edge.common.images import fit, load_images, to_chw
 from elir_edge.errors import UserError
 from elir_edge.model.noise import latent_noise
-from elir_edge.model.presets import PRESETS
+from elir_edge.model.presets import PRESETS, is_paper_size
 from elir_edge.runtime.interface import graph_size, read_interface
-from elir_edge.runtime.open import ENGINE_SUFFIXES, open_runner
+from elir_edge.runtime.open import open_runner
 from elir_edge.runtime.pytorch import TorchRunner
 
 
@@ -68,6 +69,7 @@ def open_artifact(path: Path, threads: int | None, provider: str = "cpu", cuda_g
         manifest = read_manifest(path.parent)
         s = manifest["settings"]
         meta = {"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
+                "arch": json.dumps(manifest["arch"]),
                 "latent_channels": str(manifest["arch"]["latent_channels"])}
         runner = TorchRunner(load_folded(path.parent, manifest))
         return Artifact(path, runner.kind, runner, meta)
@@ -130,17 +132,19 @@ def run_bench(opts: BenchOptions) -> dict:
         ref = open_artifact(float_path, opts.threads)
     ref = ref or arts[0]
 
-    rows = []
     rng = np.random.default_rng(opts.seed)
-    for a in arts:
+    runs, batches = {}, {}
+    for i, a in enumerate(arts):
         b = int(a.meta.get("batch", 1))
         lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
         eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
-        timed = getattr(a.runner, "device_timed", None)  # TensorRT: CUDA-event compute and end-to-end times
-        speed = measure((lambda: timed(lq, eps)) if timed else (lambda: a.runner(lq, eps)), opts.warmup,
-                        opts.iterations, opts.duration, b)
-        rows.append({"artifact": str(a.path), "label": a.label, "runner": a.kind, "sha256": sha256_file(a.path),
-                     "speed": speed})
+        timed = getattr(a.runner, "device_timed", None)  # engines: CUDA-event compute and end-to-end times
+        runs[i] = (lambda t=timed, lq=lq, eps=eps: t(lq, eps)) if timed else \
+            (lambda r=a.runner, lq=lq, eps=eps: r(lq, eps))
+        batches[i] = b
+    speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches)
+    rows = [{"artifact": str(a.path), "label": a.label, "runner": a.kind, "on_gpu": bool(getattr(a.runner, "on_gpu", False)),
+             "sha256": sha256_file(a.path), "speed": speeds[i]} for i, a in enumerate(arts)]
     base = rows[0]["speed"]["median_ms"]
     for r in rows:
         r["speed"]["ratio_vs_first"] = base / r["speed"]["median_ms"]
@@ -162,15 +166,16 @@ def run_bench(opts: BenchOptions) -> dict:
             r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
             r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
     preset = PRESETS.get(task)
-    on_gpu = opts.provider != "cpu" or any(a.path.suffix in ENGINE_SUFFIXES for a in arts)
+    on_gpu = any(r["on_gpu"] for r in rows)
     report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(on_gpu), "threads": opts.threads,
               "method": {"warmup_s": opts.warmup, "min_iterations": opts.iterations, "min_duration_s": opts.duration,
-                         "timing": "host wall clock per run, inputs in memory, median-based throughput; "
-                                   "TensorRT rows also CUDA events: compute only and end to end (pinned copies)",
+                         "timing": "host wall clock per run, inputs in memory, artifacts interleaved run by run, "
+                                   "median-based throughput; engine rows also CUDA events",
                          "provider": opts.provider, "cuda_graph": opts.cuda_graph},
               "rows": rows, "quality": quality,
               "paper_reference": {"device": "NVIDIA RTX 2080 Ti",
-                                  "fps": preset.paper_fps_2080ti, "preset": preset.name} if preset else None}
+                                  "fps": preset.paper_fps_2080ti, "preset": preset.name} if preset else None,
+              "paper_size": bool(preset) and is_paper_size(first, preset)}
     if opts.roofline:
         from elir_edge.bench.roofline import roofline
         from elir_edge.model.folded import read_manifest

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+from elir_edge.model.arch import ArchConfig
 
 
 @dataclass(frozen=True)
@@ -35,3 +38,19 @@ REFERENCE_SHARED = dict(latent_channels=16, ae_width=64, ch_mult=(1, 2, 1, 2), t
 
 def task_names() -> str:
     return "|".join(PRESETS)
+
+
+def preset_arch(task: str, overparam: bool = False) -> ArchConfig:
+    p = PRESETS[task]
+    return ArchConfig(**REFERENCE_SHARED, unet_hid=p.unet_hid, n_mid_blocks=p.n_mid_blocks,
+                      fmir_overparam=overparam, mmse_overparam=overparam)
+
+
+def is_paper_size(meta: dict, preset: TaskPreset) -> bool:
+    """Whether an artifact (its ONNX metadata) is the paper's full-size network at the preset's image size,
+    so its speed can stand beside the paper's figure."""
+    try:
+        arch = ArchConfig.from_dict(json.loads(meta["arch"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return arch == preset_arch(preset.name).collapsed() and meta.get("image_size") == f"{preset.image_size}x{preset.image_size}"

@@ -141,6 +141,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     with stages(f"MCT post-training quantization on {sum(len(b[0]) for b in calib)} images"
                 + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
         unrolled = build_unrolled(load_folded(folder, manifest), s, manifest["onnx"]["seed"] if baked else None)
+        _check_patterns(unrolled, opts.keep_float)
         module_inputs = [(lq,) if baked else (lq, eps) for lq, eps in calib]
         qmodel = quantize_module(unrolled, module_inputs, opts.ptq)
     with stages("export Q/DQ ONNX"):
@@ -207,6 +208,17 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         report["seconds"] = round(stages.elapsed(), 1)
         write_json(folder / "quant_report.json", report)
     return report
+
+
+def _check_patterns(module: torch.nn.Module, patterns: list[str]) -> None:
+    """Every --keep-float pattern must name at least one conv of the unrolled model (checked before MCT runs)."""
+    import fnmatch
+
+    convs = [n for n, m in module.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    for p in patterns:
+        if not any(fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n, p + ".*") for n in convs):
+            raise UserError(f"--keep-float {p!r} matches no conv of the model (module paths look like "
+                            f"{convs[0]}, {convs[-1]}, steps.1.final_proj): fix the pattern")
 
 
 def _block_order(b: str) -> tuple:

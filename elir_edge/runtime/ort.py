@@ -33,12 +33,17 @@ class OrtRunner:
         self.path, self.name = Path(path), Path(path).name
         self.graph_path = self.path
         providers = _providers(provider)
+        self.on_gpu = provider != "cpu"
         self.kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
         try:
             self.session = ort_session(self.path, threads, providers)
         except Exception as e:  # ONNX Runtime raises its own Fail/InvalidGraph/... types
             raise UserError(f"{path} cannot be loaded by ONNX Runtime ({str(e).splitlines()[0][:150]}): "
                             "re-export it with `elir-edge export`") from None
+        active = self.session.get_providers()[0]
+        if active != providers[0]:  # ONNX Runtime falls back to the CPU when a GPU provider fails to start
+            raise UserError(f"ONNX Runtime could not start {providers[0]} for {path} (it fell back to {active}): "
+                            "check the CUDA/cuDNN libraries onnxruntime-gpu needs, or use --provider cpu")
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         self.needs_eps = "eps" in inputs
         b = inputs["lq"][0]

@@ -9,7 +9,7 @@ class TorchRunner:
     kind = "PyTorch eager (looped)"
 
     def __init__(self, model, name: str = "pytorch"):
-        self.model, self.name, self.needs_eps = model.eval(), name, True
+        self.model, self.name, self.needs_eps, self.on_gpu = model.eval(), name, True, False
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
         import torch

@@ -157,6 +157,7 @@ class TrtRunner:
         self.graph = None
         if cuda_graph:
             self.graph = self._capture()
+        self.on_gpu = True
         self.kind = "TensorRT" + (" + CUDA graph" if cuda_graph else "")
 
     def _enqueue(self) -> None:
