@@ -62,6 +62,7 @@ def add_export_parser(sub) -> None:
                    help="eps as a graph input (default) or a constant drawn from --seed")
     p.add_argument("--seed", type=int, default=0, help="seed of the verification inputs and of baked noise")
     p.add_argument("--tolerance", type=_positive_float, default=1e-3, help="max abs error allowed vs PyTorch (default 1e-3)")
+    p.add_argument("--no-fp16", dest="fp16", action="store_false", help="do not write model_fp16.onnx")
     p.add_argument("-o", "--output", type=Path, help="artifact folder (default export/<checkpoint stem>/)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -76,7 +77,7 @@ def run_export(args) -> int:
     opts = ExportOptions(task=args.task, steps=args.steps, sigma=args.sigma,
                          image_size=parse_image_size(args.image_size) if args.image_size else None,
                          batch=args.batch, dynamic=args.dynamic, baked_noise=args.noise == "baked",
-                         seed=args.seed, tolerance=args.tolerance, output=args.output)
+                         seed=args.seed, tolerance=args.tolerance, output=args.output, fp16=args.fp16)
     m = export_checkpoint(args.checkpoint, opts, quiet=args.quiet or args.json)
     if args.json:
         print(json.dumps(m, indent=2))
@@ -98,11 +99,13 @@ QUANTIZE_EXAMPLES = """examples:
 def add_quantize_parser(sub) -> None:
     from elir_edge.quantize.mct import ERROR_METHODS
 
-    p = sub.add_parser("quantize", help="INT8 with Sony MCT -> TensorRT-ready Q/DQ ONNX (+ engine where possible)",
+    p = sub.add_parser("quantize", help="INT8 with Sony MCT -> Q/DQ ONNX for TensorRT and the CPU (+ RTX engine)",
                        description="Post-training INT8 quantization of an export folder with Model Compression "
                                    "Toolkit, calibrated on real images; writes model_int8.onnx (TensorRT form: int8 "
-                                   "zero point 0), model_int8_cpu.onnx (ONNX Runtime CPU form: uint8, same grid), "
-                                   "quant_report.json, and model_int8.trt where TensorRT and a GPU exist.",
+                                   "zero point 0), model_int8_fp16.onnx (the same, float parts fp16), "
+                                   "model_int8_cpu.onnx (ONNX Runtime CPU form: uint8, same grid), quant_report.json, "
+                                   "and the TensorRT-RTX engine of model_int8_fp16.onnx where tensorrt-rtx is installed "
+                                   "(no GPU needed).",
                        epilog=QUANTIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="export folder (default: the newest under export/)")
     p.add_argument("--calib", type=Path, default=Path("calibration"), help="folder of calibration images")
@@ -122,7 +125,10 @@ def add_quantize_parser(sub) -> None:
                         "first conv, last conv and the Euler updates (repeatable)")
     p.add_argument("--auto-precision", action="store_true", help="keep blocks in float until --target-psnr")
     p.add_argument("--target-psnr", type=float, default=35.0, help="dB against the float model (default 35)")
-    p.add_argument("--engine", type=Path, help="build this TensorRT engine; an error where TensorRT/GPU are missing")
+    p.add_argument("--engine", type=Path, help="path of the TensorRT-RTX engine of model_int8_fp16.onnx (default "
+                   "model_int8_fp16.rtx.engine beside it); given explicitly, a missing tensorrt-rtx is an error")
+    p.add_argument("--sm", action="append", metavar="CC", help="compute capability of that engine (default 75)")
+    p.add_argument("--no-engine", dest="build_engine", action="store_false", help="build no engine")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=run_quantize)
@@ -138,7 +144,7 @@ def run_quantize(args) -> int:
                            holdout=args.holdout, batch=args.batch, seed=args.seed,
                            ptq=PTQOptions(args.error_method, args.bias_correction, args.z_threshold, args.gptq_epochs),
                            keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr,
-                           engine=args.engine)
+                           engine=args.engine, build_engine=args.build_engine, sms=args.sm or ["75"])
     r = quantize_export(opts, quiet=args.quiet or args.json)
     if args.json:
         print(json.dumps(r, indent=2))
@@ -252,6 +258,63 @@ def run_bench(args) -> int:
     return 0
 
 
+BUILD_EXAMPLES = """examples:
+  elir-edge build export/elir_demo/model_int8_fp16.onnx            # TensorRT-RTX engine for the RTX 2080 Ti (SM75)
+  elir-edge build export/elir_demo/model_fp16.onnx --sm 75 --sm 86 # one plan for Turing and Ampere RTX cards
+  elir-edge build export/elir_sr/model.onnx --profile 1x64x64 1x256x256 4x512x512   # a --dynamic export
+  elir-edge build export/elir_demo/model_int8.onnx --target tensorrt              # TensorRT, on the GPU itself
+"""
+
+
+def add_build_parser(sub) -> None:
+    p = sub.add_parser("build", help="ONNX -> NVIDIA engine (TensorRT-RTX ahead of time, or TensorRT on its GPU)",
+                       description="Build engines from graphs written by export/quantize with NVIDIA's own parser "
+                                   "and builder. --target rtx (default) needs no GPU: it compiles for the chosen "
+                                   "compute capabilities and the plan finishes compiling on the RTX GPU at first "
+                                   "load. Precision is the graph's own (strongly typed): build model_fp16.onnx or "
+                                   "model_int8_fp16.onnx for the 16-bit paths.",
+                       epilog=BUILD_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("onnx", nargs="+", type=Path, help="ONNX graph(s): model.onnx, model_fp16.onnx, model_int8*.onnx")
+    p.add_argument("--target", choices=["rtx", "tensorrt"], default="rtx", help="builder (default rtx)")
+    p.add_argument("--sm", action="append", metavar="CC",
+                   help="rtx: compute capability to build for, repeatable (default 75 = RTX 2080 Ti)")
+    p.add_argument("--profile", nargs=3, metavar="BxHxW", help="dynamic graphs: min, opt and max input shapes "
+                   "(default 1x32x32, the export's size, 4x twice that)")
+    p.add_argument("-o", "--output", type=Path, help="engine path (one graph only; default beside the graph)")
+    p.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=run_build)
+
+
+def _profile(texts: list[str] | None) -> tuple | None:
+    if not texts:
+        return None
+    try:
+        return tuple(tuple(int(v) for v in t.lower().split("x")) for t in texts)
+    except ValueError:
+        raise UserError(f"--profile {' '.join(texts)}: write three shapes BxHxW, e.g. 1x64x64 1x256x256 4x512x512") \
+            from None
+
+
+def run_build(args) -> int:
+    from elir_edge.engines import BuildOptions, build_engine
+    from elir_edge.engines.report import build_table
+
+    if args.output and len(args.onnx) > 1:
+        raise UserError("-o names one engine: build one graph at a time with -o, or leave -o out")
+    profile = _profile(args.profile)
+    if profile and any(len(s) != 3 for s in profile):
+        raise UserError("--profile: write three shapes BxHxW, e.g. 1x64x64 1x256x256 4x512x512")
+    manifests = []
+    for path in args.onnx:
+        if not (args.quiet or args.json):
+            print(f"building {path} with {'TensorRT-RTX' if args.target == 'rtx' else 'TensorRT'} ...", file=sys.stderr)
+        manifests.append(build_engine(path, BuildOptions(target=args.target, sms=args.sm or ["75"], output=args.output,
+                                                         profile=profile), quiet=args.quiet or args.json))
+    print(json.dumps(manifests, indent=2) if args.json else build_table(manifests))
+    return 0
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the bundled trained model",
                        description="Export and INT8-quantize the bundled demo ELIR (trained here on public-domain "
@@ -283,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     add_quantize_parser(sub)
     add_restore_parser(sub)
+    add_build_parser(sub)
     add_bench_parser(sub)
     add_demo_parser(sub)
     return parser

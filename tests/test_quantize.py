@@ -1,14 +1,13 @@
 """Calibration loading, PTQ with MCT on a tiny model, the TensorRT-form rewrite and the engine module
 without TensorRT or a GPU."""
 
-import json
 import warnings
 
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 from conftest import SMALL
+from onnx import numpy_helper
 from PIL import Image
 
 from elir_edge.cli import main

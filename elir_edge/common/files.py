@@ -75,6 +75,44 @@ def atomic_file(final: Path):
         raise
 
 
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C / SIGTERM wait until the block is done (a commit of several renames is not cut in half)."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def atomic_files(finals: list[Path]):
+    """Yield one temporary path per final path (same folders); on success all are renamed into place
+    together, with interrupts held, so a set of files (an engine and its manifest, the int8 graphs and
+    their report) appears whole or not at all. A temporary the block deleted leaves its final path as it
+    was. On failure the temporaries are removed."""
+    tmps = []
+    try:
+        for final in finals:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            os.close(fd)
+            tmps.append(Path(name))
+        yield tmps
+        with signals_held():
+            for tmp, final in zip(tmps, finals):
+                if tmp.exists():
+                    tmp.chmod(0o666 & ~_umask())
+                    os.replace(tmp, final)
+    except BaseException:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, data: dict) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -1,52 +1,61 @@
-"""Build TensorRT engines from our ONNX graphs (explicit Q/DQ INT8, or float) on the GPU they will run on.
+"""TensorRT (10.x / 11.x): builds on the GPU the engine will run on, so it needs that GPU here.
 
-Strongly typed where the builder offers it, static shapes, a workspace pool limit, a timing cache kept
-next to the engine, and a JSON manifest beside it (TensorRT version, GPU, ONNX hash) that the runtime
-checks before it loads the engine.
+Strongly typed wherever the builder offers it (TensorRT 10.0 and later; the only mode of 11): the
+precision is the ONNX's own (model_fp16.onnx, model_int8_fp16.onnx). `fp16_flag` builds an fp32 graph
+weakly typed with the FP16 builder flag instead, the way trtexec --fp16 does, where the flag exists
+(TensorRT 10.x). A timing cache is kept beside the engine; one made on another GPU is dropped, not fatal.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from elir_edge.common.files import atomic_file, sha256_file, write_json
-from elir_edge.runtime.tensorrt import EngineUnavailable, environment, import_tensorrt
+from elir_edge.common.files import atomic_file
+from elir_edge.engines.build import BuilderMissing, BuildError, BuildOptions, build
+from elir_edge.runtime.cuda import CudaUnavailable, gpu_info
+
+INSTALL = "pip install 'elir-edge[tensorrt]' on the machine with the NVIDIA GPU the engine is for"
 
 
-def build_engine(onnx_path: Path, engine_path: Path, workspace_gib: float = 2.0, fp16: bool = False) -> dict:
-    """Build and serialize an engine from a Q/DQ (or float) ONNX; returns the manifest written beside it."""
-    here = environment()
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError:
+        raise BuilderMissing(f"TensorRT is not installed ({INSTALL})") from None
+    return tensorrt
+
+
+def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp16_flag: bool = False) -> tuple:
     trt = import_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    if strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineUnavailable(f"TensorRT could not parse {onnx_path}: {errors[:300]}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if fp16:
-        if strongly_typed or not hasattr(trt.BuilderFlag, "FP16"):
-            raise EngineUnavailable("this TensorRT builds strongly typed networks: FP16 comes from an FP16 ONNX")
-        config.set_flag(trt.BuilderFlag.FP16)
-    cache_path = Path(engine_path).with_suffix(".timing_cache")
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    config.set_timing_cache(cache, False)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise EngineUnavailable(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
-    with atomic_file(Path(engine_path)) as tmp:
-        tmp.write_bytes(bytes(plan))
-    with atomic_file(cache_path) as tmp:
-        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    manifest = {"built": True, "engine": str(engine_path), "onnx": Path(onnx_path).name, **here,
-                "strongly_typed": strongly_typed,
-                "precision": "fp16" if fp16 else "as in the ONNX (int8 Q/DQ)", "onnx_sha256": sha256_file(onnx_path),
-                "engine_sha256": sha256_file(engine_path)}
-    write_json(Path(str(engine_path) + ".json"), manifest)
-    return manifest
+    try:
+        gpu = gpu_info()
+    except CudaUnavailable as e:
+        raise BuilderMissing(f"TensorRT builds on the GPU it builds for, and here: {e}") from None
+    has_fp16_flag = hasattr(trt, "BuilderFlag") and hasattr(trt.BuilderFlag, "FP16")
+    if fp16_flag and not has_fp16_flag:
+        raise BuildError(f"TensorRT {trt.__version__} builds strongly typed networks only: build "
+                         "model_fp16.onnx (written by `elir-edge export`) instead of the FP16 flag")
+    cache_path = Path(str(opts.output or onnx_path) + ".timing_cache") if opts.output else \
+        Path(onnx_path).with_suffix(".timing_cache")
+    state = {}
+
+    def configure(config, network, flags):
+        if fp16_flag:
+            config.set_flag(trt.BuilderFlag.FP16)
+        old = cache_path.read_bytes() if cache_path.is_file() else b""
+        cache = config.create_timing_cache(old)
+        if not config.set_timing_cache(cache, False):  # made on another GPU or TensorRT: start afresh
+            print(f"elir-edge build: warning: timing cache {cache_path} does not fit this GPU; not used",
+                  file=sys.stderr)
+            config.set_timing_cache(config.create_timing_cache(b""), False)
+        state["config"] = config
+
+    meta = {"builder": "tensorrt", "builder_version": trt.__version__, "tensorrt": trt.__version__,
+            **{f"gpu_{k}": v for k, v in gpu.items()}, "fp16_flag": fp16_flag}
+    data, manifest = build(trt, onnx_path, opts, configure, meta, quiet, strongly_typed=not fp16_flag)
+    cache = state["config"].get_timing_cache()
+    if cache is not None:
+        with atomic_file(cache_path) as tmp:
+            tmp.write_bytes(bytes(cache.serialize()))
+    return data, manifest

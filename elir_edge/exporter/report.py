@@ -17,6 +17,11 @@ def export_table(m: dict) -> str:
         ["fold error", f"{m['fold']['max_abs_err']:.2e} ({m['fold']['pairs']} conv pairs)" if m["fold"]["pairs"]
          else "none (checkpoint already collapsed)"],
         ["ONNX vs PyTorch", f"max abs {m['verification']['max_abs_err']:.2e}, PSNR {m['verification']['psnr_db']:.1f} dB"],
+        *([["fp16 graph", f"model_fp16.onnx, PSNR {m['fp16']['psnr_vs_fp32_db']:.1f} dB vs fp32"
+                          + (f", {len(m['fp16']['norms_kept_fp32'])} norm(s) kept fp32" if m['fp16']['norms_kept_fp32']
+                             else "")
+                          + ("" if m['fp16']['psnr_vs_fp32_db'] >= 60 else " (below 60 dB: prefer fp32 or int8)")]]
+          if m.get("fp16") else []),
         ["time", f"{m['seconds']:.1f} s"],
     ]
     return table(rows, numeric=False)

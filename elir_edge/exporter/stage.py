@@ -18,8 +18,10 @@ from elir_edge.common.files import (
     sha256_file,
     write_json,
 )
+from elir_edge.common.metrics import psnr
 from elir_edge.common.progress import Stages
 from elir_edge.errors import UserError
+from elir_edge.exporter.fp16 import to_fp16
 from elir_edge.exporter.onnx_graph import OPSET, save, set_metadata, simplify, to_onnx
 from elir_edge.exporter.verify import compare
 from elir_edge.model.arch import build_elir
@@ -29,6 +31,7 @@ from elir_edge.model.folded import build_unrolled, folded_model
 from elir_edge.model.noise import baked_noise, seeded_inputs
 from elir_edge.model.settings import resolve_settings
 from elir_edge.runtime.interface import input_names
+from elir_edge.runtime.ort import ort_session
 
 DEFAULT_TOLERANCE = 1e-3
 
@@ -45,6 +48,7 @@ class ExportOptions:
     seed: int = 0
     tolerance: float = DEFAULT_TOLERANCE
     output: Path | None = None
+    fp16: bool = True  # also write model_fp16.onnx for NVIDIA's 16-bit paths
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -53,7 +57,7 @@ def default_output(checkpoint: Path) -> Path:
 
 def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool = False) -> dict:
     """Run the whole export; returns the manifest written next to `model.onnx`."""
-    stages = Stages(6, quiet)
+    stages = Stages(6 + opts.fp16, quiet)
     checkpoint = Path(checkpoint)
     with stages("load checkpoint"):
         ckpt = load_checkpoint(checkpoint)
@@ -97,6 +101,10 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
             if not agreement.max_abs_err <= opts.tolerance:
                 raise UserError(f"verification failed: ONNX differs from PyTorch by {agreement.max_abs_err:.2e} "
                                 f"(> {opts.tolerance:g}); nothing was written: report this with the checkpoint's shapes")
+        fp16 = None
+        if opts.fp16:
+            with stages("fp16 graph, checked against fp32 on ONNX Runtime"):
+                fp16 = write_fp16(onnx_path, tmp / "model_fp16.onnx", [feeds])
         with stages("write weights and manifest"):
             from safetensors.torch import save_file
 
@@ -116,6 +124,7 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
                          "noise": "baked" if opts.baked_noise else "input", "seed": opts.seed},
                 "weights": {"file": "weights.safetensors", "sha256": sha256_file(tmp / "weights.safetensors")},
                 "verification": {**agreement.to_dict(), "tolerance": opts.tolerance, "seed": opts.seed},
+                "fp16": fp16,
                 "deployed_params": deployed_params,
                 "gmacs_per_image": macs["macs"] / s.batch / 1e9,
                 "versions": _versions(),
@@ -124,6 +133,19 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
             write_json(tmp / "manifest.json", manifest)
     manifest["folder"] = str(out_dir)
     return manifest
+
+
+def write_fp16(fp32_path: Path, out_path: Path, feeds: list[dict]) -> dict:
+    """model_fp16.onnx beside the fp32 graph, and how far it is from it on `feeds` (PSNR, data range 1)."""
+    import onnx
+
+    half, info = to_fp16(onnx.load(str(fp32_path)), feeds)
+    onnx.save(half, str(out_path))
+    ref, got = ort_session(fp32_path), ort_session(out_path)
+    pairs = [(ref.run(None, f)[0], got.run(None, f)[0]) for f in feeds]
+    err = max(float(np.abs(a - b).max()) for a, b in pairs)
+    return {"file": out_path.name, "bytes": out_path.stat().st_size, "sha256": sha256_file(out_path),
+            "psnr_vs_fp32_db": float(np.mean([psnr(b, a) for a, b in pairs])), "max_abs_err": err, **info}
 
 
 def _versions() -> dict:

@@ -9,19 +9,29 @@ def quantize_table(r: dict) -> str:
     f = r["files"]
     steps = ", ".join(f"{x:.1f}" for x in r["latent_snr_db_per_step"])
     rows = [
-        ["artifacts", f"{r['export']}/model_int8.onnx (TensorRT), model_int8_cpu.onnx (ONNX Runtime CPU)"],
+        ["artifacts", f"{r['export']}/model_int8.onnx (TensorRT), model_int8_fp16.onnx (TensorRT, fp16 float "
+                      "parts), model_int8_cpu.onnx (ONNX Runtime CPU)"],
         ["layers", f"{r['layers']['quantized']} convs int8, {len(r['layers']['float'])} kept float"],
-        ["weights file", f"{human_bytes(f['model.onnx']['bytes'])} -> {human_bytes(f['model_int8.onnx']['bytes'])} "
-                         f"({r['size_ratio']:.2f}x)"],
+        ["file sizes", f"float {human_bytes(f['model.onnx']['bytes'])}; "
+                       + "; ".join(f"{n.removeprefix('model_').removesuffix('.onnx')} {human_bytes(v['bytes'])} "
+                                   f"({v['ratio_vs_float']:.2f}x)" for n, v in f.items() if n != "model.onnx")],
         ["calibration", f"{r['calibration']['images']} images from {r['calibration']['folder']} "
                         f"({r['calibration']['held_out']} held out for the figures below)"],
         ["int8 vs float", f"PSNR {r['int8_vs_float']['psnr_db']:.1f} dB, SSIM {r['int8_vs_float']['ssim']:.4f} "
-                          f"(CPU form: {r['int8_cpu_vs_float']['psnr_db']:.1f} dB, {r['int8_cpu_vs_float']['ssim']:.4f})"],
+                          f"(CPU form: {r['int8_cpu_vs_float']['psnr_db']:.1f} dB, {r['int8_cpu_vs_float']['ssim']:.4f}; "
+                          f"int8+fp16: {r['int8_fp16_vs_float']['psnr_db']:.1f} dB)"],
         ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
-        ["TensorRT rules", "pass (R1-R8)"],
-        ["engine", r["engine"]["engine"] if r["engine"]["built"] else f"not built: {r['engine']['reason']}"],
+        ["TensorRT rules", "pass (R1-R8) on model_int8.onnx and model_int8_fp16.onnx"],
+        ["engine", engine_line(r["engine"])],
         ["time", f"{r['seconds']:.0f} s"],
     ]
     sens = [[b, f"{v:.1f}"] for b, v in r["sensitivity_psnr_db_block_alone_int8"].items()]
     return (table(rows, numeric=False) + "\n\n" +
             table(sens, header=["block quantized alone", "PSNR dB vs float"]))
+
+
+def engine_line(e: dict) -> str:
+    if not e["built"]:
+        return f"not built: {e['reason']}"
+    return (f"{e['engine']} ({e['builder']} {e['builder_version']}, for "
+            f"{', '.join('SM' + s for s in e['target_sms'])}: {human_bytes(e['bytes'])}, built in {e['build_seconds']:.1f} s)")

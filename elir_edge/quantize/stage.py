@@ -6,6 +6,8 @@ float graph on held-out calibration images, and the latent is compared after eve
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +16,11 @@ import onnx
 import torch
 
 from elir_edge import __version__
-from elir_edge.common.files import atomic_file, sha256_file, write_json
+from elir_edge.common.files import atomic_files
 from elir_edge.common.metrics import psnr, ssim
 from elir_edge.common.progress import Stages
 from elir_edge.errors import UserError
+from elir_edge.exporter.fp16 import to_fp16
 from elir_edge.exporter.onnx_graph import simplify
 from elir_edge.model.folded import build_unrolled, load_folded, read_manifest
 from elir_edge.model.settings import RunSettings
@@ -30,6 +33,7 @@ from elir_edge.quantize.qdq_rewrite import (
     select_convs,
 )
 from elir_edge.quantize.qdq_rules import check
+from elir_edge.runtime.engine_manifest import manifest_path
 from elir_edge.runtime.interface import input_names
 
 EDGE_LAYERS = ["enc.layers.0", "dec.layers.18", "steps.*.final_proj"]  # first conv, last conv, Euler updates
@@ -49,6 +53,8 @@ class QuantizeOptions:
     auto_precision: bool = False
     target_psnr: float = 35.0
     engine: Path | None = None  # asked explicitly: failure to build is an error
+    build_engine: bool = True  # the TensorRT-RTX engine of model_int8_fp16.onnx, where tensorrt-rtx is installed
+    sms: list[str] = field(default_factory=lambda: ["75"])
 
 
 def find_export(model: Path | None, root: Path = Path("export")) -> Path:
@@ -70,15 +76,6 @@ def block_of(conv_name: str) -> str:
     return {"enc": "encoder", "mmse": "coarse estimator", "dec": "decoder"}.get(head.split("_")[0], head)
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
-                          for n in names if n not in have)
-    return m.SerializeToString()
-
-
 class Evaluator:
     """Runs graphs on the held-out calibration inputs and compares them with the float graph."""
 
@@ -86,16 +83,17 @@ class Evaluator:
         self.feeds, self.threads = feeds, threads
         self.ref, self.ref_latents = self._run(float_model)
 
-    def _run(self, model: onnx.ModelProto):
-        from elir_edge.runtime.ort import ort_session_from_bytes
+    def _run(self, model: onnx.ModelProto, latents: bool = True):
+        from elir_edge.runtime.ort import session_with_outputs
 
-        lat = latent_tensors(model)
-        sess = ort_session_from_bytes(_with_outputs(model, lat), self.threads)
+        lat = latent_tensors(model) if latents else []
+        sess = session_with_outputs(model, lat, self.threads)
         outs = [sess.run(["hq", *lat], f) for f in self.feeds]
         return [o[0] for o in outs], [o[1:] for o in outs]
 
-    def compare(self, model: onnx.ModelProto) -> dict:
-        out, lat = self._run(model)
+    def compare(self, model: onnx.ModelProto, latents: bool = True) -> dict:
+        """PSNR/SSIM of the output vs the float graph, and the latent SNR after each step (float32 graphs)."""
+        out, lat = self._run(model, latents)
         per_img = [(psnr(o, r), float(np.mean([ssim(a, b) for a, b in zip(o, r)]))) for o, r in zip(out, self.ref)]
         steps = []
         for k in range(len(lat[0])):
@@ -164,50 +162,72 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
             float_convs, trail = _auto_precision(mct_graph, ev, convs, float_convs, sensitivity, opts.target_psnr)
     else:
         trail = []
-    with stages("rewrite for TensorRT, check rules, measure drift"):
+    with stages("rewrite for TensorRT and the CPU, check rules, measure drift"):
         final = _variant(mct_graph, float_convs, "tensorrt")
-        violations = check(final, float_convs)
-        if violations:
-            raise UserError(f"the Q/DQ graph breaks TensorRT rule {violations[0]} ({len(violations)} violations): "
-                            "report this; the graph was not written")
+        _check_rules(final, float_convs, "model_int8.onnx")
         drift = ev.compare(final)
         cpu = _variant(mct_graph, float_convs, "cpu")
         drift_cpu = ev.compare(cpu)
-    with stages("write artifacts"):
-        meta = {**{p.key: p.value for p in float_graph.metadata_props}, "quantized_by": f"elir-edge {__version__} + MCT",
-                "int8_flavour": "tensorrt (int8 zero point 0)"}
-        for model, name, flavour in ((final, "model_int8.onnx", None), (cpu, "model_int8_cpu.onnx", "cpu (uint8 zp 128)")):
-            del model.metadata_props[:]
-            for k, v in {**meta, **({"int8_flavour": flavour} if flavour else {})}.items():
-                model.metadata_props.add(key=k, value=str(v))
-            with atomic_file(folder / name) as tmp:
-                onnx.save(model, str(tmp))
-        float_bytes = (folder / "model.onnx").stat().st_size
-        report = {
-            "elir_edge_version": __version__, "export": str(folder), "settings": s.to_dict(),
-            "calibration": {"folder": str(opts.calib), "images": sum(len(b[0]) for b in calib),
-                            "held_out": n_hold, "drift_measured_on": "held-out images" if n_hold else
-                            "calibration images (--holdout 0)", "degraded": opts.degrade, "seed": opts.seed},
-            "ptq": {"error_method": opts.ptq.error_method, "bias_correction": opts.ptq.bias_correction,
-                    "z_threshold": opts.ptq.z_threshold, "gptq_epochs": opts.ptq.gptq_epochs},
-            "layers": {"quantized": len(convs) - len(float_convs), "float": sorted(float_convs)},
-            "files": {"model_int8.onnx": {"bytes": (folder / "model_int8.onnx").stat().st_size,
-                                          "sha256": sha256_file(folder / "model_int8.onnx")},
-                      "model_int8_cpu.onnx": {"bytes": (folder / "model_int8_cpu.onnx").stat().st_size},
-                      "model.onnx": {"bytes": float_bytes}},
-            "size_ratio": (folder / "model_int8.onnx").stat().st_size / float_bytes,
-            "tensorrt_rules": {"violations": 0},
-            "int8_vs_float": {"psnr_db": drift["psnr_vs_float"], "ssim": drift["ssim_vs_float"],
-                              "images": len(held)},
-            "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
-            "latent_snr_db_per_step": drift["latent_snr_db"],
-            "sensitivity_psnr_db_block_alone_int8": sensitivity,
-            "auto_precision": trail,
-        }
-        report["engine"] = _engine(folder, opts.engine)
-        report["seconds"] = round(stages.elapsed(), 1)
-        write_json(folder / "quant_report.json", report)
+        half, half_info = to_fp16(final, feeds)
+        _check_rules(half, float_convs, "model_int8_fp16.onnx")
+        drift_half = ev.compare(half, latents=False)
+    meta = {**{p.key: p.value for p in float_graph.metadata_props}, "quantized_by": f"elir-edge {__version__} + MCT"}
+    graphs = {"model_int8.onnx": (final, "tensorrt (int8 zero point 0)"),
+              "model_int8_cpu.onnx": (cpu, "cpu (uint8 zero point 128, 7-bit weights)"),
+              "model_int8_fp16.onnx": (half, "tensorrt (int8 zero point 0), float parts fp16")}
+    blobs = {}
+    for name, (model, flavour) in graphs.items():
+        del model.metadata_props[:]
+        for k, v in {**meta, "int8_flavour": flavour}.items():
+            model.metadata_props.add(key=k, value=str(v))
+        blobs[name] = model.SerializeToString()
+    float_bytes = (folder / "model.onnx").stat().st_size
+    report = {
+        "elir_edge_version": __version__, "export": str(folder), "settings": s.to_dict(),
+        "calibration": {"folder": str(opts.calib), "images": sum(len(b[0]) for b in calib),
+                        "held_out": n_hold, "drift_measured_on": "held-out images" if n_hold else
+                        "calibration images (--holdout 0)", "degraded": opts.degrade, "seed": opts.seed},
+        "ptq": {"error_method": opts.ptq.error_method, "bias_correction": opts.ptq.bias_correction,
+                "z_threshold": opts.ptq.z_threshold, "gptq_epochs": opts.ptq.gptq_epochs},
+        "layers": {"quantized": len(convs) - len(float_convs), "float": sorted(float_convs)},
+        "files": {**{name: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(), "ratio_vs_float": len(b) / float_bytes}
+                     for name, b in blobs.items()}, "model.onnx": {"bytes": float_bytes}},
+        "size_ratio": len(blobs["model_int8.onnx"]) / float_bytes,
+        "tensorrt_rules": {"checked": "R1-R8", "graphs": ["model_int8.onnx", "model_int8_fp16.onnx"]},
+        "int8_vs_float": {"psnr_db": drift["psnr_vs_float"], "ssim": drift["ssim_vs_float"], "images": len(held)},
+        "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
+        "int8_fp16_vs_float": {"psnr_db": drift_half["psnr_vs_float"], "ssim": drift_half["ssim_vs_float"],
+                               "vs_int8_fp32_db": drift_half["psnr_vs_float"] - drift["psnr_vs_float"],
+                               **half_info},
+        "latent_snr_db_per_step": drift["latent_snr_db"],
+        "sensitivity_psnr_db_block_alone_int8": sensitivity,
+        "auto_precision": trail,
+    }
+    with stages("write artifacts" + (" and build the TensorRT-RTX engine" if opts.build_engine else "")):
+        names = list(blobs) + ["quant_report.json"]
+        engine_target = opts.engine or folder / "model_int8_fp16.rtx.engine"
+        with atomic_files([folder / n for n in names] + [engine_target, manifest_path(engine_target)]) as tmps:
+            for name, tmp in zip(names, tmps):
+                if name in blobs:
+                    tmp.write_bytes(blobs[name])
+            half_tmp, (engine_tmp, manifest_tmp) = tmps[names.index("model_int8_fp16.onnx")], tmps[-2:]
+            report["engine"] = _engine(half_tmp, engine_target, opts, quiet)
+            if report["engine"]["built"]:
+                engine_tmp.write_bytes(report["engine"].pop("plan"))
+                manifest_tmp.write_text(json.dumps(report["engine"], indent=2) + "\n")
+            else:  # no engine: whatever is at its path stays as it was
+                engine_tmp.unlink()
+                manifest_tmp.unlink()
+            report["seconds"] = round(stages.elapsed(), 1)
+            tmps[names.index("quant_report.json")].write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _check_rules(model: onnx.ModelProto, float_convs: set[str], name: str) -> None:
+    violations = check(model, float_convs)
+    if violations:
+        raise UserError(f"{name} breaks TensorRT rule {violations[0]} ({len(violations)} violations): "
+                        "report this; nothing was written")
 
 
 def _check_patterns(module: torch.nn.Module, patterns: list[str]) -> None:
@@ -247,21 +267,18 @@ def _auto_precision(mct_graph, ev, convs, float_convs, sensitivity, target):
     return float_convs, trail
 
 
-def _engine(folder: Path, explicit: Path | None) -> dict:
-    """Build the INT8 engine (from the Q/DQ graph) and an FP16 one (from the float graph) where TensorRT
-    and a GPU exist; otherwise say in one line why not. An explicitly asked --engine must be built."""
-    from elir_edge.engines.tensorrt import build_engine
-    from elir_edge.runtime.tensorrt import EngineUnavailable
+def _engine(onnx_path: Path, target: Path, opts: QuantizeOptions, quiet: bool) -> dict:
+    """The TensorRT-RTX engine of the int8+fp16 graph: NVIDIA's parser and builder, on any machine. Only a
+    missing tensorrt-rtx (or --no-engine) is soft; a graph NVIDIA refuses fails the command."""
+    from elir_edge.engines.build import BuilderMissing, BuildOptions
+    from elir_edge.engines.rtx import build_rtx
 
-    target = explicit or folder / "model_int8.trt"
+    if not opts.build_engine and opts.engine is None:
+        return {"built": False, "reason": "not asked (--no-engine)"}
     try:
-        report = build_engine(folder / "model_int8.onnx", target)
-    except EngineUnavailable as e:
-        if explicit is not None:
-            raise UserError(f"--engine {explicit}: {e}") from None
+        plan, manifest = build_rtx(onnx_path, BuildOptions(sms=opts.sms, output=target), quiet=True)
+    except BuilderMissing as e:
+        if opts.engine is not None:
+            raise UserError(f"--engine {opts.engine}: {e}") from None
         return {"built": False, "reason": str(e)}
-    try:
-        report["fp16"] = build_engine(folder / "model.onnx", folder / "model_fp16.trt", fp16=True)
-    except EngineUnavailable as e:
-        report["fp16"] = {"built": False, "reason": str(e)}
-    return report
+    return {**manifest, "onnx": "model_int8_fp16.onnx", "plan": plan}

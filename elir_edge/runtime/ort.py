@@ -23,9 +23,22 @@ def ort_session_from_bytes(model: bytes | str, threads: int | None = None, provi
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: constant-folding notes about fp16 nodes are not the user's concern
     if threads:
         opts.intra_op_num_threads = threads
     return ort.InferenceSession(model, opts, providers=providers or ["CPUExecutionProvider"])
+
+
+def session_with_outputs(model, names: list[str], threads: int | None = None):
+    """A session on an in-memory graph that also returns the named intermediate tensors (float32)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                          for n in names if n not in have)
+    return ort_session_from_bytes(m.SerializeToString(), threads)
 
 
 class OrtRunner:

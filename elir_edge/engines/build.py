@@ -1,0 +1,170 @@
+"""Stage 3, engines: one of our ONNX graphs -> a serialized NVIDIA engine and the manifest beside it.
+
+NVIDIA's own ONNX parser and builder do the work; this module only drives them: parse from the file
+(external weights found), an optimization profile for dynamic graphs, the target's settings (compute
+capabilities for TensorRT-RTX, the local GPU for TensorRT), progress with elapsed time, and an atomic
+write of the plan and of its manifest (builder and version, targets, ONNX hash, precision, layers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from elir_edge.common.files import atomic_files, sha256_file
+from elir_edge.errors import UserError
+from elir_edge.runtime.engine_manifest import manifest_path
+
+TARGETS = ("rtx", "tensorrt")
+
+
+@dataclass
+class BuildOptions:
+    target: str = "rtx"
+    sms: list[str] = field(default_factory=lambda: ["75"])  # rtx: compute capabilities; 75 = RTX 2080 Ti
+    output: Path | None = None  # default: beside the ONNX, named by target
+    profile: tuple | None = None  # dynamic graphs: ((B,H,W) min, opt, max); default from the metadata
+    workspace_gib: float = 2.0
+
+
+class BuildError(UserError):
+    """NVIDIA's parser or builder refused the graph: a defect of the graph or of its export, never soft."""
+
+
+class BuilderMissing(UserError):
+    """The builder (tensorrt-rtx, or TensorRT and its GPU) is not on this machine: the caller may go on."""
+
+
+def default_output(onnx_path: Path, target: str) -> Path:
+    return Path(onnx_path).with_suffix(".rtx.engine" if target == "rtx" else ".trt")
+
+
+def precision_of(model: onnx.ModelProto) -> str:
+    """What the graph computes in, read off it (strongly typed builders take the ONNX's own types)."""
+    ops = {n.op_type for n in model.graph.node}
+    half = any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) or any(
+        a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for n in model.graph.node if n.op_type == "Cast"
+        for a in n.attribute)
+    floats = "fp16" if half else "fp32"
+    return f"int8 + {floats}" if {"QuantizeLinear", "DequantizeLinear"} & ops else floats
+
+
+def _profile_shapes(model: onnx.ModelProto, profile: tuple | None) -> dict[str, tuple] | None:
+    """min/opt/max shapes of every input of a dynamic graph; None for a static one."""
+    inputs = {i.name: [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim]
+              for i in model.graph.input}
+    if all(d > 0 for dims in inputs.values() for d in dims):
+        return None
+    if profile is None:
+        meta = {p.key: p.value for p in model.metadata_props}
+        h, w = (int(x) for x in meta.get("image_size", "256x256").split("x"))
+        profile = ((1, 32, 32), (1, h, w), (4, 2 * h, 2 * w))
+    for b, h, w in profile:
+        if h % 32 or w % 32 or b < 1:
+            raise UserError(f"profile shape {b}x{h}x{w}: height and width must be multiples of 32, batch >= 1")
+    shapes = {}
+    for name, dims in inputs.items():
+        scale = 1 if name == "lq" else 8  # eps is at latent resolution
+        shapes[name] = tuple((b, dims[1], h // scale, w // scale) for b, h, w in profile)
+    return shapes
+
+
+class _Progress:
+    """A TensorRT IProgressMonitor: each of the builder's main phases, with its time and the total elapsed."""
+
+    @staticmethod
+    def make(trt, stream, quiet: bool):
+        if quiet or not hasattr(trt, "IProgressMonitor"):
+            return None
+
+        class Monitor(trt.IProgressMonitor):
+            def __init__(self):
+                trt.IProgressMonitor.__init__(self)
+                self.t0, self.started = time.perf_counter(), {}
+
+            def phase_start(self, phase, parent, steps):
+                self.started[phase] = (time.perf_counter(), parent)
+
+            def step_complete(self, phase, step):
+                return True  # go on
+
+            def phase_finish(self, phase):
+                start, parent = self.started.pop(phase, (self.t0, None))
+                now = time.perf_counter()
+                if parent in ("Building engine", "Building engine from subgraph", "Computing profile costs") and \
+                        now - start >= 0.05:
+                    print(f"  {phase}: {now - start:.1f} s ({now - self.t0:.1f} s elapsed)", file=stream, flush=True)
+
+        return Monitor()
+
+
+def parse(trt, onnx_path: Path, logger, strongly_typed: bool = True):
+    """NVIDIA's parser on the file itself (so external weight files are found); BuildError names the node.
+    Strongly typed wherever the flag exists (TensorRT 10.0+, TensorRT-RTX; TensorRT 11 ignores it: always on)."""
+    builder = trt.Builder(logger)
+    flags = 0
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        e = errors[0]
+        where = f"node {e.node_name()!r} ({e.node_operator()})" if e.node_name() else "the graph"
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise BuildError(f"{onnx_path}: NVIDIA's ONNX parser refused {where}: {e.desc().strip()}{more}: "
+                         "this graph cannot become an engine; nothing was written")
+    return builder, network, flags
+
+
+def build(trt, onnx_path: Path, opts: BuildOptions, configure, meta: dict, quiet: bool = False, stream=None,
+          strongly_typed: bool = True) -> tuple[bytes, dict]:
+    """Parse, configure (`configure(config, network, flags)` sets the target) and build; returns the plan
+    and its manifest, written by `write_engine` (or together with other files by the caller)."""
+    import sys
+
+    stream = stream or sys.stderr
+    onnx_path = Path(onnx_path)
+    engine_path = Path(opts.output) if opts.output else default_output(onnx_path, opts.target)
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    shapes = _profile_shapes(graph, opts.profile)
+    t0 = time.perf_counter()
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder, network, flags = parse(trt, onnx_path, logger, strongly_typed)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_gib * (1 << 30)))
+    if shapes:
+        profile = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in shapes.items():
+            profile.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+    monitor = _Progress.make(trt, stream, quiet)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    configure(config, network, flags)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise BuildError(f"{onnx_path}: NVIDIA's builder could not build an engine (its log is above); "
+                         "nothing was written")
+    seconds = time.perf_counter() - t0
+    data = bytes(plan)
+    manifest = {"built": True, "engine": str(engine_path), "onnx": onnx_path.name,
+                "onnx_sha256": sha256_file(onnx_path), "engine_sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data), "precision": precision_of(graph), "layers": network.num_layers,
+                "build_seconds": round(seconds, 2), "strongly_typed": bool(flags),
+                "profile": {k: [list(s) for s in v] for k, v in shapes.items()} if shapes else None, **meta}
+    return data, manifest
+
+
+def write_engine(data: bytes, manifest: dict) -> dict:
+    """The plan and its manifest, renamed into place together."""
+    engine_path = Path(manifest["engine"])
+    with atomic_files([engine_path, manifest_path(engine_path)]) as (tmp_engine, tmp_manifest):
+        tmp_engine.write_bytes(data)
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

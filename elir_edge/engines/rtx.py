@@ -1,0 +1,47 @@
+"""TensorRT for RTX: builds ahead of time on any machine, GPU or not, for chosen compute capabilities;
+the plan finishes compiling (JIT) on the RTX GPU when it is first loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from elir_edge.engines.build import BuilderMissing, BuildOptions, build
+from elir_edge.errors import UserError
+
+INSTALL = "pip install 'elir-edge[rtx]' (NVIDIA's tensorrt-rtx-cu12 from PyPI; no GPU needed to build)"
+# compute capability -> NVIDIA's name for it and the GPUs it covers (TensorRT-RTX targets Turing and later)
+SMS = {"75": "Turing (RTX 20xx: RTX 2080 Ti)", "80": "Ampere (A100)", "86": "Ampere (RTX 30xx, A10, A40)",
+       "89": "Ada (RTX 40xx, L4, L40)", "120": "Blackwell (RTX 50xx)", "121": "Blackwell (DGX Spark)"}
+
+
+def import_rtx():
+    try:
+        import tensorrt_rtx
+    except ImportError:
+        raise BuilderMissing(f"TensorRT-RTX is not installed: {INSTALL}") from None
+    return tensorrt_rtx
+
+
+def check_sms(sms: list[str]) -> list[str]:
+    clean = [s.lower().removeprefix("sm").replace(".", "") for s in sms]
+    unknown = [s for s in clean if s not in SMS]
+    if unknown or not clean:
+        raise UserError(f"--sm {unknown[0] if unknown else ''}: TensorRT-RTX builds for compute capability "
+                        f"{', '.join(SMS)} ({'; '.join(f'{k} {v}' for k, v in SMS.items())}): pick from those")
+    return list(dict.fromkeys(clean))
+
+
+def build_rtx(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> tuple[bytes, dict]:
+    """The plan and its manifest (see build.write_engine)."""
+    sms = check_sms(opts.sms)
+    trt = import_rtx()
+
+    def configure(config, network, flags):
+        config.num_compute_capabilities = len(sms)
+        for i, sm in enumerate(sms):
+            config.set_compute_capability(getattr(trt.ComputeCapability, f"SM{sm}"), i)
+
+    meta = {"builder": "tensorrt-rtx", "builder_version": trt.__version__, "target_sms": sms,
+            "target_gpus": [SMS[s] for s in sms],
+            "note": "compiled ahead of time; the plan finishes compiling on the GPU at first load"}
+    return build(trt, onnx_path, opts, configure, meta, quiet)
