@@ -307,8 +307,6 @@ def run_build(args) -> int:
         raise UserError("--profile: write three shapes BxHxW, e.g. 1x64x64 1x256x256 4x512x512")
     manifests = []
     for path in args.onnx:
-        if not (args.quiet or args.json):
-            print(f"building {path} with {'TensorRT-RTX' if args.target == 'rtx' else 'TensorRT'} ...", file=sys.stderr)
         manifests.append(build_engine(path, BuildOptions(target=args.target, sms=args.sm or ["75"], output=args.output,
                                                          profile=profile), quiet=args.quiet or args.json))
     print(json.dumps(manifests, indent=2) if args.json else build_table(manifests))

@@ -11,13 +11,11 @@ from onnx import numpy_helper
 from PIL import Image
 
 from elir_edge.cli import main
-from elir_edge.engines.tensorrt import build_engine
 from elir_edge.errors import UserError
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
 from elir_edge.model.synthetic import random_model, save_checkpoint
 from elir_edge.quantize.calibration import calibration_batches
 from elir_edge.quantize.stage import QuantizeOptions, block_of, quantize_export
-from elir_edge.runtime import tensorrt as te
 
 
 def _write_mixed_folder(folder):
@@ -212,54 +210,26 @@ def test_quantize_cli_errors(tmp_path, capsys, monkeypatch):
     assert "not an export folder" in capsys.readouterr().err
 
 
-def test_explicit_engine_without_tensorrt_fails_in_one_line(tiny_quantized, capsys):
-    folder, _ = tiny_quantized
-    code = main(["quantize", "-q", "--model", str(folder), "--calib", str(folder.parent / "calib"),
-                 "--engine", str(folder / "x.trt")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "TensorRT is not installed" in err[0]
-    assert not (folder / "x.trt").exists()
-
-
-def test_engine_module_without_tensorrt(tmp_path, monkeypatch):
+def test_explicit_engine_without_tensorrt_rtx_fails_in_one_line(requantize, capsys, monkeypatch):
+    """Without tensorrt-rtx the default engine is skipped with a reason; an explicit --engine fails, and
+    nothing is written."""
     import builtins
 
     real_import = builtins.__import__
 
-    def no_tensorrt(name, *a, **k):
-        if name == "tensorrt":
-            raise ImportError("no tensorrt")
+    def no_rtx(name, *a, **k):
+        if name == "tensorrt_rtx":
+            raise ImportError("no tensorrt_rtx")
         return real_import(name, *a, **k)
 
-    monkeypatch.setattr(builtins, "__import__", no_tensorrt)
-    with pytest.raises(te.EngineUnavailable, match="TensorRT is not installed"):
-        build_engine(tmp_path / "m.onnx", tmp_path / "m.trt")
-    engine = tmp_path / "m.trt"
-    engine.write_bytes(b"plan")
-    with pytest.raises(te.EngineUnavailable, match="no manifest"):
-        te.load_engine(engine)
-
-
-def test_gpu_probe_reports_missing_device():
-    try:
-        import cuda.bindings  # noqa: F401
-    except ImportError:
-        pytest.skip("cuda-bindings not installed")
-    try:
-        info = te.gpu_info()
-    except te.EngineUnavailable as e:
-        assert "GPU" in str(e)
-    else:  # a machine with a GPU
-        assert info["compute_capability"]
-
-
-def test_engine_manifest_check():
-    built = {"tensorrt": "10.13.0", "gpu_name": "NVIDIA GeForce RTX 2080 Ti", "gpu_compute_capability": "7.5"}
-    te.check_manifest(built, dict(built))
-    with pytest.raises(te.EngineUnavailable, match="TensorRT version 10.13.0, this machine has 11.0"):
-        te.check_manifest(built, {**built, "tensorrt": "11.0"})
-    with pytest.raises(te.EngineUnavailable, match="compute capability 7.5, this machine has 8.7"):
-        te.check_manifest(built, {**built, "gpu_compute_capability": "8.7", "gpu_name": "Orin"})
+    monkeypatch.setattr(builtins, "__import__", no_rtx)
+    folder, run = requantize
+    r = run()
+    assert not r["engine"]["built"] and "pip install 'elir-edge[rtx]'" in r["engine"]["reason"]
+    before = (folder / "quant_report.json").read_bytes()
+    with pytest.raises(UserError, match="--engine .*TensorRT-RTX is not installed"):
+        run(engine=folder / "x.engine")
+    assert not (folder / "x.engine").exists() and (folder / "quant_report.json").read_bytes() == before
 
 
 def test_baked_noise_export_quantizes(tiny_quantized, tmp_path):

@@ -21,18 +21,29 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
              for row in r["rows"]]
     header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"]
     gpu = r["machine"]["gpu"] or {}
-    where = f" and {gpu['gpu_name']} (TensorRT {gpu['tensorrt']}, CUDA driver {gpu['gpu_cuda_driver']})" \
+    runtimes = ", ".join(f"{k.replace('_', '-')} {gpu[k]}" for k in ("tensorrt", "tensorrt_rtx") if k in gpu)
+    where = f" and {gpu['gpu_name']} (CUDA driver {gpu['gpu_cuda_driver']}{', ' + runtimes if runtimes else ''})" \
         if "gpu_name" in gpu else ""
-    out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']}{where}, threads {r['threads'] or 'default'}",
-           "host wall clock per run:", table(speed, header=header)]
-    device = [[row["label"]] + [f"{row['speed']['device'][k][m]:.2f}" for k in ("compute", "end_to_end")
-                                for m in ("median_ms", "p99_ms")]
-              + [f"{row['speed']['device']['compute']['throughput_img_s']:.1f}"]
+    feats = r["machine"].get("cpu_features", {}).get("features")
+    out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']} ({', '.join(feats) if feats else 'no SIMD flags read'})"
+           f"{where}, threads {r['threads'] or 'default'}",
+           "host wall clock per run (artifacts taking turns):", table(speed, header=header)]
+    parts = ("h2d", "enqueue", "compute", "d2h", "end_to_end")
+    device = [[row["label"]] + [f"{row['speed']['device'][k]['median_ms']:.2f}" for k in parts]
+              + [f"{row['speed']['device']['compute']['p99_ms']:.2f}",
+                 f"{row['speed']['device']['compute']['throughput_img_s']:.1f}"]
               for row in r["rows"] if "device" in row["speed"]]
     if device:
-        out += ["GPU time from CUDA events (compute only; end to end with pinned host<->device copies):",
-                table(device, header=["artifact", "compute median ms", "p99", "end-to-end median ms", "p99",
+        out += ["GPU medians from CUDA events, ms (compute: GPU kept busy, the host's enqueue excluded; end to end: "
+                "copy in, enqueue, compute, copy out, as a caller sees it; enqueue: host time of the call):",
+                table(device, header=["artifact", "h2d", "enqueue", "compute", "d2h", "end to end", "compute p99",
                                       "img/s (compute)"])]
+    for row in r["rows"]:
+        if row.get("load_ms") is not None:
+            out.append(f"{row['label']}: engine load {row['load_ms']:.0f} ms"
+                       + (" (TensorRT-RTX compiles for this GPU here, JIT)" if "RTX" in row["runner"] else "")
+                       + (f", first inference {row['first_run_ms']:.0f} ms" if row.get("first_run_ms") else "")
+                       + ": not in the latency figures")
     if r["paper_reference"]:
         p = r["paper_reference"]
         out.append(f"reference row, not measured here: the paper's {p['fps']} img/s for the {p['preset']} preset "

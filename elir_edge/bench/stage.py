@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,21 @@ def eval_set(opts: BenchOptions, task: str, h: int, w: int, latent: int) -> Eval
 
 
 def run_bench(opts: BenchOptions) -> dict:
+    """Open every artifact, measure, and give every runtime's resources back (GPU buffers, streams) however
+    the run ends."""
     if not opts.engines:
         raise UserError("no artifact given: pass --engine model.onnx (repeatable)")
-    arts = [open_artifact(p, opts.threads, opts.provider, opts.cuda_graph) for p in opts.engines]
+    with contextlib.ExitStack() as opened:
+        def open_(path: Path) -> Artifact:
+            a = open_artifact(path, opts.threads, opts.provider, opts.cuda_graph)
+            if hasattr(a.runner, "close"):
+                opened.callback(a.runner.close)
+            return a
+
+        return _bench(opts, [open_(p) for p in opts.engines], open_)
+
+
+def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
     first = arts[0].meta
     task = opts.task or first.get("task")
     if task is None:
@@ -129,7 +142,7 @@ def run_bench(opts: BenchOptions) -> dict:
     float_path = arts[0].path.parent / "model.onnx"
     ref = next((a for a in arts if a.path == float_path), None)
     if ref is None and float_path.is_file():
-        ref = open_artifact(float_path, opts.threads)
+        ref = open_(float_path)
     ref = ref or arts[0]
 
     rng = np.random.default_rng(opts.seed)
@@ -138,13 +151,14 @@ def run_bench(opts: BenchOptions) -> dict:
         b = int(a.meta.get("batch", 1))
         lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
         eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
-        timed = getattr(a.runner, "device_timed", None)  # engines: CUDA-event compute and end-to-end times
+        timed = getattr(a.runner, "timed", None)  # engines: CUDA-event breakdown and their own host wall time
         runs[i] = (lambda t=timed, lq=lq, eps=eps: t(lq, eps)) if timed else \
             (lambda r=a.runner, lq=lq, eps=eps: r(lq, eps))
         batches[i] = b
     speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches)
     rows = [{"artifact": str(a.path), "label": a.label, "runner": a.kind, "on_gpu": bool(getattr(a.runner, "on_gpu", False)),
-             "sha256": sha256_file(a.path), "speed": speeds[i]} for i, a in enumerate(arts)]
+             "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": getattr(a.runner, "load_ms", None),
+             "first_run_ms": getattr(a.runner, "first_run_ms", None)} for i, a in enumerate(arts)]
     base = rows[0]["speed"]["median_ms"]
     for r in rows:
         r["speed"]["ratio_vs_first"] = base / r["speed"]["median_ms"]

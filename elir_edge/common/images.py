@@ -10,6 +10,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from elir_edge.errors import UserError
 
+# What Pillow raises for a file it cannot or will not decode (a decompression bomb is refused on purpose).
+UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+SOFTWARE = "elir-edge"  # the PNG text tag that marks an image this tool wrote
+
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 DOCS = {".md", ".txt"}  # a folder's notes (sources, licences) are expected, not warned about
 
@@ -52,7 +56,7 @@ def load_images(folder: Path, what: str = "image folder") -> list[tuple[str, np.
     for p in list_images(folder, what):
         try:
             out.append((str(p.relative_to(folder)), read_rgb(p)))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
+        except UNREADABLE as e:
             warnings.warn(f"skipped unreadable image {p.name}: {type(e).__name__}", stacklevel=2)
     if not out:
         raise UserError(f"{what} {folder} has no readable images: check the files")
@@ -76,5 +80,23 @@ def to_uint8(chw: np.ndarray) -> np.ndarray:
     return (np.clip(chw, 0, 1).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
 
 
-def save_png(img: np.ndarray, path: Path) -> None:
-    Image.fromarray(img).save(path, format="PNG")
+def save_png(img: np.ndarray | Image.Image, path: Path) -> None:
+    """Atomically (temp file, then rename), tagged as written by elir-edge."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from elir_edge.common.files import atomic_file
+
+    info = PngInfo()
+    info.add_text("Software", SOFTWARE)
+    im = img if isinstance(img, Image.Image) else Image.fromarray(img)
+    with atomic_file(Path(path)) as tmp:
+        im.save(tmp, format="PNG", pnginfo=info)
+
+
+def written_by_us(path: Path) -> bool:
+    """A PNG this tool wrote (tagged by save_png): the one kind of existing file restore may replace."""
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get("Software") == SOFTWARE
+    except UNREADABLE:
+        return False

@@ -23,7 +23,7 @@ def import_rtx():
 
 
 def check_sms(sms: list[str]) -> list[str]:
-    clean = [s.lower().removeprefix("sm").replace(".", "") for s in sms]
+    clean = [s.lower().removeprefix("sm").lstrip("_").replace(".", "") for s in sms]
     unknown = [s for s in clean if s not in SMS]
     if unknown or not clean:
         raise UserError(f"--sm {unknown[0] if unknown else ''}: TensorRT-RTX builds for compute capability "

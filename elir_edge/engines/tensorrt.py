@@ -26,18 +26,22 @@ def import_tensorrt():
     return tensorrt
 
 
-def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp16_flag: bool = False) -> tuple:
+def ready() -> tuple:
+    """TensorRT and the GPU it builds for, or BuilderMissing saying which is missing."""
     trt = import_tensorrt()
     try:
-        gpu = gpu_info()
+        return trt, gpu_info()
     except CudaUnavailable as e:
         raise BuilderMissing(f"TensorRT builds on the GPU it builds for, and here: {e}") from None
+
+
+def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp16_flag: bool = False) -> tuple:
+    trt, gpu = ready()
     has_fp16_flag = hasattr(trt, "BuilderFlag") and hasattr(trt.BuilderFlag, "FP16")
     if fp16_flag and not has_fp16_flag:
         raise BuildError(f"TensorRT {trt.__version__} builds strongly typed networks only: build "
                          "model_fp16.onnx (written by `elir-edge export`) instead of the FP16 flag")
-    cache_path = Path(str(opts.output or onnx_path) + ".timing_cache") if opts.output else \
-        Path(onnx_path).with_suffix(".timing_cache")
+    cache_path = Path(opts.output or onnx_path).with_suffix(".timing_cache")  # beside the engine
     state = {}
 
     def configure(config, network, flags):

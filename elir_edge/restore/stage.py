@@ -7,9 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from elir_edge.common.images import SUFFIXES, read_rgb, save_png, to_chw, to_uint8
+from elir_edge.common.files import ensure_writable_dir
+from elir_edge.common.images import (
+    SUFFIXES,
+    UNREADABLE,
+    read_rgb,
+    save_png,
+    to_chw,
+    to_uint8,
+    written_by_us,
+)
 from elir_edge.errors import UserError
 from elir_edge.restore.strip import write_strip
 from elir_edge.restore.tiling import restore_tiled, restore_whole
@@ -46,15 +55,26 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
 
 
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
+    artifact, out_dir = Path(artifact), Path(opts.output)
+    files = collect_inputs(inputs)
+    ensure_writable_dir(out_dir)
+    runner = open_runner(artifact, opts.threads)
+    try:
+        return _restore(artifact, files, out_dir, runner, opts, progress)
+    finally:
+        if hasattr(runner, "close"):
+            runner.close()
+
+
+def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: RestoreOptions, progress: bool) -> dict:
     from tqdm import tqdm
 
-    artifact = Path(artifact)
-    files = collect_inputs(inputs)
-    runner = open_runner(artifact, opts.threads)
     meta, shapes = read_interface(runner.graph_path)
     task = opts.task or meta.get("task")
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")
+    if "lq" not in shapes:
+        raise UserError(f"{artifact} has no input named lq: it is not an ELIR graph written by elir-edge")
     gh, gw, latent = graph_size(shapes)
     tile = opts.tile or (gh if task == "bsr" else None)
     if tile is not None:
@@ -64,13 +84,14 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         if tile % 32 or not 0 <= opts.overlap < tile:
             raise UserError(f"--tile {tile} --overlap {opts.overlap}: the tile must be a multiple of 32 and "
                             "the overlap smaller than the tile")
-    opts.output.mkdir(parents=True, exist_ok=True)
-    done, failed = [], []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = OutputNames(out_dir, files)
+    done, failed, renamed = [], [], []
     for path in tqdm(files, desc="restore", unit="img", disable=not progress):
         try:
             img = read_rgb(path)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            warnings.warn(f"skipped {path}: not a readable image ({type(e).__name__})", stacklevel=2)
+        except UNREADABLE as e:
+            warnings.warn(f"skipped {path}: not a readable image ({type(e).__name__}: {str(e)[:80]})", stacklevel=2)
             failed.append(str(path))
             continue
         if task in UPSCALE:
@@ -83,9 +104,42 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         else:
             out = restore_tiled(to_chw(img), runner, tile, opts.overlap, latent, opts.seed, opts.batch)
         result = to_uint8(out)
-        target = opts.output / (path.stem + ".png")
+        target, moved = names.target(path, "")
+        if moved:
+            renamed.append(str(target))
+            warnings.warn(f"{moved}: wrote {target.name} instead", stacklevel=2)
         save_png(result, target)
         if opts.compare:
-            write_strip({"input": [img], "restored": [result]}, opts.output / (path.stem + "_compare.png"))
+            compare, _ = names.target(path, "_compare")
+            write_strip({"input": [img], "restored": [result]}, compare)
         done.append(str(target))
-    return {"restored": done, "failed": failed, "task": task, "tile": tile, "artifact": str(artifact)}
+    return {"restored": done, "failed": failed, "renamed": renamed, "task": task, "tile": tile,
+            "artifact": str(artifact)}
+
+
+class OutputNames:
+    """Where each restored image goes: `<stem><suffix>.png` in the output folder, unless that path is one of
+    the inputs, was already written in this run, or holds a file elir-edge did not write; then the first
+    free `<stem><suffix>.restored[-N].png`. Inputs and a user's own files are never replaced."""
+
+    def __init__(self, folder: Path, inputs: list[Path]):
+        self.folder, self.inputs, self.taken = folder, {p.resolve() for p in inputs}, set()
+
+    def _blocked(self, p: Path) -> str | None:
+        if p.resolve() in self.inputs:
+            return f"{p} is one of the inputs"
+        if p.resolve() in self.taken:
+            return f"{p} was already written by this run (two inputs share the name {p.stem})"
+        if p.exists() and not written_by_us(p):
+            return f"{p} exists and was not written by elir-edge"
+        return None
+
+    def target(self, source: Path, suffix: str) -> tuple[Path, str | None]:
+        first = self.folder / f"{source.stem}{suffix}.png"
+        why = self._blocked(first)
+        p, n = first, 0
+        while self._blocked(p):
+            n += 1
+            p = self.folder / f"{source.stem}{suffix}.restored{'' if n == 1 else f'-{n}'}.png"
+        self.taken.add(p.resolve())
+        return p, why

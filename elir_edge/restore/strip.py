@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from elir_edge.common.files import atomic_file
+from elir_edge.common.images import save_png
 
 LABEL_HEIGHT = 18
 
@@ -23,5 +23,4 @@ def write_strip(columns: dict[str, list[np.ndarray]], path: Path, gap: int = 4) 
         draw.text((c * (w + gap) + 4, 3), label, fill="black")
         for r, img in enumerate(columns[label]):
             canvas.paste(Image.fromarray(img), (c * (w + gap), LABEL_HEIGHT + r * (h + gap)))
-    with atomic_file(path) as tmp:
-        canvas.save(tmp, format="PNG")
+    save_png(canvas, path)

@@ -47,17 +47,18 @@ def _major(version: str) -> int:
 def check_driver(rt) -> None:
     """cuda-bindings N.x calls the driver's CUDA N API: a CUDA 12 driver (< 580) with bindings 13 is not
     'no GPU', it is the wrong bindings; say which to install."""
-    import cuda.bindings
+    import importlib
 
+    installed = getattr(importlib.import_module("cuda.bindings"), "__version__", "0")
     err, version = rt.cudaDriverGetVersion()
     driver = int(version) // 1000 if int(err) == 0 else 0
-    need = _major(getattr(cuda.bindings, "__version__", "0"))
+    need = _major(installed)
     if driver == 0:
         raise CudaUnavailable("no NVIDIA driver (cudaDriverGetVersion found none): run on a machine with an "
                               "NVIDIA GPU and its driver")
     if need > driver:
         raise CudaUnavailable(f"the NVIDIA driver here supports CUDA {driver}, the installed cuda-bindings "
-                              f"{cuda.bindings.__version__} need CUDA {need}: pip install 'cuda-bindings=={driver}.*' "
+                              f"{installed} need CUDA {need}: pip install 'cuda-bindings=={driver}.*' "
                               "(or update the driver)")
 
 
@@ -148,7 +149,7 @@ class Stream:
             failure = e
         err, graph = rt.cudaStreamEndCapture(self.handle)
         if failure is not None or int(err) != 0:
-            if graph:
+            if graph is not None and int(graph):
                 rt.cudaGraphDestroy(graph)
             if failure is not None:
                 raise failure

@@ -1,0 +1,199 @@
+"""A serialized NVIDIA engine as a runner, the same for TensorRT and TensorRT-RTX (one Python API): pinned
+and device buffers per I/O tensor, one stream, `execute_async_v3`, optional CUDA-graph replay, and
+CUDA-event timing taken apart the way trtexec reports it.
+
+Timing of one `timed` call: host->device copies, the enqueue (its host cost measured on its own), the
+compute, device->host copies, each between its own events. The compute figure comes from a second
+enqueue queued behind the first, so the GPU is already busy when it is enqueued: a GPU idling while the
+host enqueues is not counted as compute (it is in `end_to_end_ms`, as a caller would see it).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from elir_edge.errors import UserError
+from elir_edge.runtime import cuda
+from elir_edge.runtime.batching import in_batches
+
+# TensorRT DataType name -> numpy storage. bfloat16 has no numpy type: stored as its 16 raw bits.
+DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "BF16": np.uint16, "INT8": np.int8, "UINT8": np.uint8,
+          "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
+
+
+class EngineError(UserError):
+    """The engine cannot run here as it is (damaged, wrong GPU, failed call): one line, never a crash."""
+
+
+def _to_bf16(x: np.ndarray) -> np.ndarray:
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+
+
+def _from_bf16(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+class EngineRunner:
+    """`runner(lq, eps) -> hq` on an engine; `timed(lq, eps)` adds the CUDA-event breakdown; `close()`
+    gives back every CUDA resource (and the runner refuses to run afterwards)."""
+
+    def __init__(self, trt, plan: bytes, path: Path, kind: str, cuda_graph: bool = False):
+        self.trt, self.path, self.name, self.on_gpu = trt, Path(path), Path(path).name, True
+        self.kind = kind + (" + CUDA graph" if cuda_graph else "")
+        self.rt = cuda.bindings()
+        t0 = time.perf_counter()
+        self.engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise EngineError(f"{path} cannot be deserialized (damaged, truncated, or built by another "
+                              "version or for another GPU): build it again with `elir-edge build`")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise EngineError(f"{path}: TensorRT could not create an execution context (GPU memory full?): "
+                              "free GPU memory or use a smaller batch")
+        self.load_ms = (time.perf_counter() - t0) * 1000  # TensorRT-RTX: its JIT compile happens here
+        self.stream = cuda.Stream(self.rt)
+        self.buffers: dict[str, cuda.Buffer] = {}
+        self.modes, self.dtypes = {}, {}
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            self.modes[name] = "input" if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
+            dt = self.engine.get_tensor_dtype(name)
+            dt_name = getattr(dt, "name", str(dt).split(".")[-1])
+            if dt_name not in DTYPES:
+                raise EngineError(f"{path}: {self.modes[name]} {name} is {dt_name}, which elir-edge cannot feed "
+                                  "or read: export with float32/float16 inputs and outputs")
+            self.dtypes[name] = dt_name
+        outputs = [n for n, m in self.modes.items() if m == "output"]
+        if "lq" not in self.modes or len(outputs) != 1:
+            raise EngineError(f"{path} is not an elir-edge engine (tensors {sorted(self.modes)}): build it from a "
+                              "graph written by `elir-edge export` or `quantize`")
+        self.output = outputs[0]
+        self.needs_eps = "eps" in self.modes
+        lq_shape = tuple(self.engine.get_tensor_shape("lq"))
+        self.dynamic = any(d < 0 for d in lq_shape)
+        self.batch = None if self.dynamic or lq_shape[0] < 0 else lq_shape[0]
+        self.shape = None
+        if not self.dynamic:
+            self._bind(lq_shape)
+        self.cuda_graph = cuda_graph
+        self.events = [self.stream.event() for _ in range(6)]
+        self.first_run_ms = None
+        self.closed = False
+
+    # buffers -------------------------------------------------------------------------------------
+    def _bind(self, lq_shape: tuple) -> None:
+        """Buffers for one input shape (a dynamic engine is told the shape first; outputs follow from it)."""
+        if self.dynamic:
+            n, _, h, w = lq_shape
+            shapes = {"lq": lq_shape, "eps": (n, self.engine.get_tensor_shape("eps")[1], h // 8, w // 8)}
+            for name in (n for n, m in self.modes.items() if m == "input"):
+                if not self.context.set_input_shape(name, shapes[name]):
+                    raise EngineError(f"{self.path}: input {name} of shape {shapes[name]} is outside the engine's "
+                                      "optimization profile: rebuild it with a wider --profile")
+        for b in self.buffers.values():
+            b.free()
+        self.buffers = {}
+        for name, mode in self.modes.items():
+            shape = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise EngineError(f"{self.path}: {mode} {name} has an unresolved shape {shape}")
+            self.buffers[name] = buf = cuda.Buffer(self.rt, shape, DTYPES[self.dtypes[name]])
+            if not self.context.set_tensor_address(name, int(buf.device)):
+                raise EngineError(f"{self.path}: TensorRT refused the address of {mode} {name}")
+        self.shape = tuple(lq_shape)
+
+    def _load(self, lq: np.ndarray, eps: np.ndarray | None) -> None:
+        if self.closed:
+            raise EngineError(f"{self.path}: the runner was closed; open the engine again")
+        if self.shape != tuple(lq.shape):
+            if not self.dynamic:
+                raise EngineError(f"{self.path} takes {self.shape}, given {tuple(lq.shape)}")
+            self._bind(tuple(lq.shape))
+            self.stream.graph_exec = self._drop_graph()
+        for name, value in (("lq", lq), ("eps", eps)):
+            if name in self.buffers:
+                host = self.buffers[name].host
+                host[...] = _to_bf16(value) if self.dtypes[name] == "BF16" else value
+
+    def _result(self) -> np.ndarray:
+        out = self.buffers[self.output].host
+        return _from_bf16(out) if self.dtypes[self.output] == "BF16" else out.astype(np.float32)
+
+    # work on the stream --------------------------------------------------------------------------
+    def _enqueue(self) -> None:
+        if self.stream.graph_exec is not None:
+            self.stream.launch_graph()
+        elif not self.context.execute_async_v3(int(self.stream.handle)):
+            raise EngineError(f"TensorRT failed to enqueue {self.path}")
+
+    def _drop_graph(self):
+        if self.stream.graph_exec is not None:
+            cuda.check(self.rt.cudaGraphExecDestroy(self.stream.graph_exec), "cudaGraphExecDestroy")
+        return None
+
+    def _ready(self) -> None:
+        """First run of a shape: a plain enqueue lets TensorRT allocate outside any capture, then the graph."""
+        if self.first_run_ms is None:
+            t0 = time.perf_counter()
+            self._enqueue()
+            self.stream.synchronize()
+            self.first_run_ms = (time.perf_counter() - t0) * 1000
+        if self.cuda_graph and self.stream.graph_exec is None:
+            self.stream.capture(self._enqueue)
+
+    def _copy_in(self) -> None:
+        for name, b in self.buffers.items():
+            if self.modes[name] == "input":
+                b.to_device(self.stream.handle)
+
+    def run_batch(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+        self._load(lq, eps)
+        self._ready()
+        self._copy_in()
+        self._enqueue()
+        self.buffers[self.output].to_host(self.stream.handle)
+        self.stream.synchronize()
+        return self._result()
+
+    def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+        return in_batches(self.run_batch, self.batch or len(lq), lq, eps)
+
+    def timed(self, lq: np.ndarray, eps: np.ndarray | None) -> dict:
+        """One run of exactly one engine batch, with the CUDA-event breakdown (milliseconds):
+        h2d, compute (GPU kept busy, enqueue gap excluded), d2h, end_to_end (copy in, enqueue, compute,
+        copy out, as a caller sees it), enqueue (host time of the enqueue call), wall (host, whole run)."""
+        s, (e0, e1, e2, e3, e4, e5) = self.stream, self.events
+        self._load(lq, eps)
+        self._ready()
+        t0 = time.perf_counter()
+        s.record(e0)
+        self._copy_in()
+        s.record(e1)
+        enqueue_ms = cuda.host_ms(self._enqueue)
+        s.record(e2)
+        self.buffers[self.output].to_host(s.handle)
+        s.record(e3)
+        s.synchronize()
+        wall_ms = (time.perf_counter() - t0) * 1000
+        self._enqueue()  # keeps the GPU busy while the next enqueue is made
+        s.record(e4)
+        self._enqueue()
+        s.record(e5)
+        s.synchronize()
+        return {"h2d_ms": s.elapsed_ms(e0, e1), "compute_ms": s.elapsed_ms(e4, e5), "d2h_ms": s.elapsed_ms(e2, e3),
+                "end_to_end_ms": s.elapsed_ms(e0, e3), "enqueue_ms": enqueue_ms, "wall_ms": wall_ms}
+
+    def close(self) -> None:
+        """Give back buffers, CUDA graph, events and stream; the runner refuses to run afterwards."""
+        if self.closed:
+            return
+        for b in self.buffers.values():
+            b.free()
+        self.buffers = {}
+        self.stream.close()
+        self.context = self.engine = None
+        self.closed = True

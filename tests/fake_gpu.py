@@ -1,0 +1,486 @@
+"""A stand-in GPU that fails the way CUDA and TensorRT fail, built on the real types.
+
+`cuda.bindings.runtime` and `tensorrt_rtx` both import on a machine without a GPU: the stand-in takes
+their real enums and handle types (cudaError_t, cudaMemcpyKind, cudaStream_t, cudaEvent_t, cudaGraph_t,
+DataType, TensorIOMode) and the real return-tuple shapes, and models what the engine runner must get
+right:
+- streams are asynchronous: copies and kernels are queued and run at sync points, so a host buffer
+  read before a sync is stale;
+- device memory lives outside the host's address space: only cudaMemcpy reaches it, and a copy whose
+  kind does not match its pointers is refused (cudaErrorInvalidValue);
+- events carry simulated device time on a virtual clock; every host call costs modelled host time and
+  an enqueue costs `enqueue_ms`, so a GPU idling while the host enqueues shows in the events;
+- calls that are illegal during stream capture are refused (cudaErrorStreamCaptureUnsupported);
+- every stream, event, graph, graph exec and allocation is counted, so leaks show;
+- an "engine" is its ONNX graph run by ONNX Runtime, with the I/O dtypes the plan declares (fp16, int8,
+  bool; dynamic dimensions reported as -1), so outputs are compared with a tolerance, never bit-exact.
+Faults are injected by name (`faults`), one per defect the runner has had.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import onnxruntime as ort
+import tensorrt_rtx as real_trt
+from cuda.bindings import runtime as real_rt
+
+E = real_rt.cudaError_t
+OK = E.cudaSuccess
+KIND = real_rt.cudaMemcpyKind
+DEVICE_BASE = 0x7F00_0000_0000  # fake device addresses: never mapped in this process
+
+
+def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False) -> bytes:
+    """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims)
+    and the ONNX graph it 'runs'."""
+    header = json.dumps({"io": io or {}, "dynamic": dynamic}).encode()
+    return b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + onnx_bytes
+
+
+class FakeCuda(types.ModuleType):
+    """cuda.bindings.runtime on a virtual clock."""
+
+    cudaError_t = E
+    cudaMemcpyKind = KIND
+    cudaStreamCaptureMode = real_rt.cudaStreamCaptureMode
+
+    def __init__(self, *, enqueue_ms: float = 5.0, kernel_ms: float = 2.0, gb_s: float = 10.0,
+                 gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, faults: set[str] = frozenset()):
+        super().__init__("cuda.bindings.runtime")
+        self.enqueue_ms, self.kernel_ms, self.gb_s, self.gpu, self.driver = enqueue_ms, kernel_ms, gb_s, gpu, driver
+        self.faults = set(faults)
+        self.host_now = 0.0  # virtual host clock (ms)
+        self.device_free = 0.0  # when the GPU finishes what is queued (ms)
+        self.host_mem: dict[int, object] = {}  # pinned: real ctypes buffers, numpy can view them
+        self.device_mem: dict[int, bytearray] = {}
+        self.next_device = DEVICE_BASE
+        self.streams: dict[int, dict] = {}
+        self.events: dict[int, dict] = {}
+        self.graphs, self.execs = {}, {}
+        self.handles = 100
+        self.calls: list[str] = []
+
+    # bookkeeping ---------------------------------------------------------------------------------
+    def _tick(self, name: str, ms: float = 0.01):
+        self.calls.append(name)
+        self.host_now += ms
+
+    def _handle(self) -> int:
+        self.handles += 1
+        return self.handles
+
+    def _capturing(self) -> bool:
+        return any(s["capture"] is not None for s in self.streams.values())
+
+    def live(self) -> dict:
+        return {"streams": len(self.streams), "events": len(self.events), "graphs": len(self.graphs),
+                "graph_execs": len(self.execs), "host": len(self.host_mem), "device": len(self.device_mem)}
+
+    # device info ---------------------------------------------------------------------------------
+    def cudaDriverGetVersion(self):
+        return OK, self.driver
+
+    def cudaGetDeviceCount(self):
+        return (OK, 1) if self.gpu else (E.cudaErrorNoDevice, 0)
+
+    def cudaGetDeviceProperties(self, device):
+        name, major, minor = self.gpu
+        return OK, types.SimpleNamespace(name=name.encode(), major=major, minor=minor)
+
+    # memory --------------------------------------------------------------------------------------
+    def cudaMallocHost(self, size):
+        import ctypes
+
+        self._tick("cudaMallocHost")
+        if self._capturing():
+            return E.cudaErrorStreamCaptureUnsupported, None
+        buf = (ctypes.c_byte * size)()
+        ctypes.memset(buf, 0x7F, size)  # garbage until written: a read before the copy lands shows
+        self.host_mem[ctypes.addressof(buf)] = buf
+        return OK, ctypes.addressof(buf)
+
+    def cudaMalloc(self, size):
+        self._tick("cudaMalloc")
+        if self._capturing():
+            return E.cudaErrorStreamCaptureUnsupported, None
+        ptr, self.next_device = self.next_device, self.next_device + max(size, 256)
+        self.device_mem[ptr] = bytearray(size)
+        return OK, ptr
+
+    def cudaFree(self, ptr):
+        self._tick("cudaFree")
+        return (OK,) if self.device_mem.pop(int(ptr), None) is not None else (E.cudaErrorInvalidValue,)
+
+    def cudaFreeHost(self, ptr):
+        self._tick("cudaFreeHost")
+        return (OK,) if self.host_mem.pop(int(ptr), None) is not None else (E.cudaErrorInvalidValue,)
+
+    def _device(self, ptr: int, size: int) -> tuple[bytearray, int] | None:
+        for base, mem in self.device_mem.items():
+            if base <= ptr and ptr + size <= base + len(mem):
+                return mem, ptr - base
+        return None
+
+    def _host(self, ptr: int, size: int):
+        import ctypes
+
+        for base, buf in self.host_mem.items():
+            if base <= ptr and ptr + size <= base + ctypes.sizeof(buf):
+                return ptr
+        return None
+
+    def cudaMemcpyAsync(self, dst, src, count, kind, stream):
+        self._tick("cudaMemcpyAsync")
+        dst, src = int(dst), int(src)
+        if kind == KIND.cudaMemcpyHostToDevice:
+            d, s = self._device(dst, count), self._host(src, count)
+        elif kind == KIND.cudaMemcpyDeviceToHost:
+            d, s = self._host(dst, count), self._device(src, count)
+        else:
+            d = s = None
+        if d is None or s is None:  # the kind does not match the pointers: no host read of device memory
+            return (E.cudaErrorInvalidValue,)
+        self._queue(stream, ("copy", kind, dst, src, count))
+        return (OK,)
+
+    def read_device(self, ptr: int, size: int) -> bytes:
+        """What a host read of device memory gets here: refused, as on a real GPU without unified memory."""
+        raise PermissionError(f"host read of device memory at {ptr:#x}: only cudaMemcpy reaches it")
+
+    # streams, events, graphs ---------------------------------------------------------------------
+    def cudaStreamCreate(self):
+        self._tick("cudaStreamCreate")
+        h = self._handle()
+        self.streams[h] = {"queue": [], "capture": None}
+        return OK, real_rt.cudaStream_t(h)
+
+    def cudaStreamDestroy(self, stream):
+        self._tick("cudaStreamDestroy")
+        return (OK,) if self.streams.pop(int(stream), None) is not None else (E.cudaErrorInvalidResourceHandle,)
+
+    def _queue(self, stream, op) -> None:
+        s = self.streams[int(stream)]
+        if s["capture"] is not None:
+            s["capture"].append(op)
+        else:
+            s["queue"].append((self.host_now, op))
+
+    def cudaEventCreate(self):
+        self._tick("cudaEventCreate")
+        h = self._handle()
+        self.events[h] = {"t": None, "pending": False}
+        return OK, real_rt.cudaEvent_t(h)
+
+    def cudaEventDestroy(self, event):
+        self._tick("cudaEventDestroy")
+        return (OK,) if self.events.pop(int(event), None) is not None else (E.cudaErrorInvalidResourceHandle,)
+
+    def cudaEventRecord(self, event, stream):
+        self._tick("cudaEventRecord")
+        self.events[int(event)]["pending"] = True
+        self._queue(stream, ("event", int(event)))
+        return (OK,)
+
+    def _run(self, stream) -> None:
+        """Execute what the stream holds, in order, on the device timeline."""
+        s = self.streams[int(stream)]
+        for queued_at, op in s["queue"]:
+            start = max(self.device_free, queued_at)
+            if op[0] == "copy":
+                _, kind, dst, src, count = op
+                self._do_copy(kind, dst, src, count)
+                self.device_free = start + count / (self.gb_s * 1e6)
+            elif op[0] == "kernel":
+                op[1]()
+                self.device_free = start + self.kernel_ms
+            elif op[0] == "graph":
+                for inner in op[1]:
+                    if inner[0] == "kernel":
+                        inner[1]()
+                        start = max(self.device_free, start)
+                        self.device_free = start + self.kernel_ms
+                    elif inner[0] == "copy":
+                        self._do_copy(*inner[1:])
+            elif op[0] == "event":
+                self.events[op[1]].update(t=max(self.device_free, queued_at), pending=False)
+        s["queue"] = []
+
+    def _do_copy(self, kind, dst, src, count) -> None:
+        import ctypes
+
+        if kind == KIND.cudaMemcpyHostToDevice:
+            mem, off = self._device(dst, count)
+            mem[off:off + count] = ctypes.string_at(src, count)
+        else:
+            mem, off = self._device(src, count)
+            ctypes.memmove(dst, bytes(mem[off:off + count]), count)
+
+    def cudaStreamSynchronize(self, stream):
+        self._tick("cudaStreamSynchronize")
+        if self._capturing():
+            return (E.cudaErrorStreamCaptureUnsupported,)
+        self._run(stream)
+        self.host_now = max(self.host_now, self.device_free)
+        return (OK,)
+
+    def cudaEventSynchronize(self, event):
+        self._tick("cudaEventSynchronize")
+        if self._capturing():
+            return (E.cudaErrorStreamCaptureUnsupported,)
+        for h in self.streams:
+            self._run(h)
+        self.host_now = max(self.host_now, self.events[int(event)]["t"] or 0)
+        return (OK,)
+
+    def cudaEventElapsedTime(self, start, end):
+        self._tick("cudaEventElapsedTime")
+        a, b = self.events[int(start)], self.events[int(end)]
+        if a["pending"] or b["pending"] or a["t"] is None or b["t"] is None:
+            return E.cudaErrorNotReady, 0.0
+        return OK, b["t"] - a["t"]
+
+    def cudaStreamBeginCapture(self, stream, mode):
+        self._tick("cudaStreamBeginCapture")
+        self.streams[int(stream)]["capture"] = []
+        return (OK,)
+
+    def cudaStreamIsCapturing(self, stream):
+        active = self.streams[int(stream)]["capture"] is not None
+        return OK, real_rt.cudaStreamCaptureStatus(int(active))
+
+    def cudaStreamEndCapture(self, stream):
+        self._tick("cudaStreamEndCapture")
+        ops, self.streams[int(stream)]["capture"] = self.streams[int(stream)]["capture"], None
+        h = self._handle()
+        self.graphs[h] = ops
+        return OK, real_rt.cudaGraph_t(h)
+
+    def cudaGraphInstantiate(self, graph, flags):
+        self._tick("cudaGraphInstantiate")
+        h = self._handle()
+        self.execs[h] = list(self.graphs[int(graph)])
+        return OK, real_rt.cudaGraphExec_t(h)
+
+    def cudaGraphDestroy(self, graph):
+        self._tick("cudaGraphDestroy")
+        return (OK,) if self.graphs.pop(int(graph), None) is not None else (E.cudaErrorInvalidValue,)
+
+    def cudaGraphExecDestroy(self, graph_exec):
+        self._tick("cudaGraphExecDestroy")
+        return (OK,) if self.execs.pop(int(graph_exec), None) is not None else (E.cudaErrorInvalidValue,)
+
+    def cudaGraphLaunch(self, graph_exec, stream):
+        self._tick("cudaGraphLaunch")
+        if int(graph_exec) not in self.execs:
+            return (E.cudaErrorInvalidValue,)
+        self._queue(stream, ("graph", self.execs[int(graph_exec)]))
+        return (OK,)
+
+
+class FakeTrt(types.ModuleType):
+    """tensorrt_rtx (or tensorrt) for running plans: the real DataType / TensorIOMode enums, nptype."""
+
+    DataType = real_trt.DataType
+    TensorIOMode = real_trt.TensorIOMode
+    nptype = staticmethod(real_trt.nptype)
+
+    def __init__(self, cuda: FakeCuda, version: str = real_trt.__version__, name: str = "tensorrt_rtx"):
+        super().__init__(name)
+        self.cuda, self.__version__ = cuda, version
+
+        class Logger:
+            ERROR = WARNING = 0
+
+            def __init__(self, *a):
+                pass
+
+        outer = self
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, plan):
+                if not plan.startswith(b"FAKEPLAN") or "damaged_plan" in cuda.faults:
+                    return None
+                n = int.from_bytes(plan[8:12], "little")
+                header = json.loads(plan[12:12 + n])
+                try:
+                    return FakeEngine(outer, header, plan[12 + n:])
+                except Exception:  # a truncated graph: TensorRT returns None
+                    return None
+
+        self.Logger, self.Runtime = Logger, Runtime
+
+
+class FakeEngine:
+    def __init__(self, trt: FakeTrt, header: dict, onnx_bytes: bytes):
+        self.trt, self.cuda = trt, trt.cuda
+        self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        self.dynamic = header["dynamic"]
+        self.io = {}
+        for t, mode in [(i, real_trt.TensorIOMode.INPUT) for i in self.session.get_inputs()] + \
+                       [(o, real_trt.TensorIOMode.OUTPUT) for o in self.session.get_outputs()]:
+            shape = [d if isinstance(d, int) and not self.dynamic else -1 for d in t.shape]
+            if self.dynamic:
+                shape[1] = t.shape[1]
+            self.io[t.name] = (mode, tuple(shape), getattr(real_trt.DataType, header["io"].get(t.name, "FLOAT")))
+
+    @property
+    def num_io_tensors(self):
+        return len(self.io)
+
+    def get_tensor_name(self, i):
+        return list(self.io)[i]
+
+    def get_tensor_mode(self, name):
+        return self.io[name][0]
+
+    def get_tensor_shape(self, name):
+        return self.io[name][1]
+
+    def get_tensor_dtype(self, name):
+        return self.io[name][2]
+
+    def create_execution_context(self):
+        return None if "no_context" in self.cuda.faults else FakeContext(self)
+
+
+class FakeContext:
+    def __init__(self, engine: FakeEngine):
+        self.engine, self.cuda = engine, engine.cuda
+        self.addresses, self.shapes = {}, {n: s for n, (_, s, _) in engine.io.items()}
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        if name == "lq":  # the output follows the input
+            out = next(n for n, (m, _, _) in self.engine.io.items() if m == real_trt.TensorIOMode.OUTPUT)
+            self.shapes[out] = (shape[0], 3, shape[2], shape[3])
+        return True
+
+    def get_tensor_shape(self, name):
+        return self.shapes[name]
+
+    def set_tensor_address(self, name, ptr):
+        if "address_refused" in self.cuda.faults:
+            return False
+        self.addresses[name] = int(ptr)
+        return True
+
+    def execute_async_v3(self, stream):
+        cuda = self.cuda
+        cuda._tick("execute_async_v3", cuda.enqueue_ms)  # the host cost of an enqueue
+        if "enqueue_fails" in cuda.faults or ("enqueue_fails_in_capture" in cuda.faults and cuda._capturing()):
+            return False
+        addresses, shapes, io = dict(self.addresses), dict(self.shapes), self.engine.io
+
+        def kernel():
+            feeds = {}
+            for name, (mode, _, dt) in io.items():
+                if mode != real_trt.TensorIOMode.INPUT:
+                    continue
+                np_dt, size = _np(dt), int(np.prod(shapes[name]))
+                mem, off = cuda._device(addresses[name], size * np.dtype(np_dt).itemsize)
+                feeds[name] = np.frombuffer(bytes(mem[off:off + size * np.dtype(np_dt).itemsize]), np_dt) \
+                    .reshape(shapes[name]).astype(np.float32)
+            out_name = next(n for n, (m, _, _) in io.items() if m == real_trt.TensorIOMode.OUTPUT)
+            result = self.engine.session.run(None, feeds)[0].astype(_np(io[out_name][2]))
+            mem, off = cuda._device(addresses[out_name], result.nbytes)
+            mem[off:off + result.nbytes] = result.tobytes()
+
+        cuda._queue(stream, ("kernel", kernel))
+        return True
+
+
+def _np(dt):
+    return {"HALF": np.float16, "BF16": np.float32, "INT8": np.int8, "BOOL": np.bool_}.get(dt.name, np.float32)
+
+
+def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
+    """Put the stand-ins where the runtime imports them: cuda.bindings.runtime and tensorrt_rtx (and
+    tensorrt, for TensorRT engines)."""
+    from elir_edge.runtime import cuda as cuda_module
+
+    fake = FakeCuda(**kw)
+    trt = FakeTrt(fake)
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime, bindings.__version__ = fake, "13.5.0"
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", fake)
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", trt)
+    cuda_module.gpu_info.cache_clear()
+    monkeypatch.setattr(cuda_module, "gpu_info", cuda_module.gpu_info.__wrapped__)
+    return fake, trt
+
+
+def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True) -> types.ModuleType:
+    """`tensorrt` for building, as TensorRT `version` has it: STRONGLY_TYPED since 10.0, the FP16 builder
+    flag until 10.x (`fp16_flag`), a timing cache that may not fit this GPU (`cache_fits`). It records the
+    network flags and builder flags it was given."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.seen = {"network_flags": None, "builder_flags": set(), "cache_set": []}
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)
+    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=7)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
+
+    class Logger:
+        ERROR = WARNING = 0
+
+        def __init__(self, *a):
+            pass
+
+    class Network:
+        num_layers = 3
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            trt.seen["network_flags"] = flags
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def build_serialized_network(self, network, config):
+            return b"tensorrt plan"
+
+    class Config:
+        cache = None
+
+        def set_memory_pool_limit(self, *a):
+            pass
+
+        def set_flag(self, flag):
+            trt.seen["builder_flags"].add(flag)
+
+        def create_timing_cache(self, data):
+            return types.SimpleNamespace(data=data, serialize=lambda: b"cache for this GPU")
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            trt.seen["cache_set"].append(cache.data)
+            fits = cache_fits or cache.data == b""
+            if fits:
+                self.cache = cache
+            return fits
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse_from_file(self, path):
+            return True
+
+    trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, OnnxParser
+    return trt
