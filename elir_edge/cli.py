@@ -219,7 +219,10 @@ def add_bench_parser(sub) -> None:
                         ".trt/.engine/.plan (TensorRT, needs an NVIDIA GPU)")
     p.add_argument("--provider", choices=list(ORT_PROVIDERS), default="cpu",
                    help="ONNX Runtime execution provider for .onnx artifacts (cpu); cuda/tensorrt need onnxruntime-gpu")
-    p.add_argument("--cuda-graph", action="store_true", help="replay TensorRT engines as CUDA graphs")
+    p.add_argument("--cuda-graph", action="store_true", help="replay engines (and PyTorch on CUDA) as CUDA graphs")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="weights.safetensors: run the looped PyTorch model on the CPU or an NVIDIA GPU (the paper's way)")
+    p.add_argument("--half", action="store_true", help="with --device cuda: PyTorch in fp16")
     p.add_argument("--data", type=Path, help="clean images; the task's degradation is synthesized with --seed")
     p.add_argument("--lq", type=Path, help="degraded inputs (paired with --hq by file name)")
     p.add_argument("--hq", type=Path, help="ground truth for --lq")
@@ -246,7 +249,8 @@ def run_bench(args) -> int:
 
     opts = BenchOptions(engines=args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
                         iterations=args.iterations, duration=args.duration, warmup=args.warmup,
-                        threads=args.threads, provider=args.provider, cuda_graph=args.cuda_graph, seed=args.seed,
+                        threads=args.threads, provider=args.provider, cuda_graph=args.cuda_graph, device=args.device,
+                        half=args.half, seed=args.seed,
                         fid_weights=args.fid_weights, plot=args.plot, roofline=args.roofline)
     r = bench(opts)
     print(bench_tables(r, args.compare_paper))

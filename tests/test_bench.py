@@ -90,11 +90,25 @@ def demo_folder(tmp_path_factory):
 
 
 def test_runner_selection(demo_folder):
-    assert open_artifact(demo_folder / "model.onnx", 1).kind == "ONNX Runtime CPU"
-    assert open_artifact(demo_folder / "weights.safetensors", 1).kind == "PyTorch eager (looped)"
+    opts = BenchOptions(engines=[], threads=1)
+    assert open_artifact(demo_folder / "model.onnx", opts).kind == "ONNX Runtime CPU"
+    assert open_artifact(demo_folder / "weights.safetensors", opts).kind == "PyTorch eager (looped)"
     for bad, msg in (("model.trt", "no such artifact"), ("manifest.json", "unknown artifact type")):
         with pytest.raises(UserError, match=msg):
-            open_artifact(demo_folder / bad, 1)
+            open_artifact(demo_folder / bad, opts)
+
+
+def test_pytorch_on_cuda_is_refused_without_cuda_in_one_line(demo_folder, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot happen here")
+    code = main(["bench", "--engine", str(demo_folder / "weights.safetensors"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "sees no CUDA GPU" in err[0]
+    code = main(["bench", "--engine", str(demo_folder / "model.onnx"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "apply to PyTorch weights" in err[0]
 
 
 def test_bench_cli_end_to_end(demo_folder, tmp_path, capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from elir_edge.common.images import fit, load_images, to_chw
 from elir_edge.errors import UserError
 from elir_edge.model.noise import latent_noise
 from elir_edge.model.presets import PRESETS, is_paper_size
-from elir_edge.runtime.interface import graph_size, read_interface
+from elir_edge.runtime.interface import graph_size, runner_interface
 from elir_edge.runtime.open import open_runner
-from elir_edge.runtime.pytorch import TorchRunner
 
 
 @dataclass
@@ -37,7 +35,9 @@ class BenchOptions:
     warmup: float = 0.2
     threads: int | None = None
     provider: str = "cpu"  # ONNX Runtime execution provider for .onnx artifacts: cpu, cuda, tensorrt
-    cuda_graph: bool = False  # replay TensorRT engines as CUDA graphs
+    cuda_graph: bool = False  # replay engines (and PyTorch on CUDA) as CUDA graphs
+    device: str = "cpu"  # weights.safetensors: PyTorch on cpu or cuda
+    half: bool = False  # weights.safetensors on cuda: fp16
     seed: int = 0
     fid_weights: Path | None = None
     plot: Path | None = None
@@ -56,32 +56,19 @@ class Artifact:
         return f"{self.path.parent.name}/{self.path.name}"
 
 
-def open_artifact(path: Path, threads: int | None, provider: str = "cpu", cuda_graph: bool = False) -> Artifact:
-    """.onnx -> ONNX Runtime (`provider`); weights.safetensors of an export folder -> the looped PyTorch model;
-    .trt/.engine/.plan -> TensorRT, its input sizes read from the ONNX it was built from."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        import torch
-
-        from elir_edge.model.folded import load_folded, read_manifest
-
-        if threads:
-            torch.set_num_threads(threads)
-        manifest = read_manifest(path.parent)
-        s = manifest["settings"]
-        meta = {"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
-                "arch": json.dumps(manifest["arch"]),
-                "latent_channels": str(manifest["arch"]["latent_channels"])}
-        runner = TorchRunner(load_folded(path.parent, manifest))
-        return Artifact(path, runner.kind, runner, meta)
-    runner = open_runner(path, threads, provider, cuda_graph)
-    meta, shapes = read_interface(runner.graph_path)
+def open_artifact(path: Path, opts: "BenchOptions") -> Artifact:
+    """Any artifact's runner (runtime.open_runner), with what it expects: task, size, batch."""
+    runner = open_runner(path, opts.threads, opts.provider, opts.cuda_graph, opts.device, opts.half)
+    meta, shapes = runner_interface(runner)
+    meta = dict(meta)
+    if "lq" not in shapes:
+        raise UserError(f"{path} has no input named lq: it is not an ELIR graph written by elir-edge")
     h, w, latent = graph_size(shapes)
     meta.setdefault("latent_channels", str(latent))
     if h and w:
         meta.setdefault("image_size", f"{h}x{w}")
     meta["batch"] = str(shapes["lq"][0] or 1)
-    return Artifact(path, runner.kind, runner, meta)
+    return Artifact(Path(path), runner.kind, runner, meta)
 
 
 def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -117,7 +104,7 @@ def run_bench(opts: BenchOptions) -> dict:
         raise UserError("no artifact given: pass --engine model.onnx (repeatable)")
     with contextlib.ExitStack() as opened:
         def open_(path: Path) -> Artifact:
-            a = open_artifact(path, opts.threads, opts.provider, opts.cuda_graph)
+            a = open_artifact(path, opts)
             if hasattr(a.runner, "close"):
                 opened.callback(a.runner.close)
             return a
@@ -151,7 +138,7 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
         b = int(a.meta.get("batch", 1))
         lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
         eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
-        timed = getattr(a.runner, "timed", None)  # engines: CUDA-event breakdown and their own host wall time
+        timed = getattr(a.runner, "timed", None) if a.runner.on_gpu else None  # CUDA-event breakdown
         runs[i] = (lambda t=timed, lq=lq, eps=eps: t(lq, eps)) if timed else \
             (lambda r=a.runner, lq=lq, eps=eps: r(lq, eps))
         batches[i] = b

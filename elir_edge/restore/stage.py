@@ -22,7 +22,7 @@ from elir_edge.common.images import (
 from elir_edge.errors import UserError
 from elir_edge.restore.strip import write_strip
 from elir_edge.restore.tiling import restore_tiled, restore_whole
-from elir_edge.runtime.interface import graph_size, read_interface
+from elir_edge.runtime.interface import graph_size, runner_interface
 from elir_edge.runtime.open import open_runner
 
 UPSCALE = {"sr": 8, "bsr": 4}  # super-resolution inputs are bicubic-upscaled first, as the reference does
@@ -69,7 +69,7 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
 def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: RestoreOptions, progress: bool) -> dict:
     from tqdm import tqdm
 
-    meta, shapes = read_interface(runner.graph_path)
+    meta, shapes = runner_interface(runner)
     task = opts.task or meta.get("task")
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")

@@ -33,3 +33,9 @@ def graph_size(shapes: dict[str, list[int | None]]) -> tuple[int | None, int | N
 
 def read_metadata(path: Path) -> dict[str, str]:
     return read_interface(path)[0]
+
+
+def runner_interface(runner) -> tuple[dict[str, str], dict[str, list[int | None]]]:
+    """Metadata and input shapes of what a runner runs: the ONNX it was made from, or (PyTorch weights) what
+    the export's manifest says."""
+    return getattr(runner, "interface", None) or read_interface(runner.graph_path)

@@ -33,10 +33,46 @@ def open_engine(path: Path, cuda_graph: bool = False):
     return runner
 
 
-def open_runner(path: Path, threads: int | None = None, provider: str = "cpu", cuda_graph: bool = False):
+def open_weights(path: Path, threads: int | None = None, device: str = "cpu", half: bool = False,
+                 cuda_graph: bool = False):
+    """An export folder's weights.safetensors -> the looped PyTorch model, with the interface the export's
+    manifest describes (there is no graph to read it from)."""
+    import json
+
+    import torch
+
+    from elir_edge.model.folded import load_folded, read_manifest
+    from elir_edge.runtime.pytorch import TorchRunner
+
+    if threads:
+        torch.set_num_threads(threads)
+    manifest = read_manifest(path.parent)
+    try:
+        s, arch = manifest["settings"], manifest["arch"]
+        model = load_folded(path.parent, manifest)
+    except Exception as e:  # a manifest or weights file from elsewhere, or damaged
+        raise UserError(f"{path} cannot be loaded as an export's folded weights ({type(e).__name__}): "
+                        "export the checkpoint again") from None
+    runner = TorchRunner(model, path.name, device, half, cuda_graph)
+    c = arch["latent_channels"]
+    runner.interface = ({"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
+                         "arch": json.dumps(arch), "k_steps": str(s["k_steps"]), "sigma_s": str(s["sigma_s"])},
+                        {"lq": [1, 3, s["height"], s["width"]], "eps": [1, c, s["height"] // 8, s["width"] // 8]})
+    return runner
+
+
+def open_runner(path: Path, threads: int | None = None, provider: str = "cpu", cuda_graph: bool = False,
+                device: str = "cpu", half: bool = False):
+    """The runner for any artifact: .onnx (ONNX Runtime, `provider`), an engine (TensorRT/-RTX), or an
+    export's weights.safetensors (PyTorch on `device`, fp16 with `half`)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such artifact: give a model.onnx (or an engine) written by elir-edge")
+        raise UserError(f"{path}: no such artifact: give a model.onnx, an engine or weights.safetensors written "
+                        "by elir-edge")
+    if (device != "cpu" or half) and path.suffix != ".safetensors":
+        raise UserError(f"--device/--half apply to PyTorch weights (weights.safetensors), not to {path.name}")
+    if path.suffix == ".safetensors":
+        return open_weights(path, threads, device, half, cuda_graph)
     if path.suffix == ".onnx":
         return OrtRunner(path, threads, provider)
     if path.suffix in ENGINE_SUFFIXES:

@@ -1,18 +1,105 @@
-"""The looped PyTorch model as a runner: the reference the exported graphs are compared with."""
+"""The looped PyTorch model as a runner: the reference the exported graphs are compared with, and, on an
+NVIDIA GPU (`device="cuda"`, optionally `half`, `cuda_graph`), the way the paper measured its FPS, so our
+engines stand beside the paper's method on the same card.
+
+On the GPU, `timed` splits a run with CUDA events the way the engine runner does: host->device copy,
+compute (a second forward queued behind the first, so host launch gaps are not counted), device->host
+copy, end to end, and the host wall time of the plain run."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+
+from elir_edge.errors import UserError
 
 
 class TorchRunner:
-    kind = "PyTorch eager (looped)"
-
-    def __init__(self, model, name: str = "pytorch"):
-        self.model, self.name, self.needs_eps, self.on_gpu = model.eval(), name, True, False
-
-    def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+    def __init__(self, model, name: str = "pytorch", device: str = "cpu", half: bool = False,
+                 cuda_graph: bool = False):
         import torch
 
-        with torch.no_grad():
-            return self.model(torch.from_numpy(lq), torch.from_numpy(eps)).numpy()
+        if device not in ("cpu", "cuda"):
+            raise UserError(f"unknown --device {device!r}: use cpu or cuda")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False): "
+                            "run on a machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu")
+        if (half or cuda_graph) and device != "cuda":
+            raise UserError("--half and --cuda-graph need --device cuda (PyTorch runs fp16 and CUDA graphs on the GPU)")
+        self.torch, self.name, self.needs_eps = torch, name, True
+        self.device, self.on_gpu = torch.device(device), device == "cuda"
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.eval().to(self.device, self.dtype)
+        self.kind = "PyTorch eager (looped)" if device == "cpu" else \
+            f"PyTorch CUDA {'fp16' if half else 'fp32'}{' + CUDA graph' if cuda_graph else ''} (looped)"
+        self.cuda_graph, self.graph, self.static = cuda_graph, None, None
+        if self.on_gpu:
+            self.events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
+
+    def _forward(self, lq, eps):
+        if self.graph is not None:
+            self.static[0].copy_(lq)
+            self.static[1].copy_(eps)
+            self.graph.replay()
+            return self.static[2]
+        return self.model(lq, eps)
+
+    def _capture(self, lq, eps) -> None:
+        """A CUDA graph of one forward at this shape (warmed up on a side stream first, as PyTorch requires)."""
+        torch = self.torch
+        static_lq, static_eps = lq.clone(), eps.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.model(static_lq, static_eps)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            out = self.model(static_lq, static_eps)
+        self.static = (static_lq, static_eps, out)
+
+    def _inputs(self, lq: np.ndarray, eps: np.ndarray):
+        t = self.torch
+        return (t.from_numpy(lq).to(self.device, self.dtype, non_blocking=True),
+                t.from_numpy(eps).to(self.device, self.dtype, non_blocking=True))
+
+    def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+        with self.torch.inference_mode():
+            x, e = self._inputs(lq, eps)
+            if self.cuda_graph and (self.graph is None or self.static[0].shape != x.shape):
+                self._capture(x, e)
+            return self._forward(x, e).float().cpu().numpy()
+
+    def timed(self, lq: np.ndarray, eps: np.ndarray | None) -> dict:
+        """CUDA-event breakdown of one run (milliseconds); on the CPU, None (the host wall clock is all)."""
+        if not self.on_gpu:
+            return None
+        torch, (e0, e1, e2, e3, e4, e5) = self.torch, self.events
+        with torch.inference_mode():
+            if self.cuda_graph and self.graph is None:
+                self._capture(*self._inputs(lq, eps))
+            t0 = time.perf_counter()
+            e0.record()
+            x, e = self._inputs(lq, eps)
+            e1.record()
+            out = self._forward(x, e)
+            e2.record()
+            host = out.float().cpu()
+            e3.record()
+            torch.cuda.synchronize()
+            wall_ms = (time.perf_counter() - t0) * 1000
+            self._forward(x, e)
+            e4.record()
+            self._forward(x, e)
+            e5.record()
+            torch.cuda.synchronize()
+        del host
+        return {"h2d_ms": e0.elapsed_time(e1), "compute_ms": e4.elapsed_time(e5), "d2h_ms": e2.elapsed_time(e3),
+                "end_to_end_ms": e0.elapsed_time(e3), "wall_ms": wall_ms}
+
+    def close(self) -> None:
+        self.graph = self.static = None
+        if self.on_gpu:
+            self.torch.cuda.empty_cache()
