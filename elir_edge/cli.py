@@ -223,6 +223,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="weights.safetensors: run the looped PyTorch model on the CPU or an NVIDIA GPU (the paper's way)")
     p.add_argument("--half", action="store_true", help="with --device cuda: PyTorch in fp16")
+    p.add_argument("--runtime", action="append", choices=["ort", "openvino"],
+                   help="runtime for .onnx artifacts, repeatable: every .onnx runs on each (default ort)")
+    p.add_argument("--no-roof", dest="cpu_roof", action="store_false",
+                   help="skip measuring this CPU's conv roof (a few seconds)")
     p.add_argument("--data", type=Path, help="clean images; the task's degradation is synthesized with --seed")
     p.add_argument("--lq", type=Path, help="degraded inputs (paired with --hq by file name)")
     p.add_argument("--hq", type=Path, help="ground truth for --lq")
@@ -251,7 +255,8 @@ def run_bench(args) -> int:
                         iterations=args.iterations, duration=args.duration, warmup=args.warmup,
                         threads=args.threads, provider=args.provider, cuda_graph=args.cuda_graph, device=args.device,
                         half=args.half, seed=args.seed,
-                        fid_weights=args.fid_weights, plot=args.plot, roofline=args.roofline)
+                        fid_weights=args.fid_weights, plot=args.plot, json=args.json, roofline=args.roofline,
+                        cpu_roof=args.cpu_roof, runtimes=args.runtime or ["ort"])
     r = bench(opts)
     print(bench_tables(r, args.compare_paper))
     if args.json:
@@ -355,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed in one line
+        return int(e.code or 0)
     try:
         return args.run(args)
     except UserError as e:

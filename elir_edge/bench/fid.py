@@ -25,6 +25,19 @@ def cached_weights() -> Path | None:
     return p if p.is_file() else None
 
 
+def check_weights_file(path: Path) -> None:
+    """An explicit --fid-weights must be a readable file of plain tensors (checked before any work)."""
+    from elir_edge.errors import UserError
+
+    if not path.is_file():
+        raise UserError(f"--fid-weights {path}: no such file: give torch-fidelity's pt_inception-2015-12-05 weights")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"--fid-weights {path} is not a plain tensor file ({type(e).__name__}); refusing to "
+                        "unpickle it: give torch-fidelity's pt_inception-2015-12-05 weights") from None
+
+
 def fid_kid(real: np.ndarray, fake: np.ndarray, weights: Path | None) -> dict:
     """real, fake: N x 3 x H x W in [0,1]. {"available": False, "reason": ...} when it cannot be computed."""
     weights = weights or cached_weights()

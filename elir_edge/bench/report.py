@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from elir_edge.common.files import atomic_file
 from elir_edge.common.tables import table
 
@@ -15,11 +17,14 @@ def _ci(d: dict, fmt: str = "{:.2f}") -> str:
 
 
 def bench_tables(r: dict, compare_paper: bool = False) -> str:
+    roofed = any("roof" in row for row in r["rows"])
     speed = [[row["label"], row["runner"], str(row["speed"]["batch"])]
              + [f"{row['speed'][k]:.1f}" for k in ("min_ms", "median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms")]
              + [f"{row['speed']['throughput_img_s']:.2f}", f"{row['speed']['ratio_vs_first']:.2f}x"]
+             + ([f"{row['roof']['percent']:.0f}% {row['roof']['of']}" if "roof" in row else ""] if roofed else [])
              for row in r["rows"]]
-    header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"]
+    header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"] \
+        + (["of CPU roof"] if roofed else [])
     gpu = r["machine"]["gpu"] or {}
     runtimes = ", ".join(f"{k.replace('_', '-')} {gpu[k]}" for k in ("tensorrt", "tensorrt_rtx") if k in gpu)
     where = f" and {gpu['gpu_name']} (CUDA driver {gpu['gpu_cuda_driver']}{', ' + runtimes if runtimes else ''})" \
@@ -38,6 +43,13 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
                 "copy in, enqueue, compute, copy out, as a caller sees it; enqueue: host time of the call):",
                 table(device, header=["artifact", "h2d", "enqueue", "compute", "d2h", "end to end", "compute p99",
                                       "img/s (compute)"])]
+    roof = r.get("cpu_roof")
+    if roof:
+        shapes = ", ".join(f"{s['in']}->{s['out']}@{s['h']}px" for s in roof["shapes"])
+        out.append(f"CPU roof (ONNX Runtime, {roof['threads'] or 'default'} threads, the model's main 3x3 convs "
+                   f"{shapes}): fp32 {roof['fp32_gmac_s']:.1f} GMAC/s, int8 {roof['int8_gmac_s']:.1f} GMAC/s, "
+                   f"int8:fp32 {roof['int8_vs_fp32']:.2f}x")
+        out.append(roof["verdict"])
     for row in r["rows"]:
         if row.get("load_ms") is not None:
             out.append(f"{row['label']}: engine load {row['load_ms']:.0f} ms"
@@ -69,7 +81,8 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
     if q is None:
         out.append("quality: not measured (pass --data DIR, or --lq DIR --hq DIR)")
         return "\n".join(out)
-    rows = [[row["label"]]
+    labels = [row["label"] for row in r["rows"]]
+    rows = [[row["label"] + (f" [{row['runner']}]" if labels.count(row["label"]) > 1 else "")]
             + (["(reference)", "(reference)"] if row["is_reference"] else
                [_ci(row["vs_float"]["psnr"]["mean"], "{:.1f}"), _ci(row["vs_float"]["psnr"]["worst_5pct"], "{:.1f}")])
             + [_ci(row["vs_gt"]["psnr"]["mean"]), _ci(row["vs_gt"]["ssim"]["mean"], "{:.3f}")] for row in r["rows"]]
@@ -79,6 +92,9 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
     out.append("")
     out.append(f"quality on {q['images']} images, means with bootstrap 95% intervals (reference: {q['reference']})")
     out.append(table(rows, header=["artifact", "PSNR vs float", "worst 5% vs float", "PSNR vs GT", "SSIM vs GT"]))
+    for row in r["rows"]:
+        if row.get("flag"):
+            out.append(f"FLAGGED {row['label']} on {row['runner']}: {row['flag']}")
     fk = r["rows"][0].get("fid_kid_vs_gt", {})
     if fk.get("available"):
         for row in r["rows"]:
@@ -91,26 +107,81 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
     return "\n".join(out)
 
 
+MIN_SPAN_DB = 3.0  # a y axis spans at least this much, so a 0.1 dB difference does not fill the plot
+HISTOGRAM_RUNS = 50  # fewer runs than this are drawn one by one, not binned
+
+
+def _span(ax, values: list[float]) -> None:
+    lo, hi = min(values), max(values)
+    mid, half = (lo + hi) / 2, max((hi - lo) / 2 * 1.2, MIN_SPAN_DB / 2)
+    ax.set_ylim(mid - half, mid + half)
+
+
+IDENTICAL_DB = 100.0  # drift above this is float rounding: drawn at the top edge, not to scale
+
+
 def plot(report: dict, path: Path) -> None:
-    """Quality vs throughput per artifact, and latency histograms."""
+    """Drift vs throughput (with the noise floor), ground-truth quality vs throughput (with the float
+    reference and the degraded input), and every timed run's latency; one colour per row throughout."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in report["rows"]:
-        fps = r["speed"]["throughput_img_s"]
-        if "vs_gt" in r:
-            ax1.scatter(fps, r["vs_gt"]["psnr"]["mean"]["value"], s=40)
-            ax1.annotate(r["label"], (fps, r["vs_gt"]["psnr"]["mean"]["value"]), fontsize=7)
-        ax2.hist(r["speed"]["samples_ms"], bins=30, alpha=0.5, label=r["label"])
-    ax1.set_xlabel("images / s (measured here)")
-    ax1.set_ylabel("PSNR vs ground truth (dB)")
-    ax1.set_title("quality vs throughput")
-    ax2.set_xlabel("latency per run (ms)")
-    ax2.set_title("latency distribution")
-    ax2.legend(fontsize=7)
+    q = report["quality"]
+    fig, axes = plt.subplots(1, 3 if q else 1, figsize=(16 if q else 7, 4.4), squeeze=False)
+    axes = axes[0]
+    lat = axes[-1]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    many = any(len(r["speed"]["samples_ms"]) >= HISTOGRAM_RUNS for r in report["rows"])
+    for i, r in enumerate(report["rows"]):
+        ms = np.asarray(r["speed"]["samples_ms"])
+        c, label = colors[i % len(colors)], f"{r['label']} ({r['runner']})" + (" FLAGGED" if r.get("flag") else "")
+        if many:
+            lat.hist(ms, bins=30, alpha=0.5, color=c, label=label)
+        else:  # a strip of the individual runs
+            lat.scatter(ms, i + np.random.default_rng(i).uniform(-0.2, 0.2, len(ms)), s=12, color=c, label=label)
+    lat.set_xlabel("latency per run (ms)")
+    lat.set_title(f"latency of every timed run{'' if many else ' (one dot each)'}")
+    if not many:
+        lat.set_yticks([])
+    lat.legend(fontsize=6, loc="best")
+    if q:
+        drift, gt = axes[0], axes[1]
+        floor = q["noise_floor_vs_float"]["psnr"]["mean"]["value"]
+        ref_gt = next((r["vs_gt"]["psnr"]["mean"]["value"] for r in report["rows"] if r.get("is_reference")), None)
+        degraded = q["degraded_vs_gt"]["psnr"]["mean"]["value"]
+        drifts = [r["vs_float"]["psnr"]["mean"] for r in report["rows"] if "vs_float" in r]
+        shown = [floor] + [y for d in drifts for y in d["ci95"] if y < IDENTICAL_DB]
+        _span(drift, shown)
+        top = drift.get_ylim()[1]
+        ys_gt = [degraded] + ([ref_gt] if ref_gt is not None else [])
+        for i, r in enumerate(report["rows"]):
+            fps, c = r["speed"]["throughput_img_s"], colors[i % len(colors)]
+            g = r["vs_gt"]["psnr"]["mean"]
+            gt.errorbar(fps, g["value"], yerr=[[g["value"] - g["ci95"][0]], [g["ci95"][1] - g["value"]]], fmt="o",
+                        capsize=3, color=c)
+            ys_gt += list(g["ci95"])
+            if "vs_float" in r:
+                d = r["vs_float"]["psnr"]["mean"]
+                if d["value"] >= IDENTICAL_DB:
+                    drift.scatter(fps, top, marker="^", color=c, clip_on=False)
+                else:
+                    drift.errorbar(fps, d["value"], yerr=[[d["value"] - d["ci95"][0]], [d["ci95"][1] - d["value"]]],
+                                   fmt="o", capsize=3, color=c, mec="red" if r.get("flag") else c)
+        drift.axhline(floor, ls="--", color="gray", label="noise floor: float vs float, other eps")
+        drift.set_ylabel("PSNR vs the float model (dB), higher = closer")
+        drift.set_title(f"drift from float (triangles at the top: >= {IDENTICAL_DB:.0f} dB, identical)", fontsize=9)
+        drift.legend(fontsize=7)
+        if ref_gt is not None:
+            gt.axhline(ref_gt, color="black", lw=1, label="float reference")
+        gt.axhline(degraded, ls=":", color="gray", label="degraded input")
+        _span(gt, ys_gt)
+        gt.set_ylabel("PSNR vs ground truth (dB), 95% intervals")
+        gt.set_title("restoration quality vs throughput", fontsize=9)
+        gt.legend(fontsize=7)
+        for ax in (drift, gt):
+            ax.set_xlabel("images / s (measured here)")
     fig.tight_layout()
     with atomic_file(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

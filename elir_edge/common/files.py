@@ -36,21 +36,25 @@ def ensure_writable_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(final: Path):
-    """Yield a temporary sibling folder; on success it replaces `final` in one rename. On failure the
-    temporary folder and any parent folders made for it are removed."""
+    """Yield a temporary sibling folder to fill. On success a new `final` appears in one rename; an existing
+    `final` gets the files of the temporary folder moved in one by one, with interrupts held, and keeps every
+    other file it holds. On failure or Ctrl-C the temporary folder (and parent folders made for it) go, and
+    `final` is as it was."""
     made = [p for p in [final.parent, *final.parent.parents] if not p.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; artifacts are ordinary folders
     try:
         yield tmp
-        old = None
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            final.rename(old)
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        for f in tmp.iterdir():
+            f.chmod(0o666 & ~_umask())  # some writers (safetensors) make 0600 files
+        with signals_held():
+            if not final.exists():
+                tmp.rename(final)
+            else:
+                for f in tmp.iterdir():
+                    os.replace(f, final / f.name)
+                tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for p in made:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
         s = resolve_settings(ckpt.arch, opts.task, opts.steps, opts.sigma, opts.image_size, opts.batch, ckpt.hyper)
         out_dir = Path(opts.output) if opts.output else default_output(checkpoint)
         ensure_writable_dir(out_dir)
+        stale = check_output_folder(out_dir)
     torch.manual_seed(opts.seed)
     with stages("fold over-parameterized blocks"), torch.no_grad():
         reference = build_elir(ckpt.arch, s.k_steps, s.sigma_s, ckpt.state_dict())
@@ -132,7 +134,33 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
             }
             write_json(tmp / "manifest.json", manifest)
     manifest["folder"] = str(out_dir)
+    if stale and not quiet:
+        print(f"elir-edge export: note: {out_dir} still holds {', '.join(stale)} from the previous export; they "
+              "no longer match it: run `elir-edge quantize` (and build) again", file=sys.stderr)
     return manifest
+
+
+EXPORT_FILES = ("model.onnx", "model_fp16.onnx", "weights.safetensors", "manifest.json")
+
+
+def check_output_folder(folder: Path) -> list[str]:
+    """An output folder may be new, empty, or an export folder (updated in place: its export files are
+    replaced, everything else stays); any other folder with files in it is the user's: refuse before any
+    work. Returns the previous export's derived files (int8 graphs, engines, reports), now stale."""
+    if not folder.is_dir():
+        return []
+    present = sorted(p.name for p in folder.iterdir())
+    if not present:
+        return []
+    try:
+        is_export = "elir_edge_version" in json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError, TypeError):
+        is_export = False
+    if not is_export:
+        raise UserError(f"output folder {folder} already holds files ({', '.join(present[:3])}"
+                        f"{', ...' if len(present) > 3 else ''}) and is not an export folder: choose a new or empty "
+                        "folder with -o/--output")
+    return [n for n in present if n not in EXPORT_FILES and not n.startswith(".")]
 
 
 def write_fp16(fp32_path: Path, out_path: Path, feeds: list[dict]) -> dict:

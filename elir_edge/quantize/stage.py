@@ -16,7 +16,7 @@ import onnx
 import torch
 
 from elir_edge import __version__
-from elir_edge.common.files import atomic_files
+from elir_edge.common.files import atomic_files, ensure_writable_dir
 from elir_edge.common.metrics import psnr, ssim
 from elir_edge.common.progress import Stages
 from elir_edge.errors import UserError
@@ -117,7 +117,20 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     with stages("read export and calibration images"):
         folder = find_export(opts.model)
         manifest = read_manifest(folder)
-        s = RunSettings(**manifest["settings"])
+        try:
+            s = RunSettings(**manifest["settings"])
+            folded = load_folded(folder, manifest)
+            float_graph = onnx.load(str(folder / "model.onnx"))
+        except Exception as e:  # a damaged or foreign export folder: missing keys, truncated files
+            raise UserError(f"{folder} is not a complete export folder ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:100] if str(e) else 'damaged file'}): export the checkpoint again") from None
+        if opts.engine is not None:
+            engine = Path(opts.engine)
+            if engine.suffix not in (".engine", ".plan", ".trt"):
+                raise UserError(f"--engine {engine}: name the engine file *.engine (or .plan/.trt)")
+            if engine.is_dir():
+                raise UserError(f"--engine {engine} is a folder: give the engine's file name")
+            ensure_writable_dir(engine.parent)
         baked = manifest["onnx"]["noise"] == "baked"
         if s.batch != 1:
             raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
@@ -138,14 +151,13 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         calib = _rebatch(calib, opts.batch)
     with stages(f"MCT post-training quantization on {sum(len(b[0]) for b in calib)} images"
                 + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
-        unrolled = build_unrolled(load_folded(folder, manifest), s, manifest["onnx"]["seed"] if baked else None)
+        unrolled = build_unrolled(folded, s, manifest["onnx"]["seed"] if baked else None)
         _check_patterns(unrolled, opts.keep_float)
         module_inputs = [(lq,) if baked else (lq, eps) for lq, eps in calib]
         qmodel = quantize_module(unrolled, module_inputs, opts.ptq)
     with stages("export Q/DQ ONNX"):
         example = tuple(t[:1] for t in module_inputs[0])
         mct_graph = simplify(export_quantized(qmodel, example, input_names(baked)))
-        float_graph = onnx.load(str(folder / "model.onnx"))
     names = input_names(baked)
     feeds = [dict(zip(names, (t.numpy() for t in ((lq,) if baked else (lq, eps))))) for lq, eps in held]
     with stages("sensitivity per block and per Euler step"):

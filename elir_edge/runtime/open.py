@@ -61,10 +61,13 @@ def open_weights(path: Path, threads: int | None = None, device: str = "cpu", ha
     return runner
 
 
+RUNTIMES = ("ort", "openvino")  # for .onnx artifacts
+
+
 def open_runner(path: Path, threads: int | None = None, provider: str = "cpu", cuda_graph: bool = False,
-                device: str = "cpu", half: bool = False):
-    """The runner for any artifact: .onnx (ONNX Runtime, `provider`), an engine (TensorRT/-RTX), or an
-    export's weights.safetensors (PyTorch on `device`, fp16 with `half`)."""
+                device: str = "cpu", half: bool = False, runtime: str = "ort"):
+    """The runner for any artifact: .onnx (ONNX Runtime with `provider`, or OpenVINO), an engine
+    (TensorRT/-RTX), or an export's weights.safetensors (PyTorch on `device`, fp16 with `half`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such artifact: give a model.onnx, an engine or weights.safetensors written "
@@ -73,7 +76,15 @@ def open_runner(path: Path, threads: int | None = None, provider: str = "cpu", c
         raise UserError(f"--device/--half apply to PyTorch weights (weights.safetensors), not to {path.name}")
     if path.suffix == ".safetensors":
         return open_weights(path, threads, device, half, cuda_graph)
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}: use {' or '.join(RUNTIMES)}")
+    if runtime == "openvino" and path.suffix != ".onnx":
+        raise UserError(f"--runtime openvino runs .onnx files, not {path.name}")
     if path.suffix == ".onnx":
+        if runtime == "openvino":
+            from elir_edge.runtime.openvino import OpenVinoRunner
+
+            return OpenVinoRunner(path, threads)
         return OrtRunner(path, threads, provider)
     if path.suffix in ENGINE_SUFFIXES:
         return open_engine(path, cuda_graph)

@@ -58,6 +58,9 @@ class OrtRunner:
             raise UserError(f"ONNX Runtime could not start {providers[0]} for {path} (it fell back to {active}): "
                             "check the CUDA/cuDNN libraries onnxruntime-gpu needs, or use --provider cpu")
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        if "lq" not in inputs:
+            raise UserError(f"{path} has no input named lq (it has {', '.join(inputs) or 'none'}): it is not an "
+                            "ELIR graph written by elir-edge")
         self.needs_eps = "eps" in inputs
         b = inputs["lq"][0]
         self.batch = b if isinstance(b, int) else None

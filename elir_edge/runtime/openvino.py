@@ -1,0 +1,50 @@
+"""OpenVINO: the runtime users pick on Intel CPUs, on the same ONNX files as ONNX Runtime.
+
+Inference precision is pinned to f32 (OpenVINO would otherwise run bf16/f16 on CPUs that have them), so
+a row measures the runtime, not a silent change of precision; int8 Q/DQ graphs run as int8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from elir_edge.errors import UserError
+from elir_edge.runtime.batching import in_batches
+
+INSTALL = "pip install 'elir-edge[openvino]'"
+
+
+class OpenVinoRunner:
+    on_gpu = False
+
+    def __init__(self, path: Path, threads: int | None = None):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise UserError(f"OpenVINO is not installed: {INSTALL}, or leave --runtime openvino out") from None
+        self.path, self.name, self.graph_path = Path(path), Path(path).name, Path(path)
+        self.kind = "OpenVINO CPU"
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line texts
+            raise UserError(f"{path} cannot be loaded by OpenVINO ({str(e).strip().splitlines()[0][:150]}): "
+                            "re-export it with `elir-edge export`") from None
+        self.request = self.compiled.create_infer_request()
+        inputs = {i.get_any_name(): i.get_partial_shape() for i in self.compiled.inputs}
+        if "lq" not in inputs:
+            raise UserError(f"{path} has no input named lq: it is not an ELIR graph written by elir-edge")
+        self.needs_eps = "eps" in inputs
+        b = inputs["lq"][0]
+        self.batch = b.get_length() if b.is_static else None
+
+    def run_batch(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+        feeds = {"lq": lq, **({"eps": eps} if self.needs_eps else {})}
+        return np.array(self.request.infer(feeds)[self.compiled.outputs[0]], np.float32)
+
+    def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
+        return in_batches(self.run_batch, self.batch or len(lq), lq, eps)
