@@ -46,7 +46,10 @@ def test_export_every_preset_both_formats(tmp_path, task, fmt):
     assert "fold_error" in meta and meta["elir_edge_version"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["onnx"]["inputs"] == {"lq": [1, 3, 64, 64], "eps": [1, 16, 8, 8]}
-    assert sorted(x.name for x in out.iterdir()) == ["manifest.json", "model.onnx", "weights.safetensors"]
+    assert sorted(x.name for x in out.iterdir()) == ["manifest.json", "model.onnx", "model_fp16.onnx",
+                                                     "weights.safetensors"]
+    half = _run_onnx(out / "model_fp16.onnx", {"lq": lq.numpy(), "eps": eps.numpy()})  # fp32 in and out
+    assert half.dtype == np.float32 and 10 * np.log10(1 / np.mean((half - got) ** 2)) > 60
 
 
 def test_weights_shared_across_steps(tmp_path):

@@ -111,6 +111,7 @@ DOCUMENTED = {
     ("restore", 2, "random bytes"): "skipped",
     ("restore", 2, "empty file"): "skipped",
     ("restore", "-o", "equal to an input"): "renamed",  # never over an input: written under another name
+    ("restore", "-o", "a user's folder with files"): "beside",  # restored PNGs join the user's files
 }
 
 
@@ -135,6 +136,9 @@ def test_hostile_path(sandbox, command, arg, kind, name, capsys, monkeypatch):
     assert not any("Traceback" in ln for ln in err)
     if outcome == "skipped":
         assert code == 1 and len(err) == 1 and "skipped" in err[0], err
+    elif outcome == "beside":
+        assert code == 0 and not err and (sandbox / "userfolder" / "a.png").is_file()
+        (sandbox / "userfolder" / "a.png").unlink()
     elif outcome == "renamed":
         assert code == 0 and len(err) == 1 and "instead" in err[0], err
         assert (sandbox / "images" / "a.restored.png").is_file()

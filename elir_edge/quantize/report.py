@@ -23,6 +23,7 @@ def quantize_table(r: dict) -> str:
         ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
         ["TensorRT rules", "pass (R1-R8) on model_int8.onnx and model_int8_fp16.onnx"],
         ["engine", engine_line(r["engine"])],
+        ["this CPU", r["cpu"]["verdict"]],
         ["time", f"{r['seconds']:.0f} s"],
     ]
     sens = [[b, f"{v:.1f}"] for b, v in r["sensitivity_psnr_db_block_alone_int8"].items()]

@@ -211,6 +211,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         "int8_fp16_vs_float": {"psnr_db": drift_half["psnr_vs_float"], "ssim": drift_half["ssim_vs_float"],
                                "vs_int8_fp32_db": drift_half["psnr_vs_float"] - drift["psnr_vs_float"],
                                **half_info},
+        "cpu": _cpu_verdict(folder / "model.onnx", len(blobs["model_int8_cpu.onnx"]) / float_bytes),
         "latent_snr_db_per_step": drift["latent_snr_db"],
         "sensitivity_psnr_db_block_alone_int8": sensitivity,
         "auto_precision": trail,
@@ -233,6 +234,16 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
             report["seconds"] = round(stages.elapsed(), 1)
             tmps[names.index("quant_report.json")].write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _cpu_verdict(float_path: Path, size_ratio: float) -> dict:
+    """Whether the CPU form will be faster on this machine: its conv roof measured in a few seconds."""
+    from elir_edge.runtime.cpu import conv_roof, conv_shapes, cpu_features, int8_verdict
+
+    roof = conv_roof(conv_shapes(onnx.load(str(float_path), load_external_data=False)), seconds=0.3)
+    features = cpu_features()
+    return {"features": features, "int8_vs_fp32_conv": roof["int8_vs_fp32"],
+            "verdict": int8_verdict(features, roof["int8_vs_fp32"], size_ratio)}
 
 
 def _check_rules(model: onnx.ModelProto, float_convs: set[str], name: str) -> None:

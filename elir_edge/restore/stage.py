@@ -70,6 +70,14 @@ def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: Res
     from tqdm import tqdm
 
     meta, shapes = runner_interface(runner)
+    if str(meta.get("int8_flavour", "")).startswith("cpu") and not getattr(runner, "on_gpu", False):
+        from elir_edge.runtime.cpu import cpu_features
+
+        features = cpu_features()
+        if not features["int8_dot_product"]:
+            warnings.warn(f"this CPU has no int8 dot-product instruction (no VNNI/AMX): int8 convolutions run no "
+                          f"faster than fp32 here, so {artifact.parent / 'model.onnx'} would be as fast, and exact",
+                          stacklevel=2)
     task = opts.task or meta.get("task")
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")
