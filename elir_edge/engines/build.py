@@ -8,8 +8,11 @@ write of the plan and of its manifest (builder and version, targets, ONNX hash, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,32 +78,49 @@ def _profile_shapes(model: onnx.ModelProto, profile: tuple | None) -> dict[str, 
 
 
 class _Progress:
-    """A TensorRT IProgressMonitor: each of the builder's main phases, with its time and the total elapsed."""
+    """A TensorRT IProgressMonitor: each of the builder's main phases with its time and the total elapsed
+    (not when quiet), and the way Ctrl-C reaches a build running in C++: the next step is declined, the
+    builder stops, and `build` raises KeyboardInterrupt."""
 
     @staticmethod
     def make(trt, stream, quiet: bool):
-        if quiet or not hasattr(trt, "IProgressMonitor"):
+        if not hasattr(trt, "IProgressMonitor"):
             return None
 
         class Monitor(trt.IProgressMonitor):
             def __init__(self):
                 trt.IProgressMonitor.__init__(self)
-                self.t0, self.started = time.perf_counter(), {}
+                self.t0, self.started, self.interrupted = time.perf_counter(), {}, False
 
             def phase_start(self, phase, parent, steps):
                 self.started[phase] = (time.perf_counter(), parent)
 
             def step_complete(self, phase, step):
-                return True  # go on
+                return not self.interrupted  # False cancels the build
 
             def phase_finish(self, phase):
                 start, parent = self.started.pop(phase, (self.t0, None))
                 now = time.perf_counter()
-                if parent in ("Building engine", "Building engine from subgraph", "Computing profile costs") and \
-                        now - start >= 0.05:
+                if not quiet and now - start >= 0.05 and \
+                        parent in ("Building engine", "Building engine from subgraph", "Computing profile costs"):
                     print(f"  {phase}: {now - start:.1f} s ({now - self.t0:.1f} s elapsed)", file=stream, flush=True)
 
         return Monitor()
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(monitor):
+    """While the builder runs, Ctrl-C marks the monitor instead of raising inside NVIDIA's C++ callback."""
+    if monitor is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, lambda *_: setattr(monitor, "interrupted", True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if monitor.interrupted:
+        raise KeyboardInterrupt
 
 
 def parse(trt, onnx_path: Path, logger, strongly_typed: bool = True):
@@ -147,7 +167,8 @@ def build(trt, onnx_path: Path, opts: BuildOptions, configure, meta: dict, quiet
     if monitor is not None:
         config.progress_monitor = monitor
     configure(config, network, flags)
-    plan = builder.build_serialized_network(network, config)
+    with _ctrl_c_cancels(monitor):
+        plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise BuildError(f"{onnx_path}: NVIDIA's builder could not build an engine (its log is above); "
                          "nothing was written")

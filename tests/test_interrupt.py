@@ -1,0 +1,105 @@
+"""Ctrl-C in the middle of export, quantize, build and restore: exit 130, no partial artifact, every file
+that existed before unchanged. Each command runs in its own process and gets a real SIGINT once its
+progress shows it is mid-work."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _interrupt(argv: list[str], marker: str, cwd: Path, delay: float = 0.5, timeout: float = 300) -> tuple[int, str]:
+    """Start `elir-edge argv`, wait for `marker` on stderr, wait `delay` more, send SIGINT; (code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "elir_edge.cli", *argv], cwd=cwd, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, bufsize=1)
+    seen, deadline = "", time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        ch = proc.stderr.read(1)
+        if not ch:
+            break
+        seen += ch
+    assert marker in seen, f"never reached {marker!r}: {seen[-500:]}"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    return proc.wait(timeout=120), seen + rest
+
+
+def _no_temporaries(root: Path) -> None:
+    left = [p for p in root.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
+    assert not left, f"temporary files left behind: {left}"
+
+
+@pytest.fixture
+def work(tmp_path, tiny_quantized):
+    shutil.copytree(tiny_quantized[0], tmp_path / "export")
+    shutil.copy(next(tiny_quantized[0].parent.glob("*.pth")), tmp_path / "ckpt.pth")
+    shutil.copytree(tiny_quantized[0].parent / "calib", tmp_path / "calib")
+    return tmp_path
+
+
+def test_ctrl_c_during_export_keeps_the_old_export(work):
+    before = _snapshot(work)
+    code, err = _interrupt(["export", "ckpt.pth", "--task", "denoising", "--steps", "2", "--image-size", "256",
+                            "-o", "export"], "[4/7]", work, delay=0.3)
+    assert code == 130 and "interrupted" in err.splitlines()[-1]
+    assert _snapshot(work) == before
+    _no_temporaries(work)
+
+
+def test_ctrl_c_during_quantize_keeps_the_old_artifacts(work):
+    before = _snapshot(work)
+    code, err = _interrupt(["quantize", "--model", "export", "--calib", "calib"], "MCT post-training", work, delay=2)
+    assert code == 130 and "interrupted" in err.splitlines()[-1]
+    assert _snapshot(work) == before
+    _no_temporaries(work)
+
+
+def test_ctrl_c_during_build_writes_no_engine(work):
+    pytest.importorskip("tensorrt_rtx")
+    before = _snapshot(work)
+    code, err = _interrupt(["build", "export/model_int8.onnx", "--sm", "75", "--sm", "86", "-o", "export/x.engine"],
+                           "building", work, delay=0.3)
+    assert code == 130 and "interrupted" in err.splitlines()[-1], err
+    assert _snapshot(work) == before
+    _no_temporaries(work)
+
+
+def test_ctrl_c_during_restore_leaves_only_whole_images(work):
+    rng = np.random.default_rng(0)
+    (work / "photos").mkdir()
+    for i in range(20):  # tiled in 64 px tiles: long enough to be caught in the middle
+        Image.fromarray(rng.integers(0, 255, (384, 384, 3), np.uint8)).save(work / "photos" / f"{i:02d}.png")
+    (work / "out").mkdir()
+    (work / "out" / "keep.txt").write_text("the user's")
+    before = _snapshot(work)
+    code, err = _interrupt(["restore", "--engine", "export/model.onnx", "photos", "-o", "out", "--tile", "64"],
+                           "restore:", work, delay=1.5)
+    assert code == 130 and "interrupted" in err.splitlines()[-1]
+    after = _snapshot(work)
+    assert {k: v for k, v in after.items() if not k.startswith("out/")} == \
+        {k: v for k, v in before.items() if not k.startswith("out/")}
+    assert after["out/keep.txt"] == before["out/keep.txt"]
+    written = sorted((work / "out").glob("*.png"))
+    assert len(written) < 20
+    for p in written:  # every restored image that exists is whole
+        with Image.open(p) as im:
+            im.load()
+            assert im.size == (384, 384)
+    _no_temporaries(work)
