@@ -97,7 +97,7 @@ QUANTIZE_EXAMPLES = """examples:
 
 
 def add_quantize_parser(sub) -> None:
-    from elir_edge.quantize.mct import ERROR_METHODS
+    from elir_edge.quantize.mct import ERROR_METHODS, PTQOptions
 
     p = sub.add_parser("quantize", help="INT8 with Sony MCT -> Q/DQ ONNX for TensorRT and the CPU (+ RTX engine)",
                        description="Post-training INT8 quantization of an export folder with Model Compression "
@@ -116,6 +116,10 @@ def add_quantize_parser(sub) -> None:
     p.add_argument("--batch", type=_positive_int, default=2, help="calibration batch size")
     p.add_argument("--seed", type=int, default=0, help="seed of degradations and eps")
     p.add_argument("--error-method", choices=ERROR_METHODS, default="mse", help="activation threshold search")
+    p.add_argument("--weights-error-method", choices=ERROR_METHODS, default=PTQOptions.weights_error_method,
+                   help=f"per-channel weight threshold search (default {PTQOptions.weights_error_method})")
+    p.add_argument("--sensitivity-images", type=_positive_int, default=2,
+                   help="held-out images for the per-block sensitivity (default 2)")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
     p.add_argument("--z-threshold", type=_positive_float, default=float("inf"), help="outlier removal (e.g. 8); default off")
     p.add_argument("--gptq-epochs", type=_non_negative_int, default=0,
@@ -142,7 +146,9 @@ def run_quantize(args) -> int:
     keep = [p for k in args.keep_float for p in (EDGE_LAYERS if k == "edges" else [k])]
     opts = QuantizeOptions(model=args.model, calib=args.calib, degrade=args.degrade, num_images=args.num_images,
                            holdout=args.holdout, batch=args.batch, seed=args.seed,
-                           ptq=PTQOptions(args.error_method, args.bias_correction, args.z_threshold, args.gptq_epochs),
+                           ptq=PTQOptions(args.error_method, args.weights_error_method, args.bias_correction,
+                                          args.z_threshold, args.gptq_epochs),
+                           sensitivity_images=args.sensitivity_images,
                            keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr,
                            engine=args.engine, build_engine=args.build_engine, sms=args.sm or ["75"])
     r = quantize_export(opts, quiet=args.quiet or args.json)
@@ -336,12 +342,15 @@ def add_demo_parser(sub) -> None:
 def run_demo(args) -> int:
     from elir_edge.bench.report import bench_tables
     from elir_edge.demo.run import run_demo as demo
+    from elir_edge.quantize.report import engine_line
 
     r = demo(args.output, args.seed, args.quiet)
     q = r["quantize"]
     print(bench_tables(r["bench"]))
-    print(f"\nint8 file {q['size_ratio']:.2f}x the float one; TensorRT engine: "
-          + (q["engine"]["engine"] if q["engine"]["built"] else "not built: " + q["engine"]["reason"]))
+    sizes = ", ".join(f"{n.removeprefix('model_').removesuffix('.onnx')} {v['ratio_vs_float']:.2f}x"
+                      for n, v in q["files"].items() if n != "model.onnx")
+    print(f"\nint8 files against the float one: {sizes}")
+    print(f"RTX 2080 Ti engine (TensorRT-RTX, built here without a GPU): {engine_line(q['engine'])}")
     print(f"strip: {r['strip']}\nplot: {r['plot']}\nreport: {Path(r['export']) / 'demo_report.json'}")
     return 0
 

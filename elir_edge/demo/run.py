@@ -31,7 +31,8 @@ def run_demo(output: Path, seed: int = 0, quiet: bool = False) -> dict:
                  "ELIR int8 (MCT, ONNX Runtime)": [to_uint8(x) for x in OrtRunner(int8_onnx)(es.lq, es.eps)],
                  "ground truth": [to_uint8(x) for x in es.hq]}, output / "demo_strip.png")
     report = {"checkpoint": str(CHECKPOINT), "export": manifest["folder"], "seed": seed,
-              "quantize": {k: quant[k] for k in ("size_ratio", "int8_vs_float", "int8_cpu_vs_float", "engine")},
+              "quantize": {k: quant[k] for k in ("size_ratio", "files", "int8_vs_float", "int8_cpu_vs_float",
+                                                 "int8_fp16_vs_float", "engine", "cpu")},
               "bench": bench, "strip": str(output / "demo_strip.png"), "plot": str(output / "demo_bench.png")}
     write_json(output / "demo_report.json", report)
     return report

@@ -14,6 +14,9 @@ import io
 import logging
 import math
 import os
+import resource
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -25,7 +28,8 @@ ERROR_METHODS = ("mse", "noclipping", "mae", "kl", "lp", "hmse")
 
 @dataclass
 class PTQOptions:
-    error_method: str = "mse"
+    error_method: str = "mse"  # activations
+    weights_error_method: str = "mse"
     bias_correction: bool = True
     z_threshold: float = math.inf  # outlier removal before threshold search; inf = off
     gptq_epochs: int = 0  # > 0: gradient-based PTQ (mct.gptq) on the calibration batches
@@ -59,6 +63,64 @@ def tensorrt_tpc():
         fusing_patterns=None, add_metadata=False, name="elir_edge_tensorrt_int8")
 
 
+# MCT's modules whose own tqdm loops are the long phases of PTQ
+MCT_LOOPS = ("model_compression_toolkit.core.quantization_prep_runner",
+             "model_compression_toolkit.core.common.quantization.quantization_params_generation.qparams_computation")
+
+
+class MctProgress:
+    """Stands in for the tqdm of MCT's long loops (statistics collection over the calibration batches, the
+    per-node quantization-parameter search): a progress line with elapsed time and an estimate of what
+    remains, and each phase's time and memory kept for the report (`phases`)."""
+
+    def __init__(self, stream=None, quiet: bool = False, every_s: float = 10.0):
+        self.stream, self.quiet, self.every_s = stream or sys.stderr, quiet, every_s
+        self.phases: list[dict] = []
+        self.t0 = time.perf_counter()
+
+    def __call__(self, iterable=None, desc: str = "", total: int | None = None, **_):
+        return self._loop(iterable, desc or "MCT", total if total is not None else _len(iterable))
+
+    def _loop(self, iterable, desc, total):
+        start = last = time.perf_counter()
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        i = 0
+        for i, item in enumerate(iterable, 1):
+            yield item
+            now = time.perf_counter()
+            if not self.quiet and (tty or now - last >= self.every_s or i == total):
+                last = now
+                left = f", ~{(now - start) / i * (total - i):.0f} s left" if total else ""
+                print(f"{chr(13) if tty else ''}    {desc}: {i}/{total or '?'} ({now - start:.0f} s{left})",
+                      end="" if tty else "\n", file=self.stream, flush=True)
+        if tty and not self.quiet:
+            print(file=self.stream, flush=True)
+        self.phases.append({"phase": desc, "items": i, "seconds": round(time.perf_counter() - start, 2),
+                            **memory()})
+
+    def finish(self, total_s: float) -> list[dict]:
+        """The phases, with what MCT did outside its loops (graph preparation, corrections, model building)."""
+        inside = sum(p["seconds"] for p in self.phases)
+        return self.phases + [{"phase": "rest of MCT (graph preparation, corrections, model building)",
+                               "seconds": round(total_s - inside, 2), **memory()}]
+
+
+def _len(iterable):
+    try:
+        return len(iterable)
+    except TypeError:
+        return None
+
+
+def memory() -> dict:
+    """This process's resident memory now and at its peak so far, GB."""
+    try:
+        rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except (OSError, ValueError, IndexError):
+        rss = float("nan")
+    return {"rss_gb": round(rss, 2), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+
+
 @contextlib.contextmanager
 def _quiet():
     """MCT prints progress bars and INFO lines per node; our own progress replaces them."""
@@ -77,12 +139,17 @@ def _quiet():
             os.environ["TQDM_DISABLE"] = old
 
 
-def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, ...]], opts: PTQOptions):
-    """MCT PTQ (or GPTQ) of `module` (inputs as in `batches`); returns MCT's quantized torch module."""
+def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, ...]], opts: PTQOptions,
+                    progress: MctProgress | None = None):
+    """MCT PTQ (or GPTQ) of `module` (inputs as in `batches`); returns MCT's quantized torch module. With
+    `progress`, MCT's long loops report through it (and it keeps their times and memory)."""
+    import importlib
+
     import model_compression_toolkit as mct
 
     qc = mct.core.QuantizationConfig(
         activation_error_method=mct.core.QuantizationErrorMethod[opts.error_method.upper()],
+        weights_error_method=mct.core.QuantizationErrorMethod[opts.weights_error_method.upper()],
         weights_bias_correction=opts.bias_correction, z_threshold=opts.z_threshold,
         shift_negative_activation_correction=False,  # a fix for unsigned activations; ours are signed
         concat_threshold_update=True)  # one scale for all inputs of a Concat (TensorRT rule R8)
@@ -92,14 +159,32 @@ def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, .
         for b in batches:
             yield list(b)
 
-    with _quiet():
-        if opts.gptq_epochs > 0:
-            gptq = mct.gptq.get_pytorch_gptq_config(n_epochs=opts.gptq_epochs)
-            qmodel, _ = mct.gptq.pytorch_gradient_post_training_quantization(
-                module, gen, gptq_config=gptq, core_config=core, target_platform_capabilities=tensorrt_tpc())
-        else:
-            qmodel, _ = mct.ptq.pytorch_post_training_quantization(
-                module, gen, core_config=core, target_platform_capabilities=tensorrt_tpc())
+    patched = []
+    if progress is not None:
+        for name in MCT_LOOPS:
+            mod = importlib.import_module(name)
+            patched.append((mod, mod.tqdm))
+            mod.tqdm = progress
+    t0 = time.perf_counter()
+    try:
+        with _quiet():
+            qmodel = _run_mct(mct, module, gen, core, opts)
+    finally:
+        for mod, real in patched:
+            mod.tqdm = real
+    if progress is not None:
+        progress.phases = progress.finish(time.perf_counter() - t0)
+    return qmodel
+
+
+def _run_mct(mct, module, gen, core, opts):
+    if opts.gptq_epochs > 0:
+        gptq = mct.gptq.get_pytorch_gptq_config(n_epochs=opts.gptq_epochs)
+        qmodel, _ = mct.gptq.pytorch_gradient_post_training_quantization(
+            module, gen, gptq_config=gptq, core_config=core, target_platform_capabilities=tensorrt_tpc())
+    else:
+        qmodel, _ = mct.ptq.pytorch_post_training_quantization(
+            module, gen, core_config=core, target_platform_capabilities=tensorrt_tpc())
     return qmodel
 
 

@@ -24,7 +24,9 @@ def quantize_table(r: dict) -> str:
         ["TensorRT rules", "pass (R1-R8) on model_int8.onnx and model_int8_fp16.onnx"],
         ["engine", engine_line(r["engine"])],
         ["this CPU", r["cpu"]["verdict"]],
-        ["time", f"{r['seconds']:.0f} s"],
+        ["time", f"{r['seconds']:.0f} s; MCT: " + ", ".join(f"{ph['phase'].split(' (')[0].lower()} {ph['seconds']:.0f} s"
+                                                          for ph in r["profile"]["mct_phases"])
+                 + f"; peak memory {r['profile']['memory_gb']['peak_rss_gb']:.1f} GB"],
     ]
     sens = [[b, f"{v:.1f}"] for b, v in r["sensitivity_psnr_db_block_alone_int8"].items()]
     return (table(rows, numeric=False) + "\n\n" +

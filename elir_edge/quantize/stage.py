@@ -18,14 +18,20 @@ import torch
 from elir_edge import __version__
 from elir_edge.common.files import atomic_files, ensure_writable_dir
 from elir_edge.common.metrics import psnr, ssim
-from elir_edge.common.progress import Stages
+from elir_edge.common.progress import Stages, each
 from elir_edge.errors import UserError
 from elir_edge.exporter.fp16 import to_fp16
 from elir_edge.exporter.onnx_graph import simplify
 from elir_edge.model.folded import build_unrolled, load_folded, read_manifest
 from elir_edge.model.settings import RunSettings
 from elir_edge.quantize.calibration import calibration_batches
-from elir_edge.quantize.mct import PTQOptions, export_quantized, quantize_module
+from elir_edge.quantize.mct import (
+    MctProgress,
+    PTQOptions,
+    export_quantized,
+    memory,
+    quantize_module,
+)
 from elir_edge.quantize.qdq_rewrite import (
     conv_block,
     latent_tensors,
@@ -36,6 +42,7 @@ from elir_edge.quantize.qdq_rules import check
 from elir_edge.runtime.engine_manifest import manifest_path
 from elir_edge.runtime.interface import input_names
 
+MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
 EDGE_LAYERS = ["enc.layers.0", "dec.layers.18", "steps.*.final_proj"]  # first conv, last conv, Euler updates
 
 
@@ -54,6 +61,7 @@ class QuantizeOptions:
     target_psnr: float = 35.0
     engine: Path | None = None  # asked explicitly: failure to build is an error
     build_engine: bool = True  # the TensorRT-RTX engine of model_int8_fp16.onnx, where tensorrt-rtx is installed
+    sensitivity_images: int = 2  # held-out images each block's sensitivity is measured on
     sms: list[str] = field(default_factory=lambda: ["75"])
 
 
@@ -140,7 +148,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         latent = manifest["arch"]["latent_channels"]
         batches = calibration_batches(opts.calib, s.height, s.width, latent, task=s.task if opts.degrade else None,
                                       num_images=opts.num_images, batch=1, seed=opts.seed)
-        n_hold = opts.holdout if opts.holdout is not None else max(1, len(batches) // 4)
+        n_hold = opts.holdout if opts.holdout is not None else min(MAX_HOLDOUT, max(1, len(batches) // 4))
         if n_hold < 0:
             raise UserError(f"--holdout {n_hold}: hold out 0 or more calibration images")
         if len(batches) - n_hold < 1:
@@ -154,20 +162,23 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         unrolled = build_unrolled(folded, s, manifest["onnx"]["seed"] if baked else None)
         _check_patterns(unrolled, opts.keep_float)
         module_inputs = [(lq,) if baked else (lq, eps) for lq, eps in calib]
-        qmodel = quantize_module(unrolled, module_inputs, opts.ptq)
+        progress = MctProgress(quiet=quiet)
+        qmodel = quantize_module(unrolled, module_inputs, opts.ptq, progress)
     with stages("export Q/DQ ONNX"):
         example = tuple(t[:1] for t in module_inputs[0])
         mct_graph = simplify(export_quantized(qmodel, example, input_names(baked)))
     names = input_names(baked)
     feeds = [dict(zip(names, (t.numpy() for t in ((lq,) if baked else (lq, eps))))) for lq, eps in held]
-    with stages("sensitivity per block and per Euler step"):
+    n_sens = min(len(feeds), opts.sensitivity_images)
+    with stages(f"sensitivity per block and per Euler step ({n_sens} held-out image{'s' * (n_sens > 1)})"):
         ev = Evaluator(float_graph, feeds)
+        sens_ev = ev if n_sens == len(feeds) else Evaluator(float_graph, feeds[:n_sens])
         convs = [n.name for n in mct_graph.graph.node if n.op_type in ("Conv", "ConvTranspose")]
         blocks = sorted({block_of(c) for c in convs}, key=_block_order)
         sensitivity = {}
-        for b in blocks:
+        for b in each(blocks, "blocks quantized alone", quiet):
             only_b = {c for c in convs if block_of(c) != b}
-            sensitivity[b] = ev.compare(_variant(mct_graph, only_b))["psnr_vs_float"]
+            sensitivity[b] = sens_ev.compare(_variant(mct_graph, only_b), latents=False)["psnr_vs_float"]
     float_convs = select_convs(mct_graph, opts.keep_float)
     if opts.auto_precision:
         with stages(f"auto precision to {opts.target_psnr:g} dB"):
@@ -199,7 +210,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         "calibration": {"folder": str(opts.calib), "images": sum(len(b[0]) for b in calib),
                         "held_out": n_hold, "drift_measured_on": "held-out images" if n_hold else
                         "calibration images (--holdout 0)", "degraded": opts.degrade, "seed": opts.seed},
-        "ptq": {"error_method": opts.ptq.error_method, "bias_correction": opts.ptq.bias_correction,
+        "ptq": {"error_method": opts.ptq.error_method, "weights_error_method": opts.ptq.weights_error_method,
+                "bias_correction": opts.ptq.bias_correction,
                 "z_threshold": opts.ptq.z_threshold, "gptq_epochs": opts.ptq.gptq_epochs},
         "layers": {"quantized": len(convs) - len(float_convs), "float": sorted(float_convs)},
         "files": {**{name: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(), "ratio_vs_float": len(b) / float_bytes}
@@ -215,6 +227,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         "latent_snr_db_per_step": drift["latent_snr_db"],
         "sensitivity_psnr_db_block_alone_int8": sensitivity,
         "auto_precision": trail,
+        "sensitivity_images": n_sens,
+        "profile": {"stages_s": dict(stages.durations), "mct_phases": progress.phases},
     }
     with stages("write artifacts" + (" and build the TensorRT-RTX engine" if opts.build_engine else "")):
         names = list(blobs) + ["quant_report.json"]
@@ -232,6 +246,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
                 engine_tmp.unlink()
                 manifest_tmp.unlink()
             report["seconds"] = round(stages.elapsed(), 1)
+            report["profile"]["memory_gb"] = memory()
             tmps[names.index("quant_report.json")].write_text(json.dumps(report, indent=2) + "\n")
     return report
 

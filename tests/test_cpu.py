@@ -1,0 +1,138 @@
+"""The CPU side: features read from recorded /proc/cpuinfo lines, the verdict on int8, the conv roof on the
+model's own shapes, OpenVINO beside ONNX Runtime, and the saturation flag on an int8 graph made to
+compute wrongly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from elir_edge.bench import BenchOptions, run_bench
+from elir_edge.cli import main
+from elir_edge.runtime.cpu import conv_roof, conv_shapes, cpu_features, int8_verdict
+
+# flag lines recorded on three machines of this workplace and one Arm server (trimmed to the relevant part)
+AVX2 = """processor	: 0
+model name	: AMD EPYC 7B12
+flags		: fpu vme de pse tsc msr sse sse2 ssse3 fma cx16 sse4_1 sse4_2 popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm sse4a avx2 bmi1 bmi2 rdseed adx clflushopt sha_ni
+"""
+VNNI = """processor	: 0
+model name	: AMD EPYC 9B14
+flags		: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi1 bmi2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16 avx512vbmi avx512_vnni avx512_bitalg gfni vaes
+"""
+AMX = """processor	: 0
+model name	: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags		: fpu sse sse2 avx avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx_vnni avx512_vnni avx512_bf16 amx_bf16 avx512_fp16 amx_tile amx_int8
+"""
+ARM = """processor	: 0
+BogoMIPS	: 243.75
+Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp sve i8mm bf16
+CPU implementer	: 0x41
+"""
+
+
+@pytest.mark.parametrize("text, int8, has, lacks", [
+    (AVX2, None, ["AVX2"], ["AVX-512", "AVX-512 VNNI"]),
+    (VNNI, "AVX-512 VNNI", ["AVX2", "AVX-512", "AVX-512 VNNI"], ["AMX-INT8"]),
+    (AMX, "AMX-INT8", ["AVX-512 VNNI", "AVX-VNNI", "AMX-INT8", "AMX"], []),
+    (ARM, "i8mm", ["NEON", "dotprod", "i8mm", "SVE"], ["AVX2"]),
+])
+def test_cpu_features_from_recorded_cpuinfo(text, int8, has, lacks):
+    f = cpu_features(text)
+    assert f["int8_dot_product"] == int8
+    assert set(has) <= set(f["features"]) and not set(lacks) & set(f["features"])
+    assert f["isa"] == ("arm64" if text is ARM else "x86_64")
+
+
+def test_int8_verdict_says_why():
+    no = int8_verdict(cpu_features(AVX2), 0.96, 0.31)
+    assert no.startswith("int8 does not pay on this CPU") and "no VNNI/AMX" in no and "0.96x" in no
+    assert "0.31x the size" in no and "VNNI/AMX or on GPUs" in no
+    yes = int8_verdict(cpu_features(VNNI), 1.95)
+    assert yes.startswith("int8 pays on this CPU (AVX-512 VNNI)") and "1.95x" in yes
+    odd = int8_verdict(cpu_features(AMX), 1.0)
+    assert "despite AMX-INT8" in odd
+
+
+def test_conv_shapes_and_roof(tiny_quantized):
+    """The shapes carrying most MACs, computed by hand for the tiny model: its encoder's 32->32 3x3 convs at
+    full resolution (64 px) dominate."""
+    model = onnx.load(str(tiny_quantized[0] / "model.onnx"))
+    shapes = conv_shapes(model)
+    assert shapes[0]["in"] == shapes[0]["out"] == 32 and shapes[0]["h"] == 64 and shapes[0]["stride"] == 1
+    assert 0 < sum(s["share"] for s in shapes) <= 1 and shapes[0]["share"] >= shapes[-1]["share"]
+    assert conv_shapes(onnx.load(str(tiny_quantized[0] / "model_int8.onnx")))[0] == shapes[0]  # through Q/DQ
+    roof = conv_roof(shapes[:1], threads=1, seconds=0.05)
+    assert roof["fp32_gmac_s"] > 0 and roof["int8_gmac_s"] > 0
+    assert roof["int8_vs_fp32"] == pytest.approx(roof["int8_gmac_s"] / roof["fp32_gmac_s"])
+
+
+def _saturated_copy(folder, dst):
+    """The CPU form with its weight scales x4: what 16-bit saturation does to a graph, on any CPU."""
+    shutil.copytree(folder, dst)
+    m = onnx.load(str(dst / "model_int8_cpu.onnx"))
+    inits = {i.name: i for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and \
+                inits[n.input[0]].data_type == onnx.TensorProto.INT8:
+            s = inits[n.input[1]]
+            s.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(s) * np.float32(4), s.name))
+    onnx.save(m, str(dst / "model_int8_cpu.onnx"))
+    return dst
+
+
+def test_saturation_is_flagged_and_openvino_runs_beside_ort(tiny_quantized, tmp_path, capsys):
+    pytest.importorskip("openvino")
+    folder = _saturated_copy(tiny_quantized[0], tmp_path / "export")
+    recorded = json.loads((folder / "quant_report.json").read_text())["int8_cpu_vs_float"]["psnr_db"]
+    data = tiny_quantized[0].parent / "calib"
+    assert main(["bench", "--engine", str(folder / "model.onnx"), "--engine", str(folder / "model_int8_cpu.onnx"),
+                 "--engine", str(folder / "model_int8.onnx"), "--runtime", "ort", "--runtime", "openvino",
+                 "--data", str(data), "--iterations", "2", "--duration", "0", "--warmup", "0", "--threads", "1",
+                 "--json", str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / "b.json").read_text())
+    runners = [(row["label"].split("/")[-1], row["runner"]) for row in r["rows"]]
+    assert runners == [(n, k) for n in ("model.onnx", "model_int8_cpu.onnx", "model_int8.onnx")
+                       for k in ("ONNX Runtime CPU", "OpenVINO CPU")]
+    ov_float = r["rows"][1]
+    assert ov_float["vs_float"]["psnr"]["mean"]["value"] > 60  # OpenVINO computes the float graph alike
+    flagged = [row for row in r["rows"] if row.get("flag")]
+    assert [row["label"].split("/")[-1] for row in flagged] == ["model_int8_cpu.onnx"] * 2
+    assert all(row["vs_float"]["psnr"]["mean"]["value"] < recorded - 3 for row in flagged)
+    assert "FLAGGED" in out and "computes this int8 graph wrongly" in out
+    assert "CPU roof" in out and ("int8 pays on this CPU" in out or "int8 does not pay on this CPU" in out)
+    assert all("roof" in row for row in r["rows"]) and r["cpu_roof"]["features"]["isa"]
+
+
+def test_restore_says_the_fp32_file_is_as_fast_without_vnni(tiny_quantized, tmp_path, capsys, monkeypatch):
+    import elir_edge.runtime.cpu as cpu
+
+    monkeypatch.setattr(cpu, "cpu_features", lambda text=None: cpu_features(AVX2))
+    data = tiny_quantized[0].parent / "calib"
+    assert main(["restore", "-q", "--engine", str(tiny_quantized[0] / "model_int8_cpu.onnx"), str(data), "-o",
+                 str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "no int8 dot-product instruction" in err and "model.onnx would be as fast" in err
+
+
+def test_openvino_missing_is_one_line(tiny_quantized, monkeypatch, capsys):
+    import builtins
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda n, *a, **k: (_ for _ in ()).throw(ImportError(n))
+                        if n == "openvino" else real(n, *a, **k))
+    assert main(["bench", "--engine", str(tiny_quantized[0] / "model.onnx"), "--runtime", "openvino"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'elir-edge[openvino]'" in err[0]
+
+
+def test_bench_without_roof(tiny_quantized):
+    r = run_bench(BenchOptions(engines=[tiny_quantized[0] / "model.onnx"], iterations=1, duration=0, warmup=0,
+                               cpu_roof=False))
+    assert "cpu_roof" not in r and r["machine"]["cpu_features"]["isa"]
