@@ -120,6 +120,10 @@ def add_quantize_parser(sub) -> None:
                    help=f"per-channel weight threshold search (default {PTQOptions.weights_error_method})")
     p.add_argument("--sensitivity-images", type=_positive_int, default=2,
                    help="held-out images for the per-block sensitivity (default 2)")
+    p.add_argument("--calib-size", type=_positive_int, help="side of the crops MCT calibrates on, a multiple of 32 "
+                   "(default: the graph's size, at most 256: the model is fully convolutional)")
+    p.add_argument("--memory-limit", type=_positive_float, metavar="GB",
+                   help="refuse before MCT runs if the memory estimate exceeds this (default: available memory)")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
     p.add_argument("--z-threshold", type=_positive_float, default=float("inf"), help="outlier removal (e.g. 8); default off")
     p.add_argument("--gptq-epochs", type=_non_negative_int, default=0,
@@ -148,7 +152,8 @@ def run_quantize(args) -> int:
                            holdout=args.holdout, batch=args.batch, seed=args.seed,
                            ptq=PTQOptions(args.error_method, args.weights_error_method, args.bias_correction,
                                           args.z_threshold, args.gptq_epochs),
-                           sensitivity_images=args.sensitivity_images,
+                           sensitivity_images=args.sensitivity_images, calib_size=args.calib_size,
+                           memory_limit_gb=args.memory_limit,
                            keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr,
                            engine=args.engine, build_engine=args.build_engine, sms=args.sm or ["75"])
     r = quantize_export(opts, quiet=args.quiet or args.json)

@@ -40,6 +40,16 @@ def pytest_terminal_summary(terminalreporter):
             tr.write_line(f"{'CAUGHT ' if by else 'MISSED '} {name:16s} {what}" + (f"  <- {by}" if by else ""))
 
 
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI; it must exit 2 with exactly one line on stderr, which is returned."""
+    from elir_edge.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    return err[0]
+
+
 def output_spread(model, size: int = 64) -> float:
     """Std of the model's output on a probe image: what a tolerance is measured against."""
     from elir_edge.model.synthetic import probe_inputs

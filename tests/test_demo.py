@@ -63,6 +63,19 @@ def test_demo_writes_strip_and_report(demo_export):
     assert fp32["vs_gt"]["psnr"]["mean"]["value"] > q["degraded_vs_gt"]["psnr"]["mean"]["value"] + 2
     assert int8["vs_float"]["psnr"]["mean"]["value"] > 35
     assert report["quantize"]["size_ratio"] <= 0.3
+    files = report["quantize"]["files"]
+    assert files["model_int8_cpu.onnx"]["ratio_vs_float"] < 0.35 and files["model_int8_fp16.onnx"]["ratio_vs_float"] < 0.35
+    int8, half = report["quantize"]["int8_vs_float"]["psnr_db"], report["quantize"]["int8_fp16_vs_float"]["psnr_db"]
+    assert abs(half - int8) < 0.5  # the int8+fp16 graph within 0.5 dB of the int8 graph with fp32 float parts
+    engine = report["quantize"]["engine"]
+    try:
+        import tensorrt_rtx  # noqa: F401
+    except ImportError:
+        assert not engine["built"]
+    else:  # README's install command brings it: the demo builds the RTX 2080 Ti engine here, without a GPU
+        assert engine["built"] and engine["target_sms"] == ["75"] and (demo_export / "model_int8_fp16.rtx.engine").is_file()
+    roof = report["bench"]["cpu_roof"]
+    assert roof["fp32_gmac_s"] > 0 and roof["verdict"].startswith(("int8 pays", "int8 does not pay"))
     strip = Image.open(demo_export / "demo_strip.png")
     assert strip.width >= 4 * 256 and strip.height >= q["images"] * 256
     assert Image.open(demo_export / "demo_bench.png").width > 100

@@ -9,6 +9,7 @@ import shutil
 import fake_gpu
 import numpy as np
 import pytest
+from conftest import one_line_error
 
 from elir_edge.cli import main
 from elir_edge.runtime import cuda
@@ -239,13 +240,6 @@ def test_bench_and_restore_run_rtx_engines_and_close_them(gpu, tiny_quantized, t
     assert fake.live() == before  # and so did restore
 
 
-def _one_line_error(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1, err
-    return err[0]
-
-
 def test_engine_errors_are_one_line(gpu, tiny_quantized, tmp_path, capsys):
     fake, _ = gpu
     engine = _engine(tiny_quantized[0], tmp_path)
@@ -253,21 +247,21 @@ def test_engine_errors_are_one_line(gpu, tiny_quantized, tmp_path, capsys):
     truncated = engine.parent / "truncated.rtx.engine"
     truncated.write_bytes(engine.read_bytes()[:200])
     (engine.parent / "truncated.rtx.engine.json").write_text(json.dumps(manifest))
-    assert "not the engine its manifest describes" in _one_line_error(capsys, ["bench", "--engine", str(truncated)])
+    assert "not the engine its manifest describes" in one_line_error(capsys, ["bench", "--engine", str(truncated)])
     (engine.parent / f"{engine.name}.json").write_text(json.dumps({**manifest, "target_sms": ["86"],
                                                                    "target_gpus": ["Ampere"]}))
-    msg = _one_line_error(capsys, ["bench", "--engine", str(engine)])
+    msg = one_line_error(capsys, ["bench", "--engine", str(engine)])
     assert "built by TensorRT-RTX" in msg and "SM86" in msg and "rebuild with `elir-edge build --sm 75`" in msg
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(engine, alone / "m.rtx.engine")
     (alone / "m.rtx.engine.json").write_text(json.dumps(manifest))
-    assert "not beside it" in _one_line_error(capsys, ["bench", "--engine", str(alone / "m.rtx.engine")])
+    assert "not beside it" in one_line_error(capsys, ["bench", "--engine", str(alone / "m.rtx.engine")])
 
 
 def test_an_rtx_engine_on_a_machine_without_gpu_says_where_it_runs(tiny_quantized, tmp_path, capsys, monkeypatch):
     fake_gpu.install(monkeypatch, gpu=None)
     engine = _engine(tiny_quantized[0], tmp_path)
-    msg = _one_line_error(capsys, ["bench", "--engine", str(engine)])
+    msg = one_line_error(capsys, ["bench", "--engine", str(engine)])
     assert "built by TensorRT-RTX" in msg and "SM75 (Turing)" in msg and "runs only on such a GPU" in msg
     assert "no NVIDIA GPU" in msg and f"elir-edge bench --engine {engine}" in msg

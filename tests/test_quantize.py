@@ -267,3 +267,61 @@ def test_static_batch_export_is_refused_before_any_quantization(tiny_quantized, 
     with pytest.raises(UserError, match="static batch 2"):
         quantize_export(QuantizeOptions(model=tmp_path / "b2", calib=folder.parent / "calib"), quiet=True)
     assert not (tmp_path / "b2" / "model_int8.onnx").exists()
+
+
+def test_memory_estimate_refuses_before_mct(requantize, monkeypatch):
+    import elir_edge.quantize.stage as stage
+
+    folder, run = requantize
+    before = (folder / "quant_report.json").read_bytes()
+    monkeypatch.setattr(stage, "quantize_module", lambda *a: pytest.fail("MCT ran"))
+    with pytest.raises(UserError, match=r"would need about [\d.]+ GB .* 0.0 GB are available: lower --calib-size"):
+        run(memory_limit_gb=0.01)
+    assert (folder / "quant_report.json").read_bytes() == before
+
+
+def test_memory_estimate_grows_with_the_calibration_crop(requantize):
+    import elir_edge.quantize.stage as stage
+    from elir_edge.model.folded import load_folded, read_manifest
+    from elir_edge.model.settings import RunSettings
+
+    folder, _ = requantize
+    manifest = read_manifest(folder)
+    folded, s = load_folded(folder, manifest), RunSettings(**manifest["settings"])
+    small, large = (stage.estimate_memory(folded, size, 1, 4, s) for size in (32, 64))
+    assert large["activations"] == pytest.approx(4 * small["activations"])  # pixels, not images
+    assert small["histograms"] == large["histograms"] and small["total_gb"] < large["total_gb"]
+
+
+def test_calibration_on_smaller_crops_exports_the_full_graph(requantize):
+    folder, run = requantize
+    r = run(calib_size=32)
+    assert r["calibration_size"] == 32 and "32x32" in next(k for k in r["profile"]["stages_s"] if "MCT" in k)
+    dims = [d.dim_value for d in onnx.load(str(folder / "model_int8.onnx")).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 64, 64]
+    for bad in (48, 128):
+        with pytest.raises(UserError, match="--calib-size"):
+            run(calib_size=bad)
+
+
+def test_merged_histograms_match_mcts_own_merge():
+    """Merging every MERGE_EVERY batches (bounded memory) gives MCT's end-of-run merge back, within the
+    interpolation both use."""
+    from model_compression_toolkit.core.common.collectors.histogram_collector import HistogramCollector
+
+    from elir_edge.quantize.mct import MERGE_EVERY, lean_statistics
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(i * 0.05, 1 + i * 0.02, 20000) for i in range(3 * MERGE_EVERY + 1)]
+    lazy = HistogramCollector()
+    for b in batches:
+        lazy.update(b)
+    with lean_statistics(weighted_histograms=False):
+        lean = HistogramCollector()
+        for b in batches:
+            lean.update(b)
+        assert len(lean._histogram_per_iteration) <= MERGE_EVERY
+    (bl, cl), (bm, cm) = lazy.get_histogram(), lean.get_histogram()
+    assert bl[0] == pytest.approx(bm[0]) and bl[-1] == pytest.approx(bm[-1])
+    assert cm.sum() == pytest.approx(cl.sum())
+    assert np.abs(np.cumsum(cm) - np.cumsum(cl)).max() < 0.01 * cl.sum()  # the distributions agree

@@ -29,7 +29,7 @@ ERROR_METHODS = ("mse", "noclipping", "mae", "kl", "lp", "hmse")
 @dataclass
 class PTQOptions:
     error_method: str = "mse"  # activations
-    weights_error_method: str = "mse"
+    weights_error_method: str = "noclipping"  # per-channel max, as TensorRT-style tools quantize weights
     bias_correction: bool = True
     z_threshold: float = math.inf  # outlier removal before threshold search; inf = off
     gptq_epochs: int = 0  # > 0: gradient-based PTQ (mct.gptq) on the calibration batches
@@ -121,6 +121,51 @@ def memory() -> dict:
     return {"rss_gb": round(rss, 2), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
 
 
+MERGE_EVERY = 8  # per-iteration histograms kept before they are merged into one
+
+
+@contextlib.contextmanager
+def lean_statistics(weighted_histograms: bool):
+    """MCT 2.6.1 keeps two 2048-bin histograms per node per calibration batch until the end (memory grows
+    with the calibration set: ~64 KB x nodes x batches) and fills the Hessian-weighted one even when no
+    HMSE method reads it (a copy and a weighted pass over every activation). Here the per-batch histograms
+    are merged every MERGE_EVERY batches with MCT's own merge (the same interpolation it applies at the end),
+    and the weighted one is skipped unless HMSE asks for it."""
+    from model_compression_toolkit.core.common.collectors.histogram_collector import (
+        HistogramCollector,
+    )
+    from model_compression_toolkit.core.common.collectors.statistics_collector import (
+        StatsCollector,
+    )
+
+    real_update, real_stats = HistogramCollector.update, StatsCollector.update_statistics
+
+    def update(self, x, *args, **kwargs):
+        real_update(self, x, *args, **kwargs)
+        if len(self._histogram_per_iteration) >= MERGE_EVERY:
+            self._merge_histograms()
+            self._histogram_per_iteration = [(self._counts, self._bins)]
+            self._counts = self._bins = None
+
+    def update_statistics(self, x, weights=None):
+        from model_compression_toolkit.core.common.collectors.statistics_collector import (
+            standardize_tensor,
+        )
+
+        x = standardize_tensor(x)
+        self.hc.update(x)
+        if weighted_histograms:
+            self.weighted_hc.update(x, weights)
+        self.mc.update(x)
+        self.mpcc.update(x)
+
+    HistogramCollector.update, StatsCollector.update_statistics = update, update_statistics
+    try:
+        yield
+    finally:
+        HistogramCollector.update, StatsCollector.update_statistics = real_update, real_stats
+
+
 @contextlib.contextmanager
 def _quiet():
     """MCT prints progress bars and INFO lines per node; our own progress replaces them."""
@@ -167,7 +212,7 @@ def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, .
             mod.tqdm = progress
     t0 = time.perf_counter()
     try:
-        with _quiet():
+        with _quiet(), lean_statistics(weighted_histograms=opts.error_method == "hmse"):
             qmodel = _run_mct(mct, module, gen, core, opts)
     finally:
         for mod, real in patched:

@@ -42,6 +42,7 @@ from elir_edge.quantize.qdq_rules import check
 from elir_edge.runtime.engine_manifest import manifest_path
 from elir_edge.runtime.interface import input_names
 
+CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
 MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
 EDGE_LAYERS = ["enc.layers.0", "dec.layers.18", "steps.*.final_proj"]  # first conv, last conv, Euler updates
 
@@ -62,6 +63,8 @@ class QuantizeOptions:
     engine: Path | None = None  # asked explicitly: failure to build is an error
     build_engine: bool = True  # the TensorRT-RTX engine of model_int8_fp16.onnx, where tensorrt-rtx is installed
     sensitivity_images: int = 2  # held-out images each block's sensitivity is measured on
+    calib_size: int | None = None  # calibration crops (px); default: the graph's size, at most CALIB_CROP
+    memory_limit_gb: float | None = None  # refuse above this estimate; default: this machine's available memory
     sms: list[str] = field(default_factory=lambda: ["75"])
 
 
@@ -156,16 +159,19 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
                             f"{n_hold}: add images or pass --holdout 0")
         calib = batches[:len(batches) - n_hold]
         held = batches[len(batches) - n_hold:] or calib  # --holdout 0: drift measured on calibration images
-        calib = _rebatch(calib, opts.batch)
-    with stages(f"MCT post-training quantization on {sum(len(b[0]) for b in calib)} images"
-                + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
+        size = calibration_size(opts.calib_size, s, baked)
+        calib = _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch)
         unrolled = build_unrolled(folded, s, manifest["onnx"]["seed"] if baked else None)
         _check_patterns(unrolled, opts.keep_float)
+        estimate = estimate_memory(folded, size, opts.batch, len(batches), s)
+        check_memory(estimate, opts.memory_limit_gb)
+    with stages(f"MCT post-training quantization on {sum(len(b[0]) for b in calib)} images ({size}x{size})"
+                + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
         module_inputs = [(lq,) if baked else (lq, eps) for lq, eps in calib]
         progress = MctProgress(quiet=quiet)
         qmodel = quantize_module(unrolled, module_inputs, opts.ptq, progress)
     with stages("export Q/DQ ONNX"):
-        example = tuple(t[:1] for t in module_inputs[0])
+        example = (batches[0][0],) if baked else batches[0]  # the graph's own size, not the calibration crops
         mct_graph = simplify(export_quantized(qmodel, example, input_names(baked)))
     names = input_names(baked)
     feeds = [dict(zip(names, (t.numpy() for t in ((lq,) if baked else (lq, eps))))) for lq, eps in held]
@@ -228,7 +234,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         "sensitivity_psnr_db_block_alone_int8": sensitivity,
         "auto_precision": trail,
         "sensitivity_images": n_sens,
-        "profile": {"stages_s": dict(stages.durations), "mct_phases": progress.phases},
+        "profile": {"stages_s": dict(stages.durations), "mct_phases": progress.phases, "memory_estimate": estimate},
+        "calibration_size": size,
     }
     with stages("write artifacts" + (" and build the TensorRT-RTX engine" if opts.build_engine else "")):
         names = list(blobs) + ["quant_report.json"]
@@ -266,6 +273,87 @@ def _check_rules(model: onnx.ModelProto, float_convs: set[str], name: str) -> No
     if violations:
         raise UserError(f"{name} breaks TensorRT rule {violations[0]} ({len(violations)} violations): "
                         "report this; nothing was written")
+
+
+def calibration_size(asked: int | None, s: RunSettings, baked: bool) -> int:
+    """The side of the square crops MCT calibrates on. Baked noise fixes the graph's size."""
+    side = min(s.height, s.width)
+    if asked is None:
+        return side if baked else min(side, CALIB_CROP)
+    if asked % 32 or asked < 32 or asked > side:
+        raise UserError(f"--calib-size {asked}: a multiple of 32, at most the graph's {side} px")
+    if baked and asked != side:
+        raise UserError(f"--calib-size {asked}: a --noise baked export carries eps of its full size; calibrate at {side}")
+    return asked
+
+
+def crop(batch: tuple, size: int, seed: int) -> tuple:
+    """A seeded crop of an (lq, eps) pair, origins on multiples of 8 so the eps slice matches the image."""
+    lq, eps = batch
+    h, w = lq.shape[-2:]
+    if (h, w) == (size, size):
+        return batch
+    rng = np.random.default_rng(seed)
+    y, x = (int(rng.integers(0, (n - size) // 8 + 1)) * 8 for n in (h, w))
+    return lq[..., y:y + size, x:x + size], eps[..., y // 8:(y + size) // 8, x // 8:(x + size) // 8]
+
+
+# A model of the quantize command's peak memory, fitted to runs of the demo, sr and bfr models
+# (benchmarks/bench_quantize_scale.py; recorded in benchmarks/RESULTS.md): what is resident before MCT,
+# MCT's graph (every unrolled step holds its own copy of the shared weights), all node outputs of one
+# calibration forward kept at once, the histograms, and the calibration images.
+BASE_GB, WEIGHT_COPIES, ACTIVATION_COPIES = 1.5, 3.0, 2.5
+
+
+def estimate_memory(folded, size: int, batch: int, images: int, s: RunSettings) -> dict:
+    """Peak memory of the quantize command, GB: one forward of the unrolled model on a 64 px probe counts the
+    activations (they scale with the pixels) and the node outputs MCT keeps histograms for."""
+    from elir_edge.model.unroll import UnrolledElir
+    from elir_edge.quantize.mct import MERGE_EVERY
+
+    module = UnrolledElir(folded).eval()
+    probe, acts, calls = 64, [0], [0]
+
+    def hook(mod, inputs, output):
+        if not list(mod.children()) and isinstance(output, torch.Tensor):
+            acts[0] += output.numel() * 4
+            calls[0] += 1
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, probe, probe), torch.zeros(1, folded.arch.latent_channels, probe // 8, probe // 8))
+    finally:
+        handle.remove()
+    weights = sum(p.numel() * 4 for m in module.modules() for p in m.parameters(recurse=False))  # per step
+    parts = {"base": BASE_GB,
+             "weights": WEIGHT_COPIES * weights / 1e9,
+             "activations": ACTIVATION_COPIES * acts[0] * (size / probe) ** 2 * batch / 1e9,
+             "histograms": calls[0] * MERGE_EVERY * 2 * 2049 * 8 / 1e9,
+             "images": images * 3 * s.height * s.width * 4 * 2 / 1e9}
+    return {"total_gb": round(sum(parts.values()), 2), **{k: round(v, 3) for k, v in parts.items()},
+            "calib_size": size, "batch": batch}
+
+
+def available_gb() -> float:
+    """MemAvailable of this machine (Linux), GB; inf where it cannot be read."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return float("inf")
+
+
+def check_memory(estimate: dict, limit_gb: float | None) -> None:
+    """Refuse, before MCT starts, a calibration that would not fit, saying what to lower."""
+    limit = limit_gb if limit_gb is not None else available_gb()
+    if estimate["total_gb"] > limit:
+        raise UserError(f"quantize would need about {estimate['total_gb']:.1f} GB (activations of a "
+                        f"{estimate['calib_size']} px calibration batch of {estimate['batch']}: "
+                        f"{estimate['activations']:.1f} GB), {limit:.1f} GB are available: lower --calib-size "
+                        "(a multiple of 32) or --batch, or free memory")
 
 
 def _check_patterns(module: torch.nn.Module, patterns: list[str]) -> None:
