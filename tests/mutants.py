@@ -38,10 +38,10 @@ def _time_scale_x100(mp):
     import elir_edge.model.arch.elir as elir
     import elir_edge.model.unroll as unroll
 
-    def wrong(t, dim):  # the reference's embedding with 100 where the spec says 1000
+    def wrong(t, dim, device=None):  # the reference's embedding with 100 where the spec says 1000
         half = dim // 2
-        freqs = torch.exp(torch.arange(half).float() * -(math.log(10000) / (half - 1)))
-        t = torch.tensor([t]) if isinstance(t, float) else t.reshape(-1).float()
+        freqs = torch.exp(torch.arange(half, device=device).float() * -(math.log(10000) / (half - 1)))
+        t = torch.full((1,), t, device=device) if isinstance(t, float) else t.reshape(-1).float()
         arg = 100 * t.unsqueeze(1) * freqs.to(t.device).unsqueeze(0)
         return torch.cat((arg.cos(), arg.sin()), dim=-1)
 

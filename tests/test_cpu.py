@@ -66,7 +66,8 @@ def test_conv_shapes_and_roof(tiny_quantized):
     shapes = conv_shapes(model)
     assert shapes[0]["in"] == shapes[0]["out"] == 32 and shapes[0]["h"] == 64 and shapes[0]["stride"] == 1
     assert 0 < sum(s["share"] for s in shapes) <= 1 and shapes[0]["share"] >= shapes[-1]["share"]
-    assert conv_shapes(onnx.load(str(tiny_quantized[0] / "model_int8.onnx")))[0] == shapes[0]  # through Q/DQ
+    through_qdq = conv_shapes(onnx.load(str(tiny_quantized[0] / "model_int8.onnx")))[0]
+    assert {k: v for k, v in through_qdq.items() if k != "share"} == {k: v for k, v in shapes[0].items() if k != "share"}
     roof = conv_roof(shapes[:1], threads=1, seconds=0.05)
     assert roof["fp32_gmac_s"] > 0 and roof["int8_gmac_s"] > 0
     assert roof["int8_vs_fp32"] == pytest.approx(roof["int8_gmac_s"] / roof["fp32_gmac_s"])

@@ -24,5 +24,8 @@ def test_planted_bug_turns_the_suite_red(name):
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     failed = re.findall(r"^FAILED (\S+)", run.stdout, re.M)
+    errors = re.findall(r"^E\s+(\w+Error)\b", run.stdout, re.M)
+    assert not {"TypeError", "AttributeError", "NameError", "ImportError"} & set(errors), \
+        f"the planted bug '{what}' broke the test run itself instead of being caught:\n{run.stdout[-1500:]}"
     MUTATION_RESULTS.append((name, what, failed[0] if failed else ""))
     assert run.returncode == 1 and failed, f"planted bug '{what}' went unnoticed:\n{run.stdout[-2000:]}"
