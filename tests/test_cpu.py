@@ -107,7 +107,7 @@ def test_saturation_is_flagged_and_openvino_runs_beside_ort(tiny_quantized, tmp_
     assert [row["label"].split("/")[-1] for row in flagged] == ["model_int8_cpu.onnx"] * 2
     assert all(row["vs_float"]["psnr"]["mean"]["value"] < recorded - 3 for row in flagged)
     assert "FLAGGED" in out and "computes this int8 graph wrongly" in out
-    assert "CPU roof" in out and ("int8 pays on this CPU" in out or "int8 does not pay on this CPU" in out)
+    assert "CPU roof: ONNX Runtime" in out and ("int8 pays on this CPU" in out or "int8 does not pay on this CPU" in out)
     assert all("roof" in row for row in r["rows"]) and r["cpu_roof"]["features"]["isa"]
 
 

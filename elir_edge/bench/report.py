@@ -24,7 +24,7 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
              + ([f"{row['roof']['percent']:.0f}% {row['roof']['of']}" if "roof" in row else ""] if roofed else [])
              for row in r["rows"]]
     header = ["artifact", "runner", "batch", "min ms", "median", "mean", "p90", "p95", "p99", "img/s", "speed"] \
-        + (["of CPU roof"] if roofed else [])
+        + (["of ORT conv roof"] if roofed else [])
     gpu = r["machine"]["gpu"] or {}
     runtimes = ", ".join(f"{k.replace('_', '-')} {gpu[k]}" for k in ("tensorrt", "tensorrt_rtx") if k in gpu)
     where = f" and {gpu['gpu_name']} (CUDA driver {gpu['gpu_cuda_driver']}{', ' + runtimes if runtimes else ''})" \
@@ -46,7 +46,7 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
     roof = r.get("cpu_roof")
     if roof:
         shapes = ", ".join(f"{s['in']}->{s['out']}@{s['h']}px" for s in roof["shapes"])
-        out.append(f"CPU roof (ONNX Runtime, {roof['threads'] or 'default'} threads, the model's main 3x3 convs "
+        out.append(f"CPU roof: ONNX Runtime's own conv speed ({roof['threads'] or 'default'} threads, the model's main 3x3 convs "
                    f"{shapes}): fp32 {roof['fp32_gmac_s']:.1f} GMAC/s, int8 {roof['int8_gmac_s']:.1f} GMAC/s, "
                    f"int8:fp32 {roof['int8_vs_fp32']:.2f}x")
         out.append(roof["verdict"])

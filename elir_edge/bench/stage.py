@@ -60,9 +60,9 @@ class Artifact:
         return f"{self.path.parent.name}/{self.path.name}"
 
 
-def open_artifact(path: Path, opts: "BenchOptions", runtime: str = "ort") -> Artifact:
+def open_artifact(path: Path, opts: "BenchOptions", runtime: str = "ort", spin: bool = True) -> Artifact:
     """Any artifact's runner (runtime.open_runner), with what it expects: task, size, batch."""
-    runner = open_runner(path, opts.threads, opts.provider, opts.cuda_graph, opts.device, opts.half, runtime)
+    runner = open_runner(path, opts.threads, opts.provider, opts.cuda_graph, opts.device, opts.half, runtime, spin)
     meta, shapes = runner_interface(runner)
     meta = dict(meta)
     if "lq" not in shapes:
@@ -161,8 +161,11 @@ def run_bench(opts: BenchOptions) -> dict:
     if opts.fid_weights is not None:
         check_weights_file(Path(opts.fid_weights))
     with contextlib.ExitStack() as opened:
+        # artifacts timed in turns: ONNX Runtime's threads must not spin on the cores the next one uses
+        alone = len(opts.engines) * len(opts.runtimes) == 1
+
         def open_(path: Path, runtime: str = "ort") -> Artifact:
-            a = open_artifact(path, opts, runtime)
+            a = open_artifact(path, opts, runtime, spin=alone)
             if hasattr(a.runner, "close"):
                 opened.callback(a.runner.close)
             return a
@@ -236,7 +239,8 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
     on_gpu = any(r["on_gpu"] for r in rows)
     report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(on_gpu), "threads": opts.threads,
               "method": {"warmup_s": opts.warmup, "min_iterations": opts.iterations, "min_duration_s": opts.duration,
-                         "timing": "host wall clock per run, inputs in memory, artifacts interleaved run by run, "
+                         "timing": "host wall clock per run, inputs in memory, artifacts interleaved run by run "
+                                   "(ONNX Runtime threads not spinning between runs when several are timed), "
                                    "median-based throughput; engine rows also CUDA events",
                          "provider": opts.provider, "cuda_graph": opts.cuda_graph},
               "rows": rows, "quality": quality,

@@ -65,9 +65,10 @@ RUNTIMES = ("ort", "openvino")  # for .onnx artifacts
 
 
 def open_runner(path: Path, threads: int | None = None, provider: str = "cpu", cuda_graph: bool = False,
-                device: str = "cpu", half: bool = False, runtime: str = "ort"):
+                device: str = "cpu", half: bool = False, runtime: str = "ort", spin: bool = True):
     """The runner for any artifact: .onnx (ONNX Runtime with `provider`, or OpenVINO), an engine
-    (TensorRT/-RTX), or an export's weights.safetensors (PyTorch on `device`, fp16 with `half`)."""
+    (TensorRT/-RTX), or an export's weights.safetensors (PyTorch on `device`, fp16 with `half`).
+    spin=False: ONNX Runtime's threads sleep between runs, for runners timed in turns."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such artifact: give a model.onnx, an engine or weights.safetensors written "
@@ -85,7 +86,7 @@ def open_runner(path: Path, threads: int | None = None, provider: str = "cpu", c
             from elir_edge.runtime.openvino import OpenVinoRunner
 
             return OpenVinoRunner(path, threads)
-        return OrtRunner(path, threads, provider)
+        return OrtRunner(path, threads, provider, spin)
     if path.suffix in ENGINE_SUFFIXES:
         return open_engine(path, cuda_graph)
     raise UserError(f"{path}: unknown artifact type {path.suffix!r}: give an .onnx file or an engine "

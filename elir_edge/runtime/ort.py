@@ -14,15 +14,19 @@ ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider"}
 
 
-def ort_session(path: Path, threads: int | None = None, providers: list[str] | None = None):
-    return ort_session_from_bytes(str(path), threads, providers)
+def ort_session(path: Path, threads: int | None = None, providers: list[str] | None = None, spin: bool = True):
+    return ort_session_from_bytes(str(path), threads, providers, spin)
 
 
-def ort_session_from_bytes(model: bytes | str, threads: int | None = None, providers: list[str] | None = None):
-    """A session (CPU unless told) from a file path or serialized model bytes."""
+def ort_session_from_bytes(model: bytes | str, threads: int | None = None, providers: list[str] | None = None,
+                           spin: bool = True):
+    """A session (CPU unless told) from a file path or serialized model bytes. spin=False: its threads sleep
+    as soon as a run ends (sessions timed in turns must not steal each other's cores by spinning)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only: constant-folding notes about fp16 nodes are not the user's concern
     if threads:
         opts.intra_op_num_threads = threads
@@ -42,14 +46,14 @@ def session_with_outputs(model, names: list[str], threads: int | None = None):
 
 
 class OrtRunner:
-    def __init__(self, path: Path, threads: int | None = None, provider: str = "cpu"):
+    def __init__(self, path: Path, threads: int | None = None, provider: str = "cpu", spin: bool = True):
         self.path, self.name = Path(path), Path(path).name
         self.graph_path = self.path
         providers = _providers(provider)
         self.on_gpu = provider != "cpu"
         self.kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
         try:
-            self.session = ort_session(self.path, threads, providers)
+            self.session = ort_session(self.path, threads, providers, spin)
         except Exception as e:  # ONNX Runtime raises its own Fail/InvalidGraph/... types
             raise UserError(f"{path} cannot be loaded by ONNX Runtime ({str(e).splitlines()[0][:150]}): "
                             "re-export it with `elir-edge export`") from None
