@@ -186,7 +186,9 @@ def add_restore_parser(sub) -> None:
     p.add_argument("--overlap", type=_non_negative_int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of eps")
     p.add_argument("--batch", type=_positive_int, default=1, help="tiles per run")
-    p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads of the runtime")
+    p.add_argument("--runtime", choices=["ort", "openvino"], default="ort", help=".onnx artifacts: ONNX Runtime "
+                   "(default) or OpenVINO")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png: input | restored")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_restore)
@@ -198,7 +200,7 @@ def run_restore(args) -> int:
     from elir_edge.restore.stage import RestoreOptions, restore_images
 
     opts = RestoreOptions(output=args.output, task=args.task, tile=args.tile, overlap=args.overlap, seed=args.seed,
-                          batch=args.batch, compare=args.compare, threads=args.threads)
+                          batch=args.batch, compare=args.compare, threads=args.threads, runtime=args.runtime)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         r = restore_images(args.engine, args.inputs, opts, progress=not args.quiet)

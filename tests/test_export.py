@@ -102,3 +102,23 @@ def test_seeded_inputs_are_reproducible():
     s = RunSettings("sr", 3, 0.1, 64, 64, 2)
     a, b = seeded_inputs(s, preset_arch("sr"), 3), seeded_inputs(s, preset_arch("sr"), 3)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_an_existing_export_folder_is_updated_and_keeps_other_files(tmp_path, small_ckpt):
+    path, _ = small_ckpt
+    out = tmp_path / "exp"
+    export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), output=out), quiet=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "model_int8.onnx").write_bytes(b"from an earlier quantize")
+    first = (out / "manifest.json").read_text()
+    export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), seed=1, output=out), quiet=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model_int8.onnx").exists()
+    assert (out / "manifest.json").read_text() != first  # the export itself was replaced
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "photo.jpg").write_bytes(b"x")
+    from elir_edge.errors import UserError
+
+    with pytest.raises(UserError, match="not an export folder"):
+        export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), output=user), quiet=True)
+    assert sorted(p.name for p in user.iterdir()) == ["photo.jpg"]

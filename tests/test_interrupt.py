@@ -26,8 +26,11 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 def _interrupt(argv: list[str], marker: str, cwd: Path, delay: float = 0.5, timeout: float = 300) -> tuple[int, str]:
     """Start `elir-edge argv`, wait for `marker` on stderr, wait `delay` more, send SIGINT; (code, stderr)."""
+    # A shell that starts a job in the background (as CI runners may) makes it ignore SIGINT, and the child
+    # inherits that: give the command the terminal's default so the test sends what a user's Ctrl-C sends.
     proc = subprocess.Popen([sys.executable, "-u", "-m", "elir_edge.cli", *argv], cwd=cwd, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, bufsize=1)
+                            stdout=subprocess.DEVNULL, text=True, bufsize=1,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, deadline = "", time.monotonic() + timeout
     while marker not in seen and time.monotonic() < deadline:
         ch = proc.stderr.read(1)

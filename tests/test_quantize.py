@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+import torch
 from conftest import SMALL
 from onnx import numpy_helper
 from PIL import Image
@@ -308,7 +309,9 @@ def test_calibration_on_smaller_crops_exports_the_full_graph(requantize):
 def test_merged_histograms_match_mcts_own_merge():
     """Merging every MERGE_EVERY batches (bounded memory) gives MCT's end-of-run merge back, within the
     interpolation both use."""
-    from model_compression_toolkit.core.common.collectors.histogram_collector import HistogramCollector
+    from model_compression_toolkit.core.common.collectors.histogram_collector import (
+        HistogramCollector,
+    )
 
     from elir_edge.quantize.mct import MERGE_EVERY, lean_statistics
 
@@ -326,3 +329,41 @@ def test_merged_histograms_match_mcts_own_merge():
     assert bl[0] == pytest.approx(bm[0]) and bl[-1] == pytest.approx(bm[-1])
     assert cm.sum() == pytest.approx(cl.sum())
     assert np.abs(np.cumsum(cm) - np.cumsum(cl)).max() < 0.01 * cl.sum()  # the distributions agree
+
+
+def test_ptq_options_reach_mct(monkeypatch):
+    """--weights-error-method and --error-method arrive in MCT's QuantizationConfig."""
+    import model_compression_toolkit as mct
+
+    from elir_edge.quantize.mct import PTQOptions, quantize_module
+
+    seen = {}
+
+    def fake_ptq(module, gen, core_config, target_platform_capabilities):
+        seen["qc"] = core_config.quantization_config
+        return module, None
+
+    monkeypatch.setattr(mct.ptq, "pytorch_post_training_quantization", fake_ptq)
+    quantize_module(torch.nn.Identity(), [(torch.zeros(1),)], PTQOptions(error_method="mae",
+                                                                         weights_error_method="mse"))
+    assert seen["qc"].activation_error_method.name == "MAE" and seen["qc"].weights_error_method.name == "MSE"
+    quantize_module(torch.nn.Identity(), [(torch.zeros(1),)], PTQOptions())
+    assert seen["qc"].weights_error_method.name == "NOCLIPPING"  # the default: per-channel maximum
+
+
+def test_sensitivity_images_option(requantize, monkeypatch):
+    """--sensitivity-images N measures each block on N held-out images, while drift keeps all of them."""
+    import elir_edge.quantize.stage as stage
+
+    sizes = []
+
+    class Recording(stage.Evaluator):
+        def __init__(self, graph, feeds):
+            sizes.append(len(feeds))
+            super().__init__(graph, feeds)
+
+    monkeypatch.setattr(stage, "Evaluator", Recording)
+    _, run = requantize
+    report = run(holdout=2, sensitivity_images=1)
+    assert sizes[0] >= 2 and sizes[1:] == [1]  # drift on every held-out image, sensitivity on one
+    assert report["sensitivity_images"] == 1 and len(report["sensitivity_psnr_db_block_alone_int8"]) >= 2

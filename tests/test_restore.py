@@ -144,3 +144,47 @@ def test_super_resolution_inputs_are_upscaled_first(tmp_path, task, factor, caps
     if task == "sr":
         assert main(args + ["-o", str(tmp_path / "o2")]) == 0
         assert Image.open(tmp_path / "o2" / "s.png").size == (64, 64)
+
+
+def test_a_decompression_bomb_is_skipped_and_the_rest_restored(tmp_path, capsys):
+    """A PNG whose header claims ~400 megapixels: Pillow refuses it on purpose; restore skips it in one
+    line, restores the other image, and counts both."""
+    import struct
+    import zlib
+
+    from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
+
+    folder = tmp_path / "exp"
+    assert main(["export", "-q", "--no-fp16", str(CHECKPOINT), "-o", str(folder)]) == 0
+    (tmp_path / "in").mkdir()
+    Image.open(HELDOUT_DIR / "chelsea_0.png").save(tmp_path / "in" / "good.png")
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 20000 x 20000 RGB
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + \
+        chunk(b"IEND", b"")
+    (tmp_path / "in" / "bomb.png").write_bytes(bomb)
+    code = main(["restore", "-q", "--engine", str(folder / "model.onnx"), str(tmp_path / "in"), "-o",
+                 str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "restored 1 of 2" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "bomb.png" in lines[0] and "DecompressionBomb" in lines[0]
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bomb.png").exists()
+
+
+def test_restore_runs_on_openvino(tmp_path, capsys):
+    pytest.importorskip("openvino")
+    from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
+
+    folder = tmp_path / "exp"
+    assert main(["export", "-q", "--no-fp16", str(CHECKPOINT), "-o", str(folder)]) == 0
+    (tmp_path / "in").mkdir()
+    Image.open(HELDOUT_DIR / "chelsea_0.png").save(tmp_path / "in" / "a.png")
+    for runtime in ("ort", "openvino"):
+        assert main(["restore", "-q", "--engine", str(folder / "model.onnx"), str(tmp_path / "in"), "-o",
+                     str(tmp_path / runtime), "--runtime", runtime]) == 0
+    a, b = (np.asarray(Image.open(tmp_path / r / "a.png"), np.float64) for r in ("ort", "openvino"))
+    assert np.abs(a - b).max() <= 2  # the same restoration, up to rounding

@@ -38,6 +38,7 @@ class RestoreOptions:
     batch: int = 1
     compare: bool = False
     threads: int | None = None
+    runtime: str = "ort"  # for .onnx artifacts: ort or openvino
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -58,7 +59,7 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     artifact, out_dir = Path(artifact), Path(opts.output)
     files = collect_inputs(inputs)
     ensure_writable_dir(out_dir)
-    runner = open_runner(artifact, opts.threads)
+    runner = open_runner(artifact, opts.threads, runtime=opts.runtime)
     try:
         return _restore(artifact, files, out_dir, runner, opts, progress)
     finally:
