@@ -21,13 +21,22 @@ class Stages:
         return time.perf_counter() - self.started
 
 
+def new_line(stream) -> None:
+    """Ends the header of the stage running now if it still waits for its time on the same line, so that a
+    progress line printed inside the stage starts a line of its own; the stage then closes with `done in`."""
+    stage = _Stage.waiting
+    if stage is not None and stage.owner.stream is stream:
+        print(file=stream, flush=True)
+        stage.broken, _Stage.waiting = True, None
+
+
 def each(items, what: str, quiet: bool = False, stream=None, every_s: float = 10.0):
     """Items of a long loop inside a stage, with a line now and then: done/total, elapsed, estimate left."""
     stream = stream or sys.stderr
     items = list(items)
     start = last = time.perf_counter()
     if not quiet and items:
-        print(file=stream, flush=True)
+        new_line(stream)
     for i, item in enumerate(items, 1):
         yield item
         now = time.perf_counter()
@@ -38,8 +47,10 @@ def each(items, what: str, quiet: bool = False, stream=None, every_s: float = 10
 
 
 class _Stage:
+    waiting: _Stage | None = None  # the stage whose header line still waits for its time
+
     def __init__(self, owner: Stages, name: str):
-        self.owner, self.name = owner, name
+        self.owner, self.name, self.broken = owner, name, False
 
     def __enter__(self):
         o = self.owner
@@ -47,16 +58,22 @@ class _Stage:
         self.t0 = time.perf_counter()
         if not o.quiet:
             print(f"[{o.index}/{o.total}] {self.name} ...", end="", file=o.stream, flush=True)
+            _Stage.waiting = self
         return self
 
     def __exit__(self, exc_type, *_):
         stream = self.owner.stream
+        if _Stage.waiting is self:
+            _Stage.waiting = None
         if exc_type is None:
             self.owner.durations.append((self.name, round(time.perf_counter() - self.t0, 2)))
         if self.owner.quiet:
             return False
         if exc_type is None:
-            print(f" {time.perf_counter() - self.t0:.1f} s", file=stream, flush=True)
+            took = f"{time.perf_counter() - self.t0:.1f} s"
+            print(f"    done in {took}" if self.broken else f" {took}", file=stream, flush=True)
+        elif self.broken:
+            print("    failed", file=stream, flush=True)
         elif stream.isatty():
             print("\r\033[K", end="", file=stream, flush=True)  # the error message replaces the line
         else:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import onnx
 import torch
 
+from elir_edge.common.progress import new_line
+
 ERROR_METHODS = ("mse", "noclipping", "mae", "kl", "lp", "hmse")
 
 
@@ -63,6 +65,7 @@ def tensorrt_tpc():
         fusing_patterns=None, add_metadata=False, name="elir_edge_tensorrt_int8")
 
 
+STATISTICS = "Statistics Collection"  # MCT's name for its pass over the calibration batches
 # MCT's modules whose own tqdm loops are the long phases of PTQ
 MCT_LOOPS = ("model_compression_toolkit.core.quantization_prep_runner",
              "model_compression_toolkit.core.common.quantization.quantization_params_generation.qparams_computation")
@@ -76,15 +79,20 @@ class MctProgress:
     def __init__(self, stream=None, quiet: bool = False, every_s: float = 10.0):
         self.stream, self.quiet, self.every_s = stream or sys.stderr, quiet, every_s
         self.phases: list[dict] = []
+        self.totals: dict[str, int] = {}  # lengths of MCT loops over generators, known to the caller
         self.t0 = time.perf_counter()
 
     def __call__(self, iterable=None, desc: str = "", total: int | None = None, **_):
-        return self._loop(iterable, desc or "MCT", total if total is not None else _len(iterable))
+        if total is None:
+            total = _len(iterable) or self.totals.get(desc)
+        return self._loop(iterable, desc or "MCT", total)
 
     def _loop(self, iterable, desc, total):
         start = last = time.perf_counter()
         tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         i = 0
+        if not self.quiet:
+            new_line(self.stream)
         for i, item in enumerate(iterable, 1):
             yield item
             now = time.perf_counter()
@@ -206,6 +214,7 @@ def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, .
 
     patched = []
     if progress is not None:
+        progress.totals[STATISTICS] = len(batches)  # MCT iterates our generator once for its statistics
         for name in MCT_LOOPS:
             mod = importlib.import_module(name)
             patched.append((mod, mod.tqdm))
