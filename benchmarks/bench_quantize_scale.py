@@ -3,6 +3,7 @@ the sr (256 px, K=3) and bfr (512 px, K=5) presets with 9 and 64 calibration ima
 
     python benchmarks/bench_quantize_scale.py --json benchmarks/results/quantize_scale.json
     python benchmarks/bench_quantize_scale.py --code /tmp/old_checkout ...   # the same runs on other code
+    python benchmarks/bench_quantize_scale.py --estimate-only ...   # only the memory estimate quantize prints
 
 Checkpoints are random weights of the official shapes (time and memory do not depend on the values; the
 PSNR is a like-for-like check between code versions, not a quality figure of a trained model). The
@@ -85,6 +86,14 @@ def quantize(model: Path, calib: Path, code: Path, extra: list[str], limit_s: in
     return out
 
 
+def estimate(model: Path, calib: Path, code: Path, extra: list[str]) -> dict:
+    """The peak memory quantize estimates for this run, read from its refusal under a 1 MB limit (MCT never starts)."""
+    run = subprocess.run([*cli(code), "quantize", "--model", str(model), "--calib", str(calib), "--no-engine",
+                          "--memory-limit", "0.001", *extra], cwd=code, capture_output=True, text=True)
+    found = re.search(r"would need about ([\d.]+) GB \(peak while (.+?)\)", run.stderr)
+    return {"estimate_gb": float(found.group(1)), "peak_while": found.group(2)} if found else {"tail": run.stderr[-800:]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose elir_edge runs (default: this one)")
@@ -92,6 +101,7 @@ def main() -> int:
     ap.add_argument("--images", nargs="+", type=int, default=[9, 64])
     ap.add_argument("--limit", type=int, default=1800, help="seconds after which a run is stopped and recorded so")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more quantize options, last")
+    ap.add_argument("--estimate-only", action="store_true", help="record quantize's memory estimate, run nothing")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     cpu = sorted(set(re.findall(r"avx512_vnni|avx2|amx\w*", Path("/proc/cpuinfo").read_text())))
@@ -102,7 +112,9 @@ def main() -> int:
             model = export(task, tmp, args.code)
             for n in args.images:
                 calib = calibration_set(tmp / f"calib{n}", n)
-                r = {"task": task, "calibration_images": n, **quantize(model, calib, args.code, args.extra, args.limit)}
+                measure = estimate(model, calib, args.code, args.extra) if args.estimate_only else \
+                    quantize(model, calib, args.code, args.extra, args.limit)
+                r = {"task": task, "calibration_images": n, **measure}
                 results["runs"].append(r)
                 print(json.dumps({k: v for k, v in r.items() if k not in ("profile", "tail")}), flush=True)
     if args.json:

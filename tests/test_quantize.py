@@ -293,6 +293,9 @@ def test_memory_estimate_grows_with_the_calibration_crop(requantize):
     assert large["activations"] == pytest.approx(4 * small["activations"], rel=0.05)  # pixels, not images
     assert small["histograms"] == large["histograms"] and small["during_mct_gb"] < large["during_mct_gb"]
     assert large["full_size_activations"] == pytest.approx(small["full_size_activations"])  # the graph's own size
+    more = stage.estimate_memory(folded, 64, 1, 4004, s)  # images (input and target, fp32) held through both moments
+    for moment in ("during_mct_gb", "export_gb"):
+        assert more[moment] - large[moment] == pytest.approx(4000 * 2 * 3 * s.height * s.width * 4 / 1e9, abs=0.011)
 
 
 def test_calibration_on_smaller_crops_exports_the_full_graph(requantize):
