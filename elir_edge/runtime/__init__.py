@@ -1,8 +1,10 @@
 """Runtimes: every artifact behind one call, `runner(lq, eps) -> hq` on NCHW float32 numpy arrays.
 
-`open_runner` picks the backend by artifact (.onnx -> ONNX Runtime, .trt/.engine/.plan -> TensorRT);
-`pytorch` runs the looped reference. One module per backend, none imports another; `interface` reads
-what a graph expects, `batching` feeds static-batch graphs.
+`open_runner` picks the backend by artifact: .onnx -> ONNX Runtime (`ort`) or OpenVINO (`openvino`),
+.engine/.trt/.plan -> TensorRT-RTX or TensorRT as the engine's manifest says (`tensorrt_rtx`, `tensorrt`,
+both through `engine` over the CUDA layer `cuda`), an export's weights -> the looped PyTorch model
+(`pytorch`, CPU or CUDA). One module per backend, none imports another; `interface` reads what a graph
+expects, `batching` feeds static-batch graphs, `cpu` measures this CPU's convolution roof.
 
     from elir_edge.runtime import open_runner
 """
