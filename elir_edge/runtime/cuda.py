@@ -162,13 +162,17 @@ class Stream:
     def launch_graph(self) -> None:
         check(self.rt.cudaGraphLaunch(self.graph_exec, self.handle), "cudaGraphLaunch")
 
+    def drop_graph(self) -> None:
+        """Destroy the captured graph, if any (its buffers changed, or the stream closes)."""
+        if self.graph_exec is not None:
+            check(self.rt.cudaGraphExecDestroy(self.graph_exec), "cudaGraphExecDestroy")
+            self.graph_exec = None
+
     def close(self) -> None:
         rt = self.rt
         if self.handle is None:
             return
-        if self.graph_exec is not None:
-            check(rt.cudaGraphExecDestroy(self.graph_exec), "cudaGraphExecDestroy")
-            self.graph_exec = None
+        self.drop_graph()
         for e in self.events:
             check(rt.cudaEventDestroy(e), "cudaEventDestroy")
         self.events = []

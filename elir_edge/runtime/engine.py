@@ -113,7 +113,7 @@ class EngineRunner:
             if not self.dynamic:
                 raise EngineError(f"{self.path} takes {self.shape}, given {tuple(lq.shape)}")
             self._bind(tuple(lq.shape))
-            self.stream.graph_exec = self._drop_graph()
+            self.stream.drop_graph()
         for name, value in (("lq", lq), ("eps", eps)):
             if name in self.buffers:
                 host = self.buffers[name].host
@@ -129,11 +129,6 @@ class EngineRunner:
             self.stream.launch_graph()
         elif not self.context.execute_async_v3(int(self.stream.handle)):
             raise EngineError(f"TensorRT failed to enqueue {self.path}")
-
-    def _drop_graph(self):
-        if self.stream.graph_exec is not None:
-            cuda.check(self.rt.cudaGraphExecDestroy(self.stream.graph_exec), "cudaGraphExecDestroy")
-        return None
 
     def _ready(self) -> None:
         """First run of a shape: a plain enqueue lets TensorRT allocate outside any capture, then the graph."""
