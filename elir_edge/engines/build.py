@@ -143,14 +143,17 @@ def parse(trt, onnx_path: Path, logger, strongly_typed: bool = True):
 
 
 def build(trt, onnx_path: Path, opts: BuildOptions, configure, meta: dict, quiet: bool = False, stream=None,
-          strongly_typed: bool = True) -> tuple[bytes, dict]:
+          strongly_typed: bool = True, using: str = "") -> tuple[bytes, dict]:
     """Parse, configure (`configure(config, network, flags)` sets the target) and build; returns the plan
-    and its manifest, written by `write_engine` (or together with other files by the caller)."""
+    and its manifest, written by `write_engine` (or together with other files by the caller). `using` names
+    the builder and target in the line that opens the build."""
     import sys
 
     stream = stream or sys.stderr
     onnx_path = Path(onnx_path)
     engine_path = Path(opts.output) if opts.output else default_output(onnx_path, opts.target)
+    if not quiet:
+        print(f"building {engine_path} from {onnx_path} {using} ...", file=stream, flush=True)
     graph = onnx.load(str(onnx_path), load_external_data=False)
     shapes = _profile_shapes(graph, opts.profile)
     t0 = time.perf_counter()

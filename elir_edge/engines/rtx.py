@@ -44,4 +44,5 @@ def build_rtx(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> tuple
     meta = {"builder": "tensorrt-rtx", "builder_version": trt.__version__, "target_sms": sms,
             "target_gpus": [SMS[s] for s in sms],
             "note": "compiled ahead of time; the plan finishes compiling on the GPU at first load"}
-    return build(trt, onnx_path, opts, configure, meta, quiet)
+    return build(trt, onnx_path, opts, configure, meta, quiet,
+                 using=f"with TensorRT-RTX for {', '.join('SM' + s for s in sms)}")

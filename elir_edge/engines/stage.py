@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from elir_edge.common.files import ensure_writable_dir
@@ -29,17 +28,9 @@ def build_engine(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> di
     ensure_writable_dir(out.parent)
     opts = BuildOptions(**{**opts.__dict__, "output": out})
     if opts.target == "rtx":
-        from elir_edge.engines.rtx import build_rtx, check_sms, import_rtx
+        from elir_edge.engines.rtx import build_rtx
 
-        sms = check_sms(opts.sms)
-        import_rtx()
-        if not quiet:
-            print(f"building {out} from {onnx_path} with TensorRT-RTX for {', '.join('SM' + s for s in sms)} ...",
-                  file=sys.stderr, flush=True)
         return write_engine(*build_rtx(onnx_path, opts, quiet))
-    from elir_edge.engines.tensorrt import build_tensorrt, ready
+    from elir_edge.engines.tensorrt import build_tensorrt
 
-    ready()
-    if not quiet:
-        print(f"building {out} from {onnx_path} with TensorRT on this GPU ...", file=sys.stderr, flush=True)
     return write_engine(*build_tensorrt(onnx_path, opts, quiet))

@@ -26,17 +26,12 @@ def import_tensorrt():
     return tensorrt
 
 
-def ready() -> tuple:
-    """TensorRT and the GPU it builds for, or BuilderMissing saying which is missing."""
+def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp16_flag: bool = False) -> tuple:
     trt = import_tensorrt()
     try:
-        return trt, gpu_info()
+        gpu = gpu_info()
     except CudaUnavailable as e:
         raise BuilderMissing(f"TensorRT builds on the GPU it builds for, and here: {e}") from None
-
-
-def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp16_flag: bool = False) -> tuple:
-    trt, gpu = ready()
     has_fp16_flag = hasattr(trt, "BuilderFlag") and hasattr(trt.BuilderFlag, "FP16")
     if fp16_flag and not has_fp16_flag:
         raise BuildError(f"TensorRT {trt.__version__} builds strongly typed networks only: build "
@@ -57,7 +52,8 @@ def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp1
 
     meta = {"builder": "tensorrt", "builder_version": trt.__version__, "tensorrt": trt.__version__,
             **{f"gpu_{k}": v for k, v in gpu.items()}, "fp16_flag": fp16_flag}
-    data, manifest = build(trt, onnx_path, opts, configure, meta, quiet, strongly_typed=not fp16_flag)
+    data, manifest = build(trt, onnx_path, opts, configure, meta, quiet, strongly_typed=not fp16_flag,
+                           using="with TensorRT on this GPU")
     cache = state["config"].get_timing_cache()
     if cache is not None:
         with atomic_file(cache_path) as tmp:
