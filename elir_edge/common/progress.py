@@ -30,6 +30,12 @@ def new_line(stream) -> None:
         stage.broken, _Stage.waiting = True, None
 
 
+def progress_line(what: str, done: int, total: int | None, elapsed_s: float) -> str:
+    """`    what: done/total (elapsed, ~left)`; without a known total, no estimate."""
+    left = f", ~{elapsed_s / done * (total - done):.0f} s left" if total else ""
+    return f"    {what}: {done}/{total or '?'} ({elapsed_s:.0f} s{left})"
+
+
 def each(items, what: str, quiet: bool = False, stream=None, every_s: float = 10.0):
     """Items of a long loop inside a stage, with a line now and then: done/total, elapsed, estimate left."""
     stream = stream or sys.stderr
@@ -42,8 +48,7 @@ def each(items, what: str, quiet: bool = False, stream=None, every_s: float = 10
         now = time.perf_counter()
         if not quiet and (now - last >= every_s or i == len(items)):
             last = now
-            print(f"    {what}: {i}/{len(items)} ({now - start:.0f} s, ~{(now - start) / i * (len(items) - i):.0f} s left)",
-                  file=stream, flush=True)
+            print(progress_line(what, i, len(items), now - start), file=stream, flush=True)
 
 
 class _Stage:
@@ -63,15 +68,15 @@ class _Stage:
 
     def __exit__(self, exc_type, *_):
         stream = self.owner.stream
+        took = time.perf_counter() - self.t0
         if _Stage.waiting is self:
             _Stage.waiting = None
         if exc_type is None:
-            self.owner.durations.append((self.name, round(time.perf_counter() - self.t0, 2)))
+            self.owner.durations.append((self.name, round(took, 2)))
         if self.owner.quiet:
             return False
         if exc_type is None:
-            took = f"{time.perf_counter() - self.t0:.1f} s"
-            print(f"    done in {took}" if self.broken else f" {took}", file=stream, flush=True)
+            print(f"    done in {took:.1f} s" if self.broken else f" {took:.1f} s", file=stream, flush=True)
         elif self.broken:
             print("    failed", file=stream, flush=True)
         elif stream.isatty():

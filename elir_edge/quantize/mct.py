@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import onnx
 import torch
 
-from elir_edge.common.progress import new_line
+from elir_edge.common.progress import new_line, progress_line
 
 ERROR_METHODS = ("mse", "noclipping", "mae", "kl", "lp", "hmse")
 
@@ -80,7 +80,6 @@ class MctProgress:
         self.stream, self.quiet, self.every_s = stream or sys.stderr, quiet, every_s
         self.phases: list[dict] = []
         self.totals: dict[str, int] = {}  # lengths of MCT loops over generators, known to the caller
-        self.t0 = time.perf_counter()
 
     def __call__(self, iterable=None, desc: str = "", total: int | None = None, **_):
         if total is None:
@@ -98,8 +97,7 @@ class MctProgress:
             now = time.perf_counter()
             if not self.quiet and (tty or now - last >= self.every_s or i == total):
                 last = now
-                left = f", ~{(now - start) / i * (total - i):.0f} s left" if total else ""
-                print(f"{chr(13) if tty else ''}    {desc}: {i}/{total or '?'} ({now - start:.0f} s{left})",
+                print(("\r" if tty else "") + progress_line(desc, i, total, now - start),
                       end="" if tty else "\n", file=self.stream, flush=True)
         if tty and not self.quiet:
             print(file=self.stream, flush=True)

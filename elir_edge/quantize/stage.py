@@ -302,8 +302,8 @@ def crop(batch: tuple, size: int, seed: int) -> tuple:
 # (torch, MCT), MCT's graph (every unrolled step holds its own copy of the shared weights), all node outputs
 # of one calibration forward kept at once, its histograms and the calibration images. After MCT: the Q/DQ
 # export traces the model at the graph's full size and ONNX Runtime evaluates the graphs there. The
-# coefficients are fitted to the sr and bfr runs of benchmarks/bench_quantize_scale.py (benchmarks/RESULTS.md:
-# estimate 5.2 / 11.4 GB against measured peaks of 4.6 / 11.3 GB), rounded up.
+# coefficients are fitted to the sr and bfr runs of benchmarks/bench_quantize_scale.py, rounded up
+# (benchmarks/RESULTS.md: with 64 images, estimates 5.2 / 11.8 GB against measured peaks of 4.6 / 11.3 GB).
 BASE_GB, WEIGHT_COPIES, CALIB_ACTIVATION_COPIES, FULL_ACTIVATION_COPIES = 1.5, 3.0, 2.2, 3.0
 
 
@@ -356,10 +356,12 @@ def check_memory(estimate: dict, limit_gb: float | None) -> None:
     """Refuse, before MCT starts, a calibration that would not fit, saying what to lower."""
     limit = limit_gb if limit_gb is not None else available_gb()
     if estimate["total_gb"] > limit:
-        worst = "MCT on a " + f"{estimate['calib_size']} px calibration batch of {estimate['batch']}" \
-            if estimate["during_mct_gb"] >= estimate["export_gb"] else "exporting and checking at the graph's full size"
-        fix = "lower --calib-size (a multiple of 32) or --batch" if estimate["during_mct_gb"] >= estimate["export_gb"] \
-            else "export at a smaller --image-size or lower --num-images"
+        if estimate["during_mct_gb"] >= estimate["export_gb"]:
+            worst = f"MCT on a {estimate['calib_size']} px calibration batch of {estimate['batch']}"
+            fix = "lower --calib-size (a multiple of 32) or --batch"
+        else:
+            worst, fix = "exporting and checking at the graph's full size", \
+                "export at a smaller --image-size or lower --num-images"
         raise UserError(f"quantize would need about {estimate['total_gb']:.1f} GB (peak while {worst}), "
                         f"{limit:.1f} GB are available: {fix}, or free memory")
 
