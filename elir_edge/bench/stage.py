@@ -20,7 +20,7 @@ from elir_edge.common.images import fit, load_images, to_chw
 from elir_edge.errors import UserError
 from elir_edge.model.noise import latent_noise
 from elir_edge.model.presets import PRESETS, is_paper_size
-from elir_edge.runtime.interface import graph_size, runner_interface
+from elir_edge.runtime.interface import graph_size, is_int8_cpu_form, runner_interface
 from elir_edge.runtime.open import open_runner
 
 
@@ -109,12 +109,12 @@ def recorded_quality(path: Path) -> float | None:
 def cpu_roof(rows: list[dict], float_path: Path, arts: list[Artifact], threads: int | None) -> dict:
     """This CPU's roof on the model's own dominant conv shapes (fp32 and the CPU form's int8), each CPU row's
     throughput as a share of it, and the one-line verdict on int8 here."""
-    import onnx
-
     from elir_edge.model.folded import read_manifest
-    from elir_edge.runtime.cpu import conv_roof, conv_shapes, cpu_features, int8_verdict
+    from elir_edge.runtime.cpu import measure_cpu
 
-    roof = conv_roof(conv_shapes(onnx.load(str(float_path), load_external_data=False)), threads)
+    cpu_forms = [Path(a.path) for a in arts if is_int8_cpu_form(a.meta)]
+    size_ratio = cpu_forms[0].stat().st_size / float_path.stat().st_size if cpu_forms else None
+    roof = measure_cpu(float_path, threads, size_ratio=size_ratio)
     gmacs = None
     try:
         gmacs = read_manifest(float_path.parent)["gmacs_per_image"]
@@ -123,15 +123,11 @@ def cpu_roof(rows: list[dict], float_path: Path, arts: list[Artifact], threads: 
     for row, a in zip(rows, arts):
         if row["on_gpu"] or gmacs is None:
             continue
-        int8_cpu = str(a.meta.get("int8_flavour", "")).startswith("cpu")
+        int8_cpu = is_int8_cpu_form(a.meta)
         achieved = gmacs / (row["speed"]["median_ms"] / 1000 / row["speed"]["batch"])
         ceiling = roof["int8_gmac_s" if int8_cpu else "fp32_gmac_s"]
         row["roof"] = {"gmac_s": achieved, "of": "int8" if int8_cpu else "fp32", "percent": 100 * achieved / ceiling}
-    cpu_forms = [Path(a.path) for a in arts if str(a.meta.get("int8_flavour", "")).startswith("cpu")]
-    size_ratio = cpu_forms[0].stat().st_size / float_path.stat().st_size if cpu_forms else None
-    features = cpu_features()
-    return {**roof, "threads": threads, "features": features, "model_gmacs": gmacs,
-            "verdict": int8_verdict(features, roof["int8_vs_fp32"], size_ratio)}
+    return {**roof, "threads": threads, "model_gmacs": gmacs}
 
 
 def eval_set(opts: BenchOptions, task: str, h: int, w: int, latent: int) -> EvalSet | None:

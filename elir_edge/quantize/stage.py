@@ -260,12 +260,10 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
 
 def _cpu_verdict(float_path: Path, size_ratio: float) -> dict:
     """Whether the CPU form will be faster on this machine: its conv roof measured in a few seconds."""
-    from elir_edge.runtime.cpu import conv_roof, conv_shapes, cpu_features, int8_verdict
+    from elir_edge.runtime.cpu import measure_cpu
 
-    roof = conv_roof(conv_shapes(onnx.load(str(float_path), load_external_data=False)), seconds=0.3)
-    features = cpu_features()
-    return {"features": features, "int8_vs_fp32_conv": roof["int8_vs_fp32"],
-            "verdict": int8_verdict(features, roof["int8_vs_fp32"], size_ratio)}
+    cpu = measure_cpu(float_path, seconds=0.3, size_ratio=size_ratio)
+    return {"features": cpu["features"], "int8_vs_fp32_conv": cpu["int8_vs_fp32"], "verdict": cpu["verdict"]}
 
 
 def _check_rules(model: onnx.ModelProto, float_convs: set[str], name: str) -> None:

@@ -22,7 +22,7 @@ from elir_edge.common.images import (
 from elir_edge.errors import UserError
 from elir_edge.restore.strip import write_strip
 from elir_edge.restore.tiling import restore_tiled, restore_whole
-from elir_edge.runtime.interface import graph_size, runner_interface
+from elir_edge.runtime.interface import graph_size, is_int8_cpu_form, runner_interface
 from elir_edge.runtime.open import open_runner
 
 UPSCALE = {"sr": 8, "bsr": 4}  # super-resolution inputs are bicubic-upscaled first, as the reference does
@@ -71,7 +71,7 @@ def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: Res
     from tqdm import tqdm
 
     meta, shapes = runner_interface(runner)
-    if str(meta.get("int8_flavour", "")).startswith("cpu") and not getattr(runner, "on_gpu", False):
+    if is_int8_cpu_form(meta) and not getattr(runner, "on_gpu", False):
         from elir_edge.runtime.cpu import cpu_features
 
         features = cpu_features()

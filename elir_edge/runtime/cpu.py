@@ -158,3 +158,11 @@ def int8_verdict(features: dict, ratio: float | None, size_ratio: float | None =
         if not have else f"despite {have}, ONNX Runtime's int8 kernels gain nothing on these shapes"
     return (f"int8 does not pay on this CPU: {why}: {measured}{size}; expect a speed-up on CPUs with "
             "VNNI/AMX or on GPUs (TensorRT)")
+
+
+def measure_cpu(float_path: Path, threads: int | None = None, seconds: float = 0.4,
+                size_ratio: float | None = None) -> dict:
+    """This CPU's features, its conv roof on the float graph's own dominant shapes, and the verdict line."""
+    roof = conv_roof(conv_shapes(onnx.load(str(float_path), load_external_data=False)), threads, seconds)
+    features = cpu_features()
+    return {**roof, "features": features, "verdict": int8_verdict(features, roof["int8_vs_fp32"], size_ratio)}

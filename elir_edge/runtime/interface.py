@@ -39,3 +39,8 @@ def runner_interface(runner) -> tuple[dict[str, str], dict[str, list[int | None]
     """Metadata and input shapes of what a runner runs: the ONNX it was made from, or (PyTorch weights) what
     the export's manifest says."""
     return getattr(runner, "interface", None) or read_interface(runner.graph_path)
+
+
+def is_int8_cpu_form(meta: dict[str, str]) -> bool:
+    """The ONNX Runtime CPU form of an int8 graph (model_int8_cpu.onnx), by the metadata quantize writes."""
+    return str(meta.get("int8_flavour", "")).startswith("cpu")
