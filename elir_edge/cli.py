@@ -9,6 +9,7 @@ from pathlib import Path
 
 from elir_edge.errors import UserError
 from elir_edge.model.presets import PRESETS
+from elir_edge.runtime.open import RUNTIMES
 from elir_edge.runtime.ort import ORT_PROVIDERS
 
 EXPORT_EXAMPLES = """examples:
@@ -187,7 +188,7 @@ def add_restore_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of eps")
     p.add_argument("--batch", type=_positive_int, default=1, help="tiles per run")
     p.add_argument("--threads", type=_positive_int, help="CPU threads of the runtime")
-    p.add_argument("--runtime", choices=["ort", "openvino"], default="ort", help=".onnx artifacts: ONNX Runtime "
+    p.add_argument("--runtime", choices=RUNTIMES, default="ort", help=".onnx artifacts: ONNX Runtime "
                    "(default) or OpenVINO")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png: input | restored")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -236,7 +237,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="weights.safetensors: run the looped PyTorch model on the CPU or an NVIDIA GPU (the paper's way)")
     p.add_argument("--half", action="store_true", help="with --device cuda: PyTorch in fp16")
-    p.add_argument("--runtime", action="append", choices=["ort", "openvino"],
+    p.add_argument("--runtime", action="append", choices=RUNTIMES,
                    help="runtime for .onnx artifacts, repeatable: every .onnx runs on each (default ort)")
     p.add_argument("--no-roof", dest="cpu_roof", action="store_false",
                    help="skip measuring this CPU's conv roof (a few seconds)")

@@ -65,8 +65,6 @@ def open_artifact(path: Path, opts: "BenchOptions", runtime: str = "ort", spin: 
     runner = open_runner(path, opts.threads, opts.provider, opts.cuda_graph, opts.device, opts.half, runtime, spin)
     meta, shapes = runner_interface(runner)
     meta = dict(meta)
-    if "lq" not in shapes:
-        raise UserError(f"{path} has no input named lq: it is not an ELIR graph written by elir-edge")
     h, w, latent = graph_size(shapes)
     meta.setdefault("latent_channels", str(latent))
     if h and w:

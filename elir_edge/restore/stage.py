@@ -82,8 +82,6 @@ def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: Res
     task = opts.task or meta.get("task")
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")
-    if "lq" not in shapes:
-        raise UserError(f"{artifact} has no input named lq: it is not an ELIR graph written by elir-edge")
     gh, gw, latent = graph_size(shapes)
     tile = opts.tile or (gh if task == "bsr" else None)
     if tile is not None:
@@ -144,11 +142,11 @@ class OutputNames:
         return None
 
     def target(self, source: Path, suffix: str) -> tuple[Path, str | None]:
-        first = self.folder / f"{source.stem}{suffix}.png"
-        why = self._blocked(first)
-        p, n = first, 0
-        while self._blocked(p):
+        p, n = self.folder / f"{source.stem}{suffix}.png", 0
+        why = blocked = self._blocked(p)
+        while blocked:
             n += 1
             p = self.folder / f"{source.stem}{suffix}.restored{'' if n == 1 else f'-{n}'}.png"
+            blocked = self._blocked(p)
         self.taken.add(p.resolve())
         return p, why

@@ -37,8 +37,12 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 def runner_interface(runner) -> tuple[dict[str, str], dict[str, list[int | None]]]:
     """Metadata and input shapes of what a runner runs: the ONNX it was made from, or (PyTorch weights) what
-    the export's manifest says."""
-    return getattr(runner, "interface", None) or read_interface(runner.graph_path)
+    the export's manifest says. UserError if it takes no `lq` input (not an ELIR graph of ours)."""
+    meta, shapes = getattr(runner, "interface", None) or read_interface(runner.graph_path)
+    if "lq" not in shapes:
+        raise UserError(f"{getattr(runner, 'path', runner.name)} has no input named lq: it is not an ELIR graph "
+                        "written by elir-edge")
+    return meta, shapes
 
 
 def is_int8_cpu_form(meta: dict[str, str]) -> bool:
