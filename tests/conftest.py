@@ -3,7 +3,9 @@ plumbing of the mutation check (a planted bug named by ELIR_EDGE_MUTANT, results
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +50,18 @@ def one_line_error(capsys, argv: list[str]) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     return err[0]
+
+
+def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """sha256 of every file under `root` (outside `skip`): what "no user file changed" is checked against."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and (skip is None or skip not in p.parents)}
+
+
+def no_temporaries(root: Path) -> None:
+    """No temporary file or folder of an atomic write (`.<name>...tmp`) left anywhere under `root`."""
+    left = [p for p in root.rglob(".*tmp*")]
+    assert not left, f"temporary files left behind: {left}"
 
 
 def output_spread(model, size: int = 64) -> float:

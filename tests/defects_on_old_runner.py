@@ -81,13 +81,10 @@ def main() -> int:
         (folder / "model.engine.json").write_text(json.dumps({**env, "onnx": "model.onnx"}))
         return folder / "model.engine"
 
-    def psnr(a, b):
-        return 10 * np.log10(1 / np.mean((np.asarray(a, np.float64) - b) ** 2))
-
     def d2(mp):
         _, _, env = gpu(mp)
-        out = te.TrtRunner(engine(env, io={"lq": "HALF", "eps": "HALF", "hq": "HALF"}))(lq, eps)
-        return f"passes ({psnr(out, out):.0f})"
+        te.TrtRunner(engine(env, io={"lq": "HALF", "eps": "HALF", "hq": "HALF"}))(lq, eps)
+        return "passes"
 
     def d4(mp):
         _, _, env = gpu(mp, enqueue_ms=5.0, kernel_ms=20.0)

@@ -73,6 +73,11 @@ class FakeCuda(types.ModuleType):
         self.handles += 1
         return self.handles
 
+    def _release(self, call: str, table: dict, handle, missing=E.cudaErrorInvalidValue) -> tuple:
+        """A free/destroy call: the handle leaves its table, or the call fails as CUDA does for an unknown one."""
+        self._tick(call)
+        return (OK,) if table.pop(int(handle), None) is not None else (missing,)
+
     def _capturing(self) -> bool:
         return any(s["capture"] is not None for s in self.streams.values())
 
@@ -112,12 +117,10 @@ class FakeCuda(types.ModuleType):
         return OK, ptr
 
     def cudaFree(self, ptr):
-        self._tick("cudaFree")
-        return (OK,) if self.device_mem.pop(int(ptr), None) is not None else (E.cudaErrorInvalidValue,)
+        return self._release("cudaFree", self.device_mem, ptr)
 
     def cudaFreeHost(self, ptr):
-        self._tick("cudaFreeHost")
-        return (OK,) if self.host_mem.pop(int(ptr), None) is not None else (E.cudaErrorInvalidValue,)
+        return self._release("cudaFreeHost", self.host_mem, ptr)
 
     def _device(self, ptr: int, size: int) -> tuple[bytearray, int] | None:
         for base, mem in self.device_mem.items():
@@ -159,8 +162,7 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaStream_t(h)
 
     def cudaStreamDestroy(self, stream):
-        self._tick("cudaStreamDestroy")
-        return (OK,) if self.streams.pop(int(stream), None) is not None else (E.cudaErrorInvalidResourceHandle,)
+        return self._release("cudaStreamDestroy", self.streams, stream, E.cudaErrorInvalidResourceHandle)
 
     def _queue(self, stream, op) -> None:
         s = self.streams[int(stream)]
@@ -176,8 +178,7 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaEvent_t(h)
 
     def cudaEventDestroy(self, event):
-        self._tick("cudaEventDestroy")
-        return (OK,) if self.events.pop(int(event), None) is not None else (E.cudaErrorInvalidResourceHandle,)
+        return self._release("cudaEventDestroy", self.events, event, E.cudaErrorInvalidResourceHandle)
 
     def cudaEventRecord(self, event, stream):
         self._tick("cudaEventRecord")
@@ -266,12 +267,10 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaGraphExec_t(h)
 
     def cudaGraphDestroy(self, graph):
-        self._tick("cudaGraphDestroy")
-        return (OK,) if self.graphs.pop(int(graph), None) is not None else (E.cudaErrorInvalidValue,)
+        return self._release("cudaGraphDestroy", self.graphs, graph)
 
     def cudaGraphExecDestroy(self, graph_exec):
-        self._tick("cudaGraphExecDestroy")
-        return (OK,) if self.execs.pop(int(graph_exec), None) is not None else (E.cudaErrorInvalidValue,)
+        return self._release("cudaGraphExecDestroy", self.execs, graph_exec)
 
     def cudaGraphLaunch(self, graph_exec, stream):
         self._tick("cudaGraphLaunch")

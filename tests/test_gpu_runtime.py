@@ -12,13 +12,10 @@ import pytest
 from conftest import one_line_error
 
 from elir_edge.cli import main
+from elir_edge.common.metrics import psnr
 from elir_edge.runtime import cuda
 from elir_edge.runtime.engine import EngineError, EngineRunner
 from elir_edge.runtime.ort import OrtRunner
-
-
-def _psnr(a, b):
-    return 10 * np.log10(1 / np.mean((np.asarray(a, np.float64) - b) ** 2))
 
 
 @pytest.fixture
@@ -92,7 +89,7 @@ def test_stand_in_is_asynchronous(gpu, tiny_quantized, tmp_path):
     runner.stream.synchronize()
     fresh = runner._result()
     ref = OrtRunner(tiny_quantized[0] / "model.onnx")(lq, eps)
-    assert not np.allclose(stale, ref, atol=0.1) and _psnr(fresh, ref) > 80
+    assert not np.allclose(stale, ref, atol=0.1) and psnr(fresh, ref) > 80
 
 
 def test_stand_in_reports_fp16_io_with_the_real_dtype(gpu, tiny_quantized, tmp_path):
@@ -112,7 +109,7 @@ def test_2_fp16_and_int8_io_run_and_match_within_tolerance(gpu, tiny_quantized, 
     ref = OrtRunner(tiny_quantized[0] / "model.onnx")(lq, eps)
     path = _engine(tiny_quantized[0], tmp_path, io={"lq": "HALF", "eps": "HALF", "hq": "HALF"})
     out = EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX")(lq, eps)
-    assert out.dtype == np.float32 and 40 < _psnr(out, ref) < 120  # fp16 rounding: close, not bit-exact
+    assert out.dtype == np.float32 and 40 < psnr(out, ref) < 120  # fp16 rounding: close, not bit-exact
 
 
 def test_4_compute_time_excludes_the_hosts_enqueue(gpu, tiny_quantized, tmp_path):
@@ -135,7 +132,7 @@ def test_6_close_gives_everything_back_and_refuses_later_runs(gpu, tiny_quantize
     runner = EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX", cuda_graph=cuda_graph)
     lq, eps = _inputs(3)
     out = runner(lq, eps)  # three images through a batch-1 engine
-    assert _psnr(out, OrtRunner(tiny_quantized[0] / "model.onnx")(lq, eps)) > 80
+    assert psnr(out, OrtRunner(tiny_quantized[0] / "model.onnx")(lq, eps)) > 80
     assert fake.live()["graph_execs"] == (1 if cuda_graph else 0) and fake.live()["graphs"] == 0
     runner.close()
     assert fake.live() == before  # streams, events, graph exec, pinned and device memory all freed
@@ -180,7 +177,7 @@ def test_8_dynamic_engine_takes_the_shape_it_is_given(gpu, tmp_path, small_ckpt)
         lq, eps = _inputs(2, size=size)
         out = runner(lq, eps)
         assert out.shape == (2, 3, size, size)
-        assert _psnr(out, OrtRunner(engine.parent / "model.onnx")(lq, eps)) > 80
+        assert psnr(out, OrtRunner(engine.parent / "model.onnx")(lq, eps)) > 80
 
 
 def test_10_bindings_newer_than_the_driver_are_named(gpu, monkeypatch):

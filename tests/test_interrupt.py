@@ -4,7 +4,6 @@ progress shows it is mid-work."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import signal
 import subprocess
@@ -14,14 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import no_temporaries, snapshot
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _interrupt(argv: list[str], marker: str, cwd: Path, delay: float = 0.5, timeout: float = 300) -> tuple[int, str]:
@@ -44,11 +39,6 @@ def _interrupt(argv: list[str], marker: str, cwd: Path, delay: float = 0.5, time
     return proc.wait(timeout=120), seen + rest
 
 
-def _no_temporaries(root: Path) -> None:
-    left = [p for p in root.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
-    assert not left, f"temporary files left behind: {left}"
-
-
 @pytest.fixture
 def work(tmp_path, tiny_quantized):
     shutil.copytree(tiny_quantized[0], tmp_path / "export")
@@ -58,30 +48,30 @@ def work(tmp_path, tiny_quantized):
 
 
 def test_ctrl_c_during_export_keeps_the_old_export(work):
-    before = _snapshot(work)
+    before = snapshot(work)
     code, err = _interrupt(["export", "ckpt.pth", "--task", "denoising", "--steps", "2", "--image-size", "256",
                             "-o", "export"], "[4/7]", work, delay=0.3)
     assert code == 130 and "interrupted" in err.splitlines()[-1]
-    assert _snapshot(work) == before
-    _no_temporaries(work)
+    assert snapshot(work) == before
+    no_temporaries(work)
 
 
 def test_ctrl_c_during_quantize_keeps_the_old_artifacts(work):
-    before = _snapshot(work)
+    before = snapshot(work)
     code, err = _interrupt(["quantize", "--model", "export", "--calib", "calib"], "MCT post-training", work, delay=2)
     assert code == 130 and "interrupted" in err.splitlines()[-1]
-    assert _snapshot(work) == before
-    _no_temporaries(work)
+    assert snapshot(work) == before
+    no_temporaries(work)
 
 
 def test_ctrl_c_during_build_writes_no_engine(work):
     pytest.importorskip("tensorrt_rtx")
-    before = _snapshot(work)
+    before = snapshot(work)
     code, err = _interrupt(["build", "export/model_int8.onnx", "--sm", "75", "--sm", "86", "-o", "export/x.engine"],
                            "building", work, delay=0.3)
     assert code == 130 and "interrupted" in err.splitlines()[-1], err
-    assert _snapshot(work) == before
-    _no_temporaries(work)
+    assert snapshot(work) == before
+    no_temporaries(work)
 
 
 def test_ctrl_c_during_restore_leaves_only_whole_images(work):
@@ -91,11 +81,11 @@ def test_ctrl_c_during_restore_leaves_only_whole_images(work):
         Image.fromarray(rng.integers(0, 255, (384, 384, 3), np.uint8)).save(work / "photos" / f"{i:02d}.png")
     (work / "out").mkdir()
     (work / "out" / "keep.txt").write_text("the user's")
-    before = _snapshot(work)
+    before = snapshot(work)
     code, err = _interrupt(["restore", "--engine", "export/model.onnx", "photos", "-o", "out", "--tile", "64"],
                            "restore:", work, delay=1.5)
     assert code == 130 and "interrupted" in err.splitlines()[-1]
-    after = _snapshot(work)
+    after = snapshot(work)
     assert {k: v for k, v in after.items() if not k.startswith("out/")} == \
         {k: v for k, v in before.items() if not k.startswith("out/")}
     assert after["out/keep.txt"] == before["out/keep.txt"]
@@ -105,4 +95,4 @@ def test_ctrl_c_during_restore_leaves_only_whole_images(work):
         with Image.open(p) as im:
             im.load()
             assert im.size == (384, 384)
-    _no_temporaries(work)
+    no_temporaries(work)

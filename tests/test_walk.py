@@ -9,13 +9,13 @@ to PATH_ARGS; the test fails when a command of `elir-edge --help` is missing fro
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import no_temporaries, snapshot
 from PIL import Image
 
 from elir_edge.cli import build_parser, main
@@ -89,14 +89,6 @@ def sandbox(tmp_path_factory, tiny_quantized):
     return sb
 
 
-def _snapshot(root: Path, skip: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and skip not in p.parents:
-            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
 def _cases():
     for command, spec in PATH_ARGS.items():
         for arg, kind in spec["args"].items():
@@ -129,7 +121,7 @@ def test_hostile_path(sandbox, command, arg, kind, name, capsys, monkeypatch):
     else:
         argv += [arg, value] + (["--hq", str(sandbox / "images")] if arg == "--lq" else [])
     output = sandbox / "out"
-    before = _snapshot(sandbox, output)
+    before = snapshot(sandbox, output)
     code = main([command, "-q", *argv])
     err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip()]
     outcome = DOCUMENTED.get((command, arg, name))
@@ -145,9 +137,8 @@ def test_hostile_path(sandbox, command, arg, kind, name, capsys, monkeypatch):
         (sandbox / "images" / "a.restored.png").unlink()  # the documented new file, and nothing else
     else:
         assert code == 2 and len(err) == 1 and ": error: " in err[0], (argv, err)
-    assert _snapshot(sandbox, output) == before, "a file outside the output was created or changed"
-    for leftover in sandbox.rglob(".*tmp*"):
-        pytest.fail(f"temporary file left behind: {leftover}")
+    assert snapshot(sandbox, output) == before, "a file outside the output was created or changed"
+    no_temporaries(sandbox)
     shutil.rmtree(output)
     output.mkdir()
 
