@@ -20,19 +20,20 @@ from PIL import Image
 
 from elir_edge.cli import build_parser, main
 
-# command -> {argument: kind}; kinds: file_in, dir_in, images_in (files or folders), file_out, dir_out.
+# command -> {argument: kind}; kinds: file_in, dir_in (an export folder), image_dir_in (a folder of images),
+# images_in (files or folders), file_out, dir_out.
 # `base` gives a command line that works (or fails later than the argument under test), with {names}
 # taken from the sandbox.
 PATH_ARGS = {
     "export": {"base": ["{ckpt}", "--task", "denoising", "--image-size", "64", "-o", "{out}/exp"],
                "args": {0: "file_in", "-o": "dir_out"}},
     "quantize": {"base": ["--model", "{export}", "--calib", "{calib}", "--no-engine"],
-                 "args": {"--model": "dir_in", "--calib": "dir_in", "--engine": "file_out"}},
+                 "args": {"--model": "dir_in", "--calib": "image_dir_in", "--engine": "file_out"}},
     "restore": {"base": ["--engine", "{export}/model.onnx", "{images}", "-o", "{out}/restored"],
                 "args": {"--engine": "file_in", 2: "images_in", "-o": "dir_out"}},
     "bench": {"base": ["--engine", "{export}/model.onnx", "--iterations", "1", "--duration", "0", "--warmup", "0",
                        "--data", "{images}"],
-              "args": {"--engine": "file_in", "--data": "dir_in", "--lq": "dir_in", "--fid-weights": "file_in",
+              "args": {"--engine": "file_in", "--data": "image_dir_in", "--lq": "image_dir_in", "--fid-weights": "file_in",
                        "--json": "file_out", "--plot": "file_out"}},
     "build": {"base": ["{export}/model.onnx", "-o", "{out}/m.engine"], "args": {0: "file_in", "-o": "file_out"}},
     "demo": {"base": ["-o", "{out}/demo"], "args": {"-o": "dir_out"}},
@@ -46,7 +47,8 @@ def test_every_command_is_walked():
 
 def _hostile(kind: str, sb: Path) -> dict[str, str]:
     """The same list for every argument of a kind: missing, wrong type of path, empty, truncated, random
-    bytes, a valid file of the wrong kind, an unwritable location, the output equal to an input."""
+    bytes, a valid file of the wrong kind, an unwritable location, the output equal to an input, an output
+    named like a file of the user's."""
     if kind in ("file_in", "images_in"):
         values = {"missing": sb / "nope.bin", "a folder": sb / "afolder", "empty file": sb / "empty.bin",
                   "truncated file": sb / "truncated.onnx", "random bytes": sb / "random.bin",
@@ -54,13 +56,15 @@ def _hostile(kind: str, sb: Path) -> dict[str, str]:
         if kind == "images_in":
             values["a folder"] = sb / "emptyfolder"
         return {k: str(v) for k, v in values.items()}
-    if kind == "dir_in":
+    if kind in ("dir_in", "image_dir_in"):  # an export folder, or a folder of images
+        wrong = sb / "export" if kind == "image_dir_in" else sb / "images"
         return {k: str(v) for k, v in {"missing": sb / "nope", "a file": sb / "photo.png",
                                        "empty folder": sb / "emptyfolder", "folder of random bytes": sb / "junkdir",
-                                       "wrong kind of folder": sb / "images"}.items()}
+                                       "wrong kind of folder": wrong}.items()}
     if kind == "file_out":
         return {k: str(v) for k, v in {"a folder": sb / "afolder", "unwritable": sb / "photo.png" / "x.out",
-                                       "equal to an input": sb / "export/model.onnx"}.items()}
+                                       "equal to an input": sb / "export/model.onnx",
+                                       "a user's file": sb / "userfolder" / "results.engine"}.items()}
     return {k: str(v) for k, v in {"a file": sb / "photo.png", "unwritable": sb / "photo.png" / "sub",
                                    "a user's folder with files": sb / "userfolder",
                                    "equal to an input": sb / "images"}.items()}
@@ -85,8 +89,15 @@ def sandbox(tmp_path_factory, tiny_quantized):
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)).save(sb / "images" / "a.png")
     (sb / "userfolder").mkdir()
     (sb / "userfolder" / "notes.txt").write_text("the user's own file")
+    (sb / "userfolder" / "results.engine").write_text("the user's own file, named like an output")
     (sb / "out").mkdir()
     return sb
+
+
+def _quiet(command: str) -> list[str]:
+    """-q where the command has it: an unknown option would stop every case at the parser."""
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    return ["-q"] if any(a.dest == "quiet" for a in sub._actions) else []
 
 
 def _cases():
@@ -122,7 +133,7 @@ def test_hostile_path(sandbox, command, arg, kind, name, capsys, monkeypatch):
         argv += [arg, value] + (["--hq", str(sandbox / "images")] if arg == "--lq" else [])
     output = sandbox / "out"
     before = snapshot(sandbox, output)
-    code = main([command, "-q", *argv])
+    code = main([command, *_quiet(command), *argv])
     err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip()]
     outcome = DOCUMENTED.get((command, arg, name))
     assert not any("Traceback" in ln for ln in err)

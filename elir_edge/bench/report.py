@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from elir_edge.common.files import atomic_file
+from elir_edge.common.images import SOFTWARE
 from elir_edge.common.tables import table
 
 
@@ -184,10 +185,19 @@ def plot(report: dict, path: Path) -> None:
             ax.set_xlabel("images / s (measured here)")
     fig.tight_layout()
     with atomic_file(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": SOFTWARE})  # ours: may be replaced later
     plt.close(fig)
 
 
 def save_json(report: dict, path: Path) -> None:
     with atomic_file(Path(path)) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def is_our_report(path: Path) -> bool:
+    """A bench report this tool wrote (its machine record names the elir-edge version)."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and isinstance(report.get("machine"), dict) and "elir_edge" in report["machine"]

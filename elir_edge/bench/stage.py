@@ -12,11 +12,11 @@ import numpy as np
 from elir_edge.bench.evaluate import EvalSet, make_eval_set, per_image
 from elir_edge.bench.fid import check_weights_file, fid_kid
 from elir_edge.bench.machine import machine
-from elir_edge.bench.report import plot
+from elir_edge.bench.report import is_our_report, plot
 from elir_edge.bench.speed import measure_interleaved
 from elir_edge.bench.stats import describe
-from elir_edge.common.files import ensure_writable_dir, sha256_file
-from elir_edge.common.images import fit, load_images, to_chw
+from elir_edge.common.files import ensure_writable_dir, refuse_foreign, sha256_file
+from elir_edge.common.images import fit, load_images, to_chw, written_by_us
 from elir_edge.errors import UserError
 from elir_edge.model.noise import latent_noise
 from elir_edge.model.presets import PRESETS, is_paper_size
@@ -145,13 +145,14 @@ def run_bench(opts: BenchOptions) -> dict:
     the run ends."""
     if not opts.engines:
         raise UserError("no artifact given: pass --engine model.onnx (repeatable)")
-    for flag, out in (("--json", opts.json), ("--plot", opts.plot)):
+    for flag, out, ours in (("--json", opts.json, is_our_report), ("--plot", opts.plot, written_by_us)):
         if out is not None:
             if Path(out).is_dir():
                 raise UserError(f"{flag} {out} is a folder: give a file name")
             if Path(out).resolve() in {Path(e).resolve() for e in opts.engines}:
                 raise UserError(f"{flag} {out} is one of the artifacts: choose another file")
             ensure_writable_dir(Path(out).parent)
+            refuse_foreign(Path(out), ours, flag)
     if opts.fid_weights is not None:
         check_weights_file(Path(opts.fid_weights))
     with contextlib.ExitStack() as opened:

@@ -19,6 +19,14 @@ def _umask() -> int:
     return mask
 
 
+def refuse_foreign(path: Path, ours, what: str) -> None:
+    """An output file may replace only a file elir-edge wrote (`ours(path)` says so); a user's own file of
+    that name is refused before any work."""
+    if Path(path).is_file() and not ours(Path(path)):
+        raise UserError(f"{what} {path} exists and was not written by elir-edge: choose another file name, or "
+                        "move that file away")
+
+
 def ensure_writable_dir(path: Path) -> None:
     """Fail before any expensive work if `path` cannot be created or written (tried, not guessed: root
     passes every permission check)."""

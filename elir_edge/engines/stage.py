@@ -7,6 +7,7 @@ from pathlib import Path
 from elir_edge.common.files import ensure_writable_dir
 from elir_edge.engines.build import TARGETS, BuildOptions, default_output, write_engine
 from elir_edge.errors import UserError
+from elir_edge.runtime.engine_manifest import refuse_foreign_engine
 from elir_edge.runtime.interface import read_interface
 
 
@@ -26,6 +27,7 @@ def build_engine(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> di
     if out.is_dir():
         raise UserError(f"-o {out} is a folder: give the engine's file name")
     ensure_writable_dir(out.parent)
+    refuse_foreign_engine(out, "-o")
     opts = BuildOptions(**{**opts.__dict__, "output": out})
     if opts.target == "rtx":
         from elir_edge.engines.rtx import build_rtx

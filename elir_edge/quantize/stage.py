@@ -39,11 +39,12 @@ from elir_edge.quantize.qdq_rewrite import (
     select_convs,
 )
 from elir_edge.quantize.qdq_rules import check
-from elir_edge.runtime.engine_manifest import manifest_path
+from elir_edge.runtime.engine_manifest import manifest_path, refuse_foreign_engine
 from elir_edge.runtime.interface import input_names
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
 MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
+ENGINE_NAME = "model_int8_fp16.rtx.engine"  # quantize's TensorRT-RTX engine, beside its graph
 EDGE_LAYERS = ["enc.layers.0", "dec.layers.18", "steps.*.final_proj"]  # first conv, last conv, Euler updates
 
 
@@ -142,6 +143,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
             if engine.is_dir():
                 raise UserError(f"--engine {engine} is a folder: give the engine's file name")
             ensure_writable_dir(engine.parent)
+        if opts.build_engine or opts.engine is not None:
+            refuse_foreign_engine(opts.engine or folder / ENGINE_NAME, "--engine" if opts.engine else "engine")
         baked = manifest["onnx"]["noise"] == "baked"
         if s.batch != 1:
             raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
@@ -239,7 +242,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     }
     with stages("write artifacts" + (" and build the TensorRT-RTX engine" if opts.build_engine else "")):
         names = list(blobs) + ["quant_report.json"]
-        engine_target = opts.engine or folder / "model_int8_fp16.rtx.engine"
+        engine_target = opts.engine or folder / ENGINE_NAME
         with atomic_files([folder / n for n in names] + [engine_target, manifest_path(engine_target)]) as tmps:
             for name, tmp in zip(names, tmps):
                 if name in blobs:

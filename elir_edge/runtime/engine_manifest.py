@@ -8,11 +8,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from elir_edge.common.files import refuse_foreign
 from elir_edge.errors import UserError
 
 
 def manifest_path(engine: Path) -> Path:
     return Path(str(engine) + ".json")
+
+
+def is_engine_manifest(path: Path) -> bool:
+    """A manifest `elir-edge build` wrote: JSON naming its builder."""
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "builder" in manifest
+
+
+def refuse_foreign_engine(engine: Path, what: str) -> None:
+    """An engine path may be rebuilt only where elir-edge built before: an existing engine needs our manifest
+    beside it, and an existing manifest must be ours; a user's files of those names are refused."""
+    refuse_foreign(engine, lambda p: is_engine_manifest(manifest_path(p)), what)
+    refuse_foreign(manifest_path(engine), is_engine_manifest, f"{what}: the manifest")
 
 
 def read_engine_manifest(engine: Path) -> dict:
