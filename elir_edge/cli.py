@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
 
 from elir_edge.errors import UserError
 from elir_edge.model.presets import PRESETS
+from elir_edge.model.settings import parse_image_size
+from elir_edge.quantize.options import ERROR_METHODS, PTQOptions, QuantizeOptions
 from elir_edge.runtime.open import RUNTIMES
 from elir_edge.runtime.ort import ORT_PROVIDERS
+
+# The parsers are built without torch, MCT, onnx or onnxruntime, so --help and argument errors answer at once
+# (tests/test_cli_errors.py checks which modules they load); each command imports its stage when it runs.
 
 EXPORT_EXAMPLES = """examples:
   elir-edge export elir_bfr.pth                      # task read off the shapes, export/elir_bfr/
@@ -40,6 +46,13 @@ def _number(kind, lowest, what: str):
     return parse
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        return parse_image_size(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 _positive_int = _number(int, 1, "1 or more")
 _non_negative_int = _number(int, 0, "0 or more")
 _non_negative_float = _number(float, 0.0, "0 or more")
@@ -56,7 +69,7 @@ def add_export_parser(sub) -> None:
                    "(inferred when the shapes fit one preset)")
     p.add_argument("--steps", type=_positive_int, help="override K, the number of Euler steps")
     p.add_argument("--sigma", type=float, help="override sigma_s, the noise scale of the coarse estimate")
-    p.add_argument("--image-size", help="override the input size: H or HxW, multiples of 32")
+    p.add_argument("--image-size", type=_image_size, help="override the input size: H or HxW, multiples of 32")
     p.add_argument("--batch", type=_positive_int, default=1, help="static batch size (default 1)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--noise", choices=["input", "baked"], default="input",
@@ -73,10 +86,7 @@ def add_export_parser(sub) -> None:
 def run_export(args) -> int:
     from elir_edge.exporter.report import export_table
     from elir_edge.exporter.stage import ExportOptions, export_checkpoint
-    from elir_edge.model.settings import parse_image_size
-
-    opts = ExportOptions(task=args.task, steps=args.steps, sigma=args.sigma,
-                         image_size=parse_image_size(args.image_size) if args.image_size else None,
+    opts = ExportOptions(task=args.task, steps=args.steps, sigma=args.sigma, image_size=args.image_size,
                          batch=args.batch, dynamic=args.dynamic, baked_noise=args.noise == "baked",
                          seed=args.seed, tolerance=args.tolerance, output=args.output, fp16=args.fp16)
     m = export_checkpoint(args.checkpoint, opts, quiet=args.quiet or args.json)
@@ -98,8 +108,6 @@ QUANTIZE_EXAMPLES = """examples:
 
 
 def add_quantize_parser(sub) -> None:
-    from elir_edge.quantize.mct import ERROR_METHODS, PTQOptions
-
     p = sub.add_parser("quantize", help="INT8 with Sony MCT -> Q/DQ ONNX for TensorRT and the CPU (+ RTX engine)",
                        description="Post-training INT8 quantization of an export folder with Model Compression "
                                    "Toolkit, calibrated on real images; writes model_int8.onnx (TensorRT form: int8 "
@@ -109,31 +117,35 @@ def add_quantize_parser(sub) -> None:
                                    "(no GPU needed).",
                        epilog=QUANTIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="export folder (default: the newest under export/)")
-    p.add_argument("--calib", type=Path, default=Path("calibration"), help="folder of calibration images")
+    p.add_argument("--calib", type=Path, help="folder of calibration images (default: ./calibration where it "
+                   "exists, else the photographs bundled with elir-edge)")
     p.add_argument("--no-degrade", dest="degrade", action="store_false",
                    help="the folder already holds degraded inputs (default: clean photos, degraded by the task)")
     p.add_argument("--num-images", type=_positive_int, help="use at most this many calibration images")
     p.add_argument("--holdout", type=_non_negative_int, help="calibration images kept out of PTQ to measure drift (default 1/4)")
-    p.add_argument("--batch", type=_positive_int, default=2, help="calibration batch size")
-    p.add_argument("--seed", type=int, default=0, help="seed of degradations and eps")
-    p.add_argument("--error-method", choices=ERROR_METHODS, default="mse", help="activation threshold search")
+    p.add_argument("--batch", type=_positive_int, default=QuantizeOptions.batch, help="calibration batch size")
+    p.add_argument("--seed", type=int, default=QuantizeOptions.seed, help="seed of degradations and eps")
+    p.add_argument("--error-method", choices=ERROR_METHODS, default=PTQOptions.error_method,
+                   help="activation threshold search")
     p.add_argument("--weights-error-method", choices=ERROR_METHODS, default=PTQOptions.weights_error_method,
                    help=f"per-channel weight threshold search (default {PTQOptions.weights_error_method})")
-    p.add_argument("--sensitivity-images", type=_positive_int, default=2,
-                   help="held-out images for the per-block sensitivity (default 2)")
+    p.add_argument("--sensitivity-images", type=_positive_int, default=QuantizeOptions.sensitivity_images,
+                   help=f"held-out images for the per-block sensitivity (default {QuantizeOptions.sensitivity_images})")
     p.add_argument("--calib-size", type=_positive_int, help="side of the crops MCT calibrates on, a multiple of 32 "
                    "(default: the graph's size, at most 256: the model is fully convolutional)")
     p.add_argument("--memory-limit", type=_positive_float, metavar="GB",
                    help="refuse before MCT runs if the memory estimate exceeds this (default: available memory)")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
-    p.add_argument("--z-threshold", type=_positive_float, default=float("inf"), help="outlier removal (e.g. 8); default off")
-    p.add_argument("--gptq-epochs", type=_non_negative_int, default=0,
+    p.add_argument("--z-threshold", type=_positive_float, default=PTQOptions.z_threshold,
+                   help="outlier removal (e.g. 8); default off")
+    p.add_argument("--gptq-epochs", type=_non_negative_int, default=PTQOptions.gptq_epochs,
                    help="> 0: gradient-based PTQ (mct.gptq); single-input (--noise baked) exports only")
     p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="module paths to keep in float, e.g. enc.layers.0, 'steps.*.final_proj'; 'edges' = "
                         "first conv, last conv and the Euler updates (repeatable)")
     p.add_argument("--auto-precision", action="store_true", help="keep blocks in float until --target-psnr")
-    p.add_argument("--target-psnr", type=float, default=35.0, help="dB against the float model (default 35)")
+    p.add_argument("--target-psnr", type=float, default=QuantizeOptions.target_psnr,
+                   help=f"dB against the float model (default {QuantizeOptions.target_psnr:g})")
     p.add_argument("--engine", type=Path, help="path of the TensorRT-RTX engine of model_int8_fp16.onnx (default "
                    "model_int8_fp16.rtx.engine beside it); given explicitly, a missing tensorrt-rtx is an error")
     p.add_argument("--sm", action="append", metavar="CC", help="compute capability of that engine (default 75)")
@@ -144,9 +156,9 @@ def add_quantize_parser(sub) -> None:
 
 
 def run_quantize(args) -> int:
-    from elir_edge.quantize.mct import PTQOptions
+    from elir_edge.quantize.options import EDGE_LAYERS
     from elir_edge.quantize.report import quantize_table
-    from elir_edge.quantize.stage import EDGE_LAYERS, QuantizeOptions, quantize_export
+    from elir_edge.quantize.stage import quantize_export
 
     keep = [p for k in args.keep_float for p in (EDGE_LAYERS if k == "edges" else [k])]
     opts = QuantizeOptions(model=args.model, calib=args.calib, degrade=args.degrade, num_images=args.num_images,
@@ -389,6 +401,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"elir-edge {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine's fault, not the input's: a full disk, a read-only mount, ...
+        print(f"elir-edge {args.command}: error: {os_error(e)}", file=sys.stderr)
+        return 2
+
+
+# errno -> what to do about it
+OS_FIXES = {errno.ENOSPC: "free space on that disk or write elsewhere (-o)",
+            errno.EDQUOT: "free space within your quota or write elsewhere (-o)",
+            errno.EFBIG: "the file is larger than this process may write (ulimit -f): raise the limit or write elsewhere",
+            errno.EROFS: "that file system is read-only: write elsewhere (-o)",
+            errno.EACCES: "you may not write there: choose a folder you own (-o)",
+            errno.EPERM: "you may not write there: choose a folder you own (-o)",
+            errno.ENAMETOOLONG: "choose a shorter file or folder name",
+            errno.EIO: "the disk reported an I/O error: check it, or write elsewhere"}
+
+
+def os_error(e: OSError) -> str:
+    """One line for an OS error: the path, what the system said, and the fix; nothing partial was kept
+    (every output is written to a temporary file first)."""
+    where = e.filename or "a file"
+    fix = OS_FIXES.get(e.errno, "check the path and the disk")
+    return f"{where}: {e.strerror or e}: {fix}; nothing half-written was kept"
 
 
 if __name__ == "__main__":

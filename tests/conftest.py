@@ -22,6 +22,7 @@ SMALL = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 
 
 
 MUTATION_RESULTS: list[tuple[str, str, str]] = []  # (mutant, description, caught by) from test_mutations.py
+WHEEL_DEMO: list[str] = []  # what the demo printed when run from the installed wheel (tests/test_demo.py)
 
 
 def pytest_configure(config):
@@ -34,6 +35,9 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter):
+    for text in WHEEL_DEMO:
+        terminalreporter.write_sep("=", "wheel-path demo")
+        terminalreporter.write_line(text)
     if MUTATION_RESULTS:
         tr = terminalreporter
         caught = sum(1 for *_, by in MUTATION_RESULTS if by)
@@ -62,6 +66,20 @@ def no_temporaries(root: Path) -> None:
     """No temporary file or folder of an atomic write (`.<name>...tmp`) left anywhere under `root`."""
     left = [p for p in root.rglob(".*tmp*")]
     assert not left, f"temporary files left behind: {left}"
+
+
+def plant_wrong_file(folder: Path, name: str, model) -> None:
+    """Replace an int8 file of a quantized folder (and its hash in the report) with a graph that computes
+    wrongly, as a runtime that saturates would compute the right one: the report's figures and the probe stay
+    those quantize recorded for the right file. Works the same on any CPU."""
+    import json
+
+    import onnx
+
+    onnx.save(model, str(folder / name))
+    report = json.loads((folder / "quant_report.json").read_text())
+    report["files"][name]["sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "quant_report.json").write_text(json.dumps(report))
 
 
 def output_spread(model, size: int = 64) -> float:

@@ -19,6 +19,7 @@ from elir_edge.bench.stats import (
 from elir_edge.cli import main
 from elir_edge.common.metrics import psnr
 from elir_edge.errors import UserError
+from elir_edge.model.export_folder import ExportFolder
 
 
 def test_latency_summary_on_known_data():
@@ -159,7 +160,7 @@ def test_bench_bad_inputs(demo_folder, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "cannot be loaded by ONNX Runtime" in err[0]
 
 
-def test_roofline_arithmetic():
+def test_roofline_arithmetic(demo_folder):
     from elir_edge.bench.roofline import devices, estimate, roofline
 
     toy = {"fp32_tflops": 1.0, "fp16_tflops": 2.0, "int8_tops": 4.0, "memory_gb_s": 100.0}
@@ -172,10 +173,10 @@ def test_roofline_arithmetic():
     assert heavy["fp32"]["bound"] == "memory"
     assert heavy["fp32"]["memory_ms"] == pytest.approx((4e9 + 2 * 3 * 32 * 32 * 4) / 1e11 * 1000)
     assert "rtx2080ti" in devices() and all("source" in d for d in devices().values())
-    manifest = {"settings": {"height": 256, "width": 256}, "gmacs_per_image": 50.9, "deployed_params": 26_000_000}
-    assert set(roofline(manifest, ["all"])) == set(devices())
+    folder = ExportFolder(demo_folder)
+    assert set(roofline(folder, ["all"])) == set(devices())
     with pytest.raises(UserError, match="unknown device"):
-        roofline(manifest, ["h100"])
+        roofline(folder, ["h100"])
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +219,10 @@ def test_fid_and_kid_computed_end_to_end(random_inception):
     base = sample()
     same = fid_kid(base, base, random_inception)
     assert same["available"] and not same["reference_weights"] and "not FID/KID as published" in same["note"]
-    assert abs(same["fid"]) < 1e-2 and same["fid_biased"]  # 16 images < 2048
     twin, shifted = fid_kid(base, sample(), random_inception), fid_kid(base, sample(0.2), random_inception)
+    # against itself FID is 0 but for the matrix square root's rounding, which differs by CPU (-0.011 on an
+    # AVX2 EPYC): held to a thousandth of the FID a shifted set scores, not to a constant
+    assert abs(same["fid"]) < 1e-3 * shifted["fid"] and same["fid_biased"]  # 16 images < 2048
     assert shifted["fid"] > 2 * twin["fid"] > 0
     assert shifted["kid"] > twin["kid"] + 3 * shifted["kid_std"]
 
@@ -288,14 +291,14 @@ def test_gpu_provider_that_falls_back_to_the_cpu_is_refused(demo_folder, monkeyp
 def test_newest_export_is_found(tmp_path):
     import os
 
-    from elir_edge.quantize.stage import find_export
-
     for name, mtime in (("old", 1000), ("new", 3000), ("middle", 2000)):  # created in another order
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.json").write_text("{}")
         os.utime(tmp_path / name / "manifest.json", (mtime, mtime))
     (tmp_path / "not_an_export").mkdir()
-    assert find_export(None, tmp_path) == tmp_path / "new"
-    assert find_export(tmp_path / "old", tmp_path) == tmp_path / "old"
+    assert ExportFolder.newest(tmp_path).path == tmp_path / "new"
+    assert ExportFolder(tmp_path / "old").path == tmp_path / "old"
     with pytest.raises(UserError, match="no export under"):
-        find_export(None, tmp_path / "not_an_export")
+        ExportFolder.newest(tmp_path / "not_an_export")
+    with pytest.raises(UserError, match="not an export folder"):
+        ExportFolder(tmp_path / "not_an_export")

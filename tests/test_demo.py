@@ -1,23 +1,52 @@
 """The bundled trained demo model: loads, folds, exports faithfully, and actually restores."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from elir_edge.bench.evaluate import make_eval_set, per_image
-from elir_edge.cli import main
+from conftest import WHEEL_DEMO
 from elir_edge.common.images import load_images
 from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
 from elir_edge.model.checkpoint import load_checkpoint
 from elir_edge.runtime.ort import OrtRunner
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="module")
 def demo_export(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "elir_demo"
-    assert main(["demo", "-q", "-o", str(out)]) == 0
+    """The demo as a user who installed the wheel runs it: a wheel built from the checkout, installed (without
+    its dependencies, which this environment has) into a folder of its own, `elir-edge demo` run from an
+    empty folder, outside the checkout. Everything it needs must ship inside the package."""
+    base = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(base / "dist"), str(ROOT)], check=True, cwd=base)
+    wheel = next((base / "dist").glob("elir_edge-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(base / "site"),
+                    str(wheel)], check=True)
+    empty = base / "empty"
+    empty.mkdir()
+    code = ("import sys, elir_edge; from elir_edge.cli import main; "
+            "print('elir_edge from', elir_edge.__file__, file=sys.stderr); sys.exit(main(['demo', '-q']))")
+    t0 = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", code], cwd=empty, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(base / "site")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"elir_edge from {base / 'site'}" in run.stderr  # the wheel's copy ran, not the checkout's
+    out = empty / "export" / "elir_demo"
+    calib = json.loads((out / "quant_report.json").read_text())["calibration"]["folder"]
+    assert Path(calib).is_relative_to(base / "site")  # calibrated on the photographs inside the wheel
+    WHEEL_DEMO.append(f"{wheel.name} installed into its own folder, `elir-edge demo` run from an empty folder: "
+                      f"exit 0 in {time.perf_counter() - t0:.0f} s; calibrated on {calib}\n" + run.stdout)
     return out
 
 

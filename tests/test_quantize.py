@@ -142,7 +142,7 @@ def test_sensitivity_and_latent_snr_values(tiny_quantized):
 
 
 def test_keep_float_edges_and_auto_precision(requantize):
-    from elir_edge.quantize.stage import EDGE_LAYERS
+    from elir_edge.quantize.options import EDGE_LAYERS
 
     folder, run = requantize
     edges = run(keep_float=EDGE_LAYERS)

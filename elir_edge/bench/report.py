@@ -51,6 +51,7 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
                    f"{shapes}): fp32 {roof['fp32_gmac_s']:.1f} GMAC/s, int8 {roof['int8_gmac_s']:.1f} GMAC/s, "
                    f"int8:fp32 {roof['int8_vs_fp32']:.2f}x")
         out.append(roof["verdict"])
+    out += [f"FLAGGED {row['label']} on {row['runner']}: {row['flag']}" for row in r["rows"] if row.get("flag")]
     for row in r["rows"]:
         if row.get("load_ms") is not None:
             out.append(f"{row['label']}: engine load {row['load_ms']:.0f} ms"
@@ -93,9 +94,6 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
     out.append("")
     out.append(f"quality on {q['images']} images, means with bootstrap 95% intervals (reference: {q['reference']})")
     out.append(table(rows, header=["artifact", "PSNR vs float", "worst 5% vs float", "PSNR vs GT", "SSIM vs GT"]))
-    for row in r["rows"]:
-        if row.get("flag"):
-            out.append(f"FLAGGED {row['label']} on {row['runner']}: {row['flag']}")
     fk = r["rows"][0].get("fid_kid_vs_gt", {})
     if fk.get("available"):
         for row in r["rows"]:

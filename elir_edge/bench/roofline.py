@@ -11,6 +11,7 @@ import json
 from importlib import resources
 
 from elir_edge.errors import UserError
+from elir_edge.model.export_folder import ExportFolder
 
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 PEAK_KEY = {"fp32": ("fp32_tflops", 1e12), "fp16": ("fp16_tflops", 1e12), "int8": ("int8_tops", 1e12)}
@@ -35,13 +36,13 @@ def estimate(gmacs: float, params: int, image_hw: tuple[int, int], device: dict)
     return out
 
 
-def roofline(manifest: dict, names: list[str]) -> dict:
+def roofline(folder: ExportFolder, names: list[str]) -> dict:
     table = devices()
     unknown = [n for n in names if n not in table and n != "all"]
     if unknown:
         raise UserError(f"unknown device {unknown[0]!r} for --roofline: choose from {', '.join(table)} or all")
     chosen = list(table) if "all" in names else names
-    s = manifest["settings"]
+    s = folder.settings
     return {n: {"device": table[n]["name"], "source": table[n]["source"],
-                **estimate(manifest["gmacs_per_image"], manifest["deployed_params"], (s["height"], s["width"]),
-                           table[n])} for n in chosen}
+                **estimate(folder.gmacs_per_image, folder.deployed_params, (s.height, s.width), table[n])}
+            for n in chosen}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +17,12 @@ from elir_edge.bench.stats import describe
 from elir_edge.common.files import ensure_writable_dir, refuse_foreign, sha256_file
 from elir_edge.common.images import fit, load_images, to_chw, written_by_us
 from elir_edge.errors import UserError
+from elir_edge.model.export_folder import FLOAT, ExportFolder
 from elir_edge.model.noise import latent_noise
 from elir_edge.model.presets import PRESETS, is_paper_size
 from elir_edge.runtime.interface import graph_size, is_int8_cpu_form, runner_interface
 from elir_edge.runtime.open import open_runner
+from elir_edge.runtime.probe import MARGIN_DB, WHY, probe_runner
 
 
 @dataclass
@@ -87,37 +88,22 @@ def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.nd
             np.stack([to_chw(fit(hq[hq_k[n]], h, w)) for n in names]))
 
 
-SATURATION_DB = 3.0  # a runtime this far below the quality recorded at quantize time computes the graph wrongly
-RECORDED = {"model_int8.onnx": "int8_vs_float", "model_int8_cpu.onnx": "int8_cpu_vs_float",
-            "model_int8_fp16.onnx": "int8_fp16_vs_float"}
-
-
 def recorded_quality(path: Path) -> float | None:
-    """PSNR vs float that quantize measured for this int8 graph (quant_report.json beside it), if any."""
-    report = Path(path).parent / "quant_report.json"
-    key = RECORDED.get(Path(path).name)
-    if key is None or not report.is_file():
-        return None
-    try:
-        return float(json.loads(report.read_text())[key]["psnr_db"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    """PSNR vs float that quantize measured for this int8 graph (its export folder's report), if any."""
+    folder = ExportFolder.of(path)
+    return folder.recorded_psnr(Path(path).name) if folder else None
 
 
 def cpu_roof(rows: list[dict], float_path: Path, arts: list[Artifact], threads: int | None) -> dict:
     """This CPU's roof on the model's own dominant conv shapes (fp32 and the CPU form's int8), each CPU row's
     throughput as a share of it, and the one-line verdict on int8 here."""
-    from elir_edge.model.folded import read_manifest
     from elir_edge.runtime.cpu import measure_cpu
 
     cpu_forms = [Path(a.path) for a in arts if is_int8_cpu_form(a.meta)]
     size_ratio = cpu_forms[0].stat().st_size / float_path.stat().st_size if cpu_forms else None
     roof = measure_cpu(float_path, threads, size_ratio=size_ratio)
-    gmacs = None
-    try:
-        gmacs = read_manifest(float_path.parent)["gmacs_per_image"]
-    except (UserError, KeyError):
-        pass
+    folder = ExportFolder.of(float_path)
+    gmacs = folder.gmacs_per_image if folder else None
     for row, a in zip(rows, arts):
         if row["on_gpu"] or gmacs is None:
             continue
@@ -183,7 +169,7 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
             raise UserError(f"{a.path} takes {a.meta.get('image_size')} inputs, {arts[0].path} takes "
                             f"{first['image_size']}: compare artifacts of one export")
     es = eval_set(opts, task, h, w, latent)
-    float_path = arts[0].path.parent / "model.onnx"
+    float_path = arts[0].path.parent / FLOAT
     ref = next((a for a in arts if a.path == float_path), None)
     if ref is None and float_path.is_file():
         ref = open_(float_path)
@@ -203,6 +189,12 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
     rows = [{"artifact": str(a.path), "label": a.label, "runner": a.kind, "on_gpu": bool(getattr(a.runner, "on_gpu", False)),
              "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": getattr(a.runner, "load_ms", None),
              "first_run_ms": getattr(a.runner, "first_run_ms", None)} for i, a in enumerate(arts)]
+    for a, r in zip(arts, rows):  # an int8 file this runtime computes wrongly here: flagged before any figure
+        probed = probe_runner(a.runner, a.path)
+        if probed is not None:
+            r["probe"] = probed.to_dict()
+            if not probed.ok:
+                r["flag"] = f"{probed.describe()} ({WHY}); its speed is not a fair figure"
     base = rows[0]["speed"]["median_ms"]
     for r in rows:
         r["speed"]["ratio_vs_first"] = base / r["speed"]["median_ms"]
@@ -224,7 +216,7 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
             r["recorded_vs_float_db"] = recorded_quality(a.path)
             measured = r.get("vs_float", {}).get("psnr", {}).get("mean", {}).get("value")
             if measured is not None and r["recorded_vs_float_db"] is not None and \
-                    measured < r["recorded_vs_float_db"] - SATURATION_DB:
+                    measured < r["recorded_vs_float_db"] - MARGIN_DB and "flag" not in r:
                 r["flag"] = (f"{measured:.1f} dB vs float here, {r['recorded_vs_float_db']:.1f} dB when quantized: "
                              f"{a.kind} computes this int8 graph wrongly on this machine (16-bit saturation of u8 x s8 "
                              "products on CPUs without VNNI is the known cause); its speed is not a fair figure")
@@ -246,9 +238,8 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
         report["cpu_roof"] = cpu_roof(rows, float_path, arts, opts.threads)
     if opts.roofline:
         from elir_edge.bench.roofline import roofline
-        from elir_edge.model.folded import read_manifest
 
-        report["roofline_estimate"] = roofline(read_manifest(arts[0].path.parent), opts.roofline)
+        report["roofline_estimate"] = roofline(ExportFolder(arts[0].path.parent), opts.roofline)
     if opts.plot:
         plot(report, opts.plot)
     return report

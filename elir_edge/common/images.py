@@ -14,13 +14,19 @@ from elir_edge.errors import UserError
 UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 SOFTWARE = "elir-edge"  # the PNG text tag that marks an image this tool wrote
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# every kind of image file Pillow opens (GIF, ICO, TGA, JPEG 2000, ... too), not a list of our own
+SUFFIXES = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 DOCS = {".md", ".txt"}  # a folder's notes (sources, licences) are expected, not warned about
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """HxWx3 uint8 RGB; 16-bit images are scaled down, alpha is composited on white, EXIF rotation applied."""
+    """HxWx3 uint8 RGB; 16-bit images are scaled down, alpha is composited on white, EXIF rotation applied; of
+    a multi-frame file (animated GIF/WebP/PNG, multi-page TIFF) the first frame, said in a warning."""
     with Image.open(path) as im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            im.seek(0)
+            warnings.warn(f"{path} has {frames} frames: used the first", stacklevel=2)
         im = ImageOps.exif_transpose(im)
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(im, dtype=np.float64)
@@ -46,7 +52,8 @@ def list_images(folder: Path, what: str = "image folder") -> list[Path]:
     if skipped:
         warnings.warn(f"skipped {len(skipped)} non-image file(s) in {folder}, e.g. {skipped[0].name}", stacklevel=2)
     if not images:
-        raise UserError(f"{what} {folder} holds no images ({', '.join(sorted(SUFFIXES))}): add some")
+        raise UserError(f"{what} {folder} holds no images (PNG, JPEG, TIFF, WebP, GIF or any kind Pillow reads): "
+                        "add some")
     return images
 
 

@@ -5,4 +5,4 @@ from pathlib import Path
 DEMO_DIR = Path(__file__).resolve().parent
 CHECKPOINT = DEMO_DIR / "elir_demo.ckpt"
 HELDOUT_DIR = DEMO_DIR / "heldout"
-CALIBRATION_DIR = DEMO_DIR.parents[1] / "calibration"  # the repository's default calibration folder
+CALIBRATION_DIR = DEMO_DIR.parent / "data" / "calibration"  # quantize's bundled set (quantize.calibration.BUNDLED)

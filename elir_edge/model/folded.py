@@ -6,12 +6,10 @@ stages rebuild the model without the original checkpoint.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from elir_edge.errors import UserError
 from elir_edge.model.arch import ArchConfig, Elir, build_elir
 from elir_edge.model.checkpoint import Checkpoint
+from elir_edge.model.export_folder import WEIGHTS, ExportFolder
 from elir_edge.model.fold import collapse
 from elir_edge.model.noise import baked_noise
 from elir_edge.model.settings import RunSettings
@@ -30,20 +28,15 @@ def build_unrolled(folded: Elir, s: RunSettings, baked_seed: int | None = None) 
     return BakedNoiseElir(folded, baked_noise(s, folded.arch, baked_seed)).eval()
 
 
-def read_manifest(folder: Path) -> dict:
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"{folder} has no manifest.json: point at a folder written by `elir-edge export`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({e.msg}): export the model again") from None
-
-
-def load_folded(folder: Path, manifest: dict) -> Elir:
+def load_folded(folder: ExportFolder) -> Elir:
     """Rebuild the collapsed looped model from an export folder, without the original checkpoint."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
-    s = manifest["settings"]
-    return build_elir(ArchConfig.from_dict(manifest["arch"]), s["k_steps"], s["sigma_s"],
-                      load_file(str(folder / manifest["weights"]["file"])))
+    s = folder.settings
+    weights = folder.verified(WEIGHTS)
+    try:
+        state = load(weights.read_bytes())
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise UserError(f"{weights} cannot be read as folded weights ({type(e).__name__}): export the checkpoint "
+                        "again") from None
+    return build_elir(ArchConfig.from_dict(folder.arch), s.k_steps, s.sigma_s, state)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from elir_edge.model.arch import ArchConfig
+if TYPE_CHECKING:  # the CLI reads the presets' names without importing torch
+    from elir_edge.model.arch import ArchConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ def task_names() -> str:
 
 
 def preset_arch(task: str, overparam: bool = False) -> ArchConfig:
+    from elir_edge.model.arch import ArchConfig
+
     p = PRESETS[task]
     return ArchConfig(**REFERENCE_SHARED, unet_hid=p.unet_hid, n_mid_blocks=p.n_mid_blocks,
                       fmir_overparam=overparam, mmse_overparam=overparam)
@@ -49,6 +53,8 @@ def preset_arch(task: str, overparam: bool = False) -> ArchConfig:
 def is_paper_size(meta: dict, preset: TaskPreset) -> bool:
     """Whether an artifact (its ONNX metadata) is the paper's full-size network at the preset's image size,
     so its speed can stand beside the paper's figure."""
+    from elir_edge.model.arch import ArchConfig
+
     try:
         arch = ArchConfig.from_dict(json.loads(meta["arch"]))
     except (KeyError, TypeError, ValueError):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from elir_edge.errors import UserError
-from elir_edge.model.arch import ArchConfig
 from elir_edge.model.presets import PRESETS, REFERENCE_SHARED, task_names
+
+if TYPE_CHECKING:  # parse_image_size serves the CLI's argument check without torch
+    from elir_edge.model.arch import ArchConfig
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,14 @@ per Euler step (`quant_report.json`).
     from elir_edge.quantize import QuantizeOptions, quantize_export
 """
 
-from elir_edge.quantize.stage import QuantizeOptions, quantize_export
+from elir_edge.quantize.options import QuantizeOptions
 
 __all__ = ["QuantizeOptions", "quantize_export"]
+
+
+def __getattr__(name: str):  # the stage (torch, MCT) loads on first use, not when options are imported
+    if name == "quantize_export":
+        from elir_edge.quantize.stage import quantize_export
+
+        return quantize_export
+    raise AttributeError(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,21 @@ import torch
 from elir_edge.common.degrade import degrade
 from elir_edge.common.images import fit, load_images, to_chw
 from elir_edge.errors import UserError
+
+BUNDLED = Path(__file__).resolve().parents[1] / "data" / "calibration"  # photographs shipped in the package
+
+
+def calibration_folder(asked: Path | None, quiet: bool = False) -> Path:
+    """--calib, else ./calibration where it exists, else the photographs bundled with elir-edge; says which
+    when it chose (so a wheel installed anywhere calibrates, and a user's own folder is never passed over)."""
+    if asked is not None:
+        return Path(asked)
+    here = Path("calibration")
+    chosen, why = (here, "./calibration") if here.is_dir() else \
+        (BUNDLED, f"the {len(list(BUNDLED.glob('*.png')))} photographs bundled with elir-edge (no ./calibration here)")
+    if not quiet:
+        print(f"elir-edge quantize: no --calib given: calibrating on {why}", file=sys.stderr)
+    return chosen
 
 
 def calibration_batches(folder: Path, height: int, width: int, latent_channels: int, *, task: str | None,

@@ -12,30 +12,17 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import resource
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import onnx
 import torch
 
 from elir_edge.common.progress import new_line, progress_line
-
-ERROR_METHODS = ("mse", "noclipping", "mae", "kl", "lp", "hmse")
-
-
-@dataclass
-class PTQOptions:
-    error_method: str = "mse"  # activations
-    weights_error_method: str = "noclipping"  # per-channel max, as TensorRT-style tools quantize weights
-    bias_correction: bool = True
-    z_threshold: float = math.inf  # outlier removal before threshold search; inf = off
-    gptq_epochs: int = 0  # > 0: gradient-based PTQ (mct.gptq) on the calibration batches
-
+from elir_edge.quantize.options import PTQOptions
 
 def tensorrt_tpc():
     """Signed symmetric int8 activations everywhere, per-channel symmetric int8 kernels, float biases."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +21,12 @@ from elir_edge.common.progress import Stages, each
 from elir_edge.errors import UserError
 from elir_edge.exporter.fp16 import to_fp16
 from elir_edge.exporter.onnx_graph import simplify
-from elir_edge.model.folded import build_unrolled, load_folded, read_manifest
+from elir_edge.model.export_folder import FLOAT, INT8, INT8_CPU, INT8_FP16, PROBE, QUANT_REPORT, RTX_ENGINE, ExportFolder
+from elir_edge.model.folded import build_unrolled, load_folded
 from elir_edge.model.settings import RunSettings
-from elir_edge.quantize.calibration import calibration_batches
-from elir_edge.quantize.mct import (
-    MctProgress,
-    PTQOptions,
-    export_quantized,
-    memory,
-    quantize_module,
-)
+from elir_edge.quantize.calibration import calibration_batches, calibration_folder
+from elir_edge.quantize.mct import MctProgress, export_quantized, memory, quantize_module
+from elir_edge.quantize.options import QuantizeOptions
 from elir_edge.quantize.qdq_rewrite import (
     conv_block,
     latent_tensors,
@@ -39,45 +34,12 @@ from elir_edge.quantize.qdq_rewrite import (
     select_convs,
 )
 from elir_edge.quantize.qdq_rules import check
+from elir_edge.quantize.runtimes import record_runtimes
 from elir_edge.runtime.engine_manifest import manifest_path, refuse_foreign_engine
 from elir_edge.runtime.interface import input_names
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
 MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
-ENGINE_NAME = "model_int8_fp16.rtx.engine"  # quantize's TensorRT-RTX engine, beside its graph
-EDGE_LAYERS = ["enc.layers.0", "dec.layers.18", "steps.*.final_proj"]  # first conv, last conv, Euler updates
-
-
-@dataclass
-class QuantizeOptions:
-    model: Path | None = None  # export folder; default: newest under export/
-    calib: Path = Path("calibration")
-    degrade: bool = True  # the folder holds clean photographs: synthesize the task's inputs
-    num_images: int | None = None
-    holdout: int | None = None  # calibration images kept out of PTQ for the drift figures
-    batch: int = 2
-    seed: int = 0
-    ptq: PTQOptions = field(default_factory=PTQOptions)
-    keep_float: list[str] = field(default_factory=list)  # module-path patterns, e.g. steps.*.final_proj
-    auto_precision: bool = False
-    target_psnr: float = 35.0
-    engine: Path | None = None  # asked explicitly: failure to build is an error
-    build_engine: bool = True  # the TensorRT-RTX engine of model_int8_fp16.onnx, where tensorrt-rtx is installed
-    sensitivity_images: int = 2  # held-out images each block's sensitivity is measured on
-    calib_size: int | None = None  # calibration crops (px); default: the graph's size, at most CALIB_CROP
-    memory_limit_gb: float | None = None  # refuse above this estimate; default: this machine's available memory
-    sms: list[str] = field(default_factory=lambda: ["75"])
-
-
-def find_export(model: Path | None, root: Path = Path("export")) -> Path:
-    if model is not None:
-        if not (Path(model) / "manifest.json").is_file():
-            raise UserError(f"{model} is not an export folder (no manifest.json): run `elir-edge export` first")
-        return Path(model)
-    found = sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(f"no export under {root}/: run `elir-edge export CKPT` first, or pass --model DIR")
-    return found[-1].parent
 
 
 def block_of(conv_name: str) -> str:
@@ -125,17 +87,20 @@ def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "t
 
 
 def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
-    stages = Stages(6 + opts.auto_precision, quiet)
+    stages = Stages(7 + opts.auto_precision, quiet)
     with stages("read export and calibration images"):
-        folder = find_export(opts.model)
-        manifest = read_manifest(folder)
+        export = ExportFolder(opts.model) if opts.model is not None else ExportFolder.newest()
+        folder, s = export.path, export.settings
+        float_path = export.verified(FLOAT)
         try:
-            s = RunSettings(**manifest["settings"])
-            folded = load_folded(folder, manifest)
-            float_graph = onnx.load(str(folder / "model.onnx"))
+            folded = load_folded(export)
+            float_graph = onnx.load(str(float_path))
+        except UserError:
+            raise
         except Exception as e:  # a damaged or foreign export folder: missing keys, truncated files
             raise UserError(f"{folder} is not a complete export folder ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:100] if str(e) else 'damaged file'}): export the checkpoint again") from None
+        calib_dir = calibration_folder(opts.calib, quiet)
         if opts.engine is not None:
             engine = Path(opts.engine)
             if engine.suffix not in (".engine", ".plan", ".trt"):
@@ -144,15 +109,15 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
                 raise UserError(f"--engine {engine} is a folder: give the engine's file name")
             ensure_writable_dir(engine.parent)
         if opts.build_engine or opts.engine is not None:
-            refuse_foreign_engine(opts.engine or folder / ENGINE_NAME, "--engine" if opts.engine else "engine")
-        baked = manifest["onnx"]["noise"] == "baked"
+            refuse_foreign_engine(opts.engine or export / RTX_ENGINE, "--engine" if opts.engine else "engine")
+        baked = export.baked_noise
         if s.batch != 1:
             raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
         if opts.ptq.gptq_epochs > 0 and not baked:
             raise UserError("--gptq-epochs needs a single-input graph: MCT 2.6.1's GPTQ loop feeds a two-input "
                             "model (lq, eps) as one concatenated tensor and fails; export with --noise baked")
-        latent = manifest["arch"]["latent_channels"]
-        batches = calibration_batches(opts.calib, s.height, s.width, latent, task=s.task if opts.degrade else None,
+        latent = export.latent_channels
+        batches = calibration_batches(calib_dir, s.height, s.width, latent, task=s.task if opts.degrade else None,
                                       num_images=opts.num_images, batch=1, seed=opts.seed)
         n_hold = opts.holdout if opts.holdout is not None else min(MAX_HOLDOUT, max(1, len(batches) // 4))
         if n_hold < 0:
@@ -164,7 +129,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         held = batches[len(batches) - n_hold:] or calib  # --holdout 0: drift measured on calibration images
         size = calibration_size(opts.calib_size, s, baked)
         calib = _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch)
-        unrolled = build_unrolled(folded, s, manifest["onnx"]["seed"] if baked else None)
+        unrolled = build_unrolled(folded, s, export.noise_seed if baked else None)
         _check_patterns(unrolled, opts.keep_float)
         estimate = estimate_memory(folded, size, opts.batch, len(batches), s)
         check_memory(estimate, opts.memory_limit_gb)
@@ -196,27 +161,29 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         trail = []
     with stages("rewrite for TensorRT and the CPU, check rules, measure drift"):
         final = _variant(mct_graph, float_convs, "tensorrt")
-        _check_rules(final, float_convs, "model_int8.onnx")
+        _check_rules(final, float_convs, INT8)
         drift = ev.compare(final)
         cpu = _variant(mct_graph, float_convs, "cpu")
         drift_cpu = ev.compare(cpu)
         half, half_info = to_fp16(final, feeds)
-        _check_rules(half, float_convs, "model_int8_fp16.onnx")
+        _check_rules(half, float_convs, INT8_FP16)
         drift_half = ev.compare(half, latents=False)
     meta = {**{p.key: p.value for p in float_graph.metadata_props}, "quantized_by": f"elir-edge {__version__} + MCT"}
-    graphs = {"model_int8.onnx": (final, "tensorrt (int8 zero point 0)"),
-              "model_int8_cpu.onnx": (cpu, "cpu (uint8 zero point 128, 7-bit weights)"),
-              "model_int8_fp16.onnx": (half, "tensorrt (int8 zero point 0), float parts fp16")}
+    graphs = {INT8: (final, "tensorrt (int8 zero point 0)"),
+              INT8_CPU: (cpu, "cpu (uint8 zero point 128, 7-bit weights)"),
+              INT8_FP16: (half, "tensorrt (int8 zero point 0), float parts fp16")}
     blobs = {}
     for name, (model, flavour) in graphs.items():
         del model.metadata_props[:]
         for k, v in {**meta, "int8_flavour": flavour}.items():
             model.metadata_props.add(key=k, value=str(v))
         blobs[name] = model.SerializeToString()
-    float_bytes = (folder / "model.onnx").stat().st_size
+    with stages("check which installed CPU runtime computes each int8 file right here"):
+        probe, runtimes = record_runtimes(blobs, feeds[0], ev.ref[0])
+    float_bytes = float_path.stat().st_size
     report = {
         "elir_edge_version": __version__, "export": str(folder), "settings": s.to_dict(),
-        "calibration": {"folder": str(opts.calib), "images": sum(len(b[0]) for b in calib),
+        "calibration": {"folder": str(calib_dir), "images": sum(len(b[0]) for b in calib),
                         "held_out": n_hold, "drift_measured_on": "held-out images" if n_hold else
                         "calibration images (--holdout 0)", "degraded": opts.degrade, "seed": opts.seed},
         "ptq": {"error_method": opts.ptq.error_method, "weights_error_method": opts.ptq.weights_error_method,
@@ -224,15 +191,18 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
                 "z_threshold": opts.ptq.z_threshold, "gptq_epochs": opts.ptq.gptq_epochs},
         "layers": {"quantized": len(convs) - len(float_convs), "float": sorted(float_convs)},
         "files": {**{name: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(), "ratio_vs_float": len(b) / float_bytes}
-                     for name, b in blobs.items()}, "model.onnx": {"bytes": float_bytes}},
-        "size_ratio": len(blobs["model_int8.onnx"]) / float_bytes,
-        "tensorrt_rules": {"checked": "R1-R8", "graphs": ["model_int8.onnx", "model_int8_fp16.onnx"]},
+                     for name, b in blobs.items()}, FLOAT: {"bytes": float_bytes}},
+        "size_ratio": len(blobs[INT8]) / float_bytes,
+        "tensorrt_rules": {"checked": "R1-R8", "graphs": [INT8, INT8_FP16]},
         "int8_vs_float": {"psnr_db": drift["psnr_vs_float"], "ssim": drift["ssim_vs_float"], "images": len(held)},
         "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
         "int8_fp16_vs_float": {"psnr_db": drift_half["psnr_vs_float"], "ssim": drift_half["ssim_vs_float"],
                                "vs_int8_fp32_db": drift_half["psnr_vs_float"] - drift["psnr_vs_float"],
                                **half_info},
-        "cpu": _cpu_verdict(folder / "model.onnx", len(blobs["model_int8_cpu.onnx"]) / float_bytes),
+        "cpu": _cpu_verdict(float_path, len(blobs[INT8_CPU]) / float_bytes),
+        "probe": {"file": PROBE, "sha256": hashlib.sha256(probe).hexdigest(),
+                  "reference_psnr_db": runtimes["reference_psnr_db"]},
+        "runtimes_here": runtimes["runtimes"],
         "latent_snr_db_per_step": drift["latent_snr_db"],
         "sensitivity_psnr_db_block_alone_int8": sensitivity,
         "auto_precision": trail,
@@ -241,13 +211,14 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         "calibration_size": size,
     }
     with stages("write artifacts" + (" and build the TensorRT-RTX engine" if opts.build_engine else "")):
-        names = list(blobs) + ["quant_report.json"]
-        engine_target = opts.engine or folder / ENGINE_NAME
+        blobs[PROBE] = probe
+        names = list(blobs) + [QUANT_REPORT]
+        engine_target = opts.engine or export / RTX_ENGINE
         with atomic_files([folder / n for n in names] + [engine_target, manifest_path(engine_target)]) as tmps:
             for name, tmp in zip(names, tmps):
                 if name in blobs:
                     tmp.write_bytes(blobs[name])
-            half_tmp, (engine_tmp, manifest_tmp) = tmps[names.index("model_int8_fp16.onnx")], tmps[-2:]
+            half_tmp, (engine_tmp, manifest_tmp) = tmps[names.index(INT8_FP16)], tmps[-2:]
             report["engine"] = _engine(half_tmp, engine_target, opts, quiet)
             if report["engine"]["built"]:
                 engine_tmp.write_bytes(report["engine"].pop("plan"))
@@ -257,7 +228,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
                 manifest_tmp.unlink()
             report["seconds"] = round(stages.elapsed(), 1)
             report["profile"]["memory_gb"] = memory()
-            tmps[names.index("quant_report.json")].write_text(json.dumps(report, indent=2) + "\n")
+            tmps[names.index(QUANT_REPORT)].write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -418,4 +389,4 @@ def _engine(onnx_path: Path, target: Path, opts: QuantizeOptions, quiet: bool) -
         if opts.engine is not None:
             raise UserError(f"--engine {opts.engine}: {e}") from None
         return {"built": False, "reason": str(e)}
-    return {**manifest, "onnx": "model_int8_fp16.onnx", "plan": plan}
+    return {**manifest, "onnx": INT8_FP16, "plan": plan}

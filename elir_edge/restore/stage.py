@@ -20,10 +20,12 @@ from elir_edge.common.images import (
     written_by_us,
 )
 from elir_edge.errors import UserError
+from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.strip import write_strip
 from elir_edge.restore.tiling import restore_tiled, restore_whole
 from elir_edge.runtime.interface import graph_size, is_int8_cpu_form, runner_interface
 from elir_edge.runtime.open import open_runner
+from elir_edge.runtime.probe import refuse_if_wrong
 
 UPSCALE = {"sr": 8, "bsr": 4}  # super-resolution inputs are bicubic-upscaled first, as the reference does
 
@@ -59,26 +61,23 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     artifact, out_dir = Path(artifact), Path(opts.output)
     files = collect_inputs(inputs)
     ensure_writable_dir(out_dir)
-    runner = open_runner(artifact, opts.threads, runtime=opts.runtime)
-    try:
+    with open_runner(artifact, opts.threads, runtime=opts.runtime) as runner:
+        refuse_if_wrong(runner, artifact, lambda p: open_runner(p, opts.threads, runtime=opts.runtime))
         return _restore(artifact, files, out_dir, runner, opts, progress)
-    finally:
-        if hasattr(runner, "close"):
-            runner.close()
 
 
 def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: RestoreOptions, progress: bool) -> dict:
     from tqdm import tqdm
 
     meta, shapes = runner_interface(runner)
-    if is_int8_cpu_form(meta) and not getattr(runner, "on_gpu", False):
+    if is_int8_cpu_form(meta) and not runner.on_gpu:
         from elir_edge.runtime.cpu import cpu_features
 
         features = cpu_features()
         if not features["int8_dot_product"]:
-            warnings.warn(f"this CPU has no int8 dot-product instruction (no VNNI/AMX): int8 convolutions run no "
-                          f"faster than fp32 here, so {artifact.parent / 'model.onnx'} would be as fast, and exact",
-                          stacklevel=2)
+            warnings.warn(f"this CPU has no int8 dot-product instruction (no VNNI/AMX): int8 convolutions gain "
+                          f"little over fp32 on such CPUs, so {artifact.parent / FLOAT} may be about as fast, and "
+                          "exact (`elir-edge bench` measures both here)", stacklevel=2)
     task = opts.task or meta.get("task")
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")

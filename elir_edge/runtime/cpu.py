@@ -147,17 +147,17 @@ def conv_roof(shapes: list[dict], threads: int | None = None, seconds: float = 0
 
 
 def int8_verdict(features: dict, ratio: float | None, size_ratio: float | None = None) -> str:
-    """One line: whether int8 pays on this CPU, and why, from its features and the measured conv ratio."""
+    """One line of two facts: what the int8:fp32 conv speed measured here says (pays or not), and what int8
+    dot-product instruction the CPU has; never one given as the reason for the other."""
     size = f"; the int8 file is {size_ratio:.2f}x the size" if size_ratio else ""
     have = features.get("int8_dot_product")
     measured = f"int8 convolutions measured at {ratio:.2f}x the speed of fp32 here" if ratio else \
         "int8 convolutions not measured here"
-    if ratio is not None and ratio >= PAYS:
-        return f"int8 pays on this CPU ({have or 'no int8 dot-product instruction'}): {measured}{size}"
-    why = f"no int8 dot-product instruction (no VNNI/AMX; {', '.join(features.get('features', [])) or 'none'})" \
-        if not have else f"despite {have}, ONNX Runtime's int8 kernels gain nothing on these shapes"
-    return (f"int8 does not pay on this CPU: {why}: {measured}{size}; expect a speed-up on CPUs with "
-            "VNNI/AMX or on GPUs (TensorRT)")
+    verdict = "int8 pays on this CPU" if ratio is not None and ratio >= PAYS else "int8 does not pay on this CPU"
+    cpu = (f"the CPU has {have}" if have else
+           f"the CPU has no int8 dot-product instruction (no VNNI/AMX; {', '.join(features.get('features', [])) or 'none'}), "
+           "so CPUs with one, and GPUs (TensorRT), run int8 faster")
+    return f"{verdict}: {measured}{size}. Apart from that measurement, {cpu}"
 
 
 def measure_cpu(float_path: Path, threads: int | None = None, seconds: float = 0.4,

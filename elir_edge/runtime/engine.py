@@ -18,6 +18,7 @@ import numpy as np
 from elir_edge.errors import UserError
 from elir_edge.runtime import cuda
 from elir_edge.runtime.batching import in_batches
+from elir_edge.runtime.runner import Runner
 
 # TensorRT DataType name -> numpy storage. bfloat16 has no numpy type: stored as its 16 raw bits.
 DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "BF16": np.uint16, "INT8": np.int8, "UINT8": np.uint8,
@@ -37,7 +38,7 @@ def _from_bf16(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-class EngineRunner:
+class EngineRunner(Runner):
     """`runner(lq, eps) -> hq` on an engine; `timed(lq, eps)` adds the CUDA-event breakdown; `close()`
     gives back every CUDA resource (and the runner refuses to run afterwards)."""
 

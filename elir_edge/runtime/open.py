@@ -7,10 +7,12 @@ import hashlib
 from pathlib import Path
 
 from elir_edge.errors import UserError
+from elir_edge.model.export_folder import EXPORT_FILES, INT8_FILES, ExportFolder
 from elir_edge.runtime.engine_manifest import read_engine_manifest, source_onnx
 from elir_edge.runtime.ort import OrtRunner
 
 ENGINE_SUFFIXES = (".trt", ".engine", ".plan")
+KNOWN = EXPORT_FILES + INT8_FILES  # the files of an export folder whose hashes its manifest or report records
 
 
 def open_engine(path: Path, cuda_graph: bool = False):
@@ -41,23 +43,24 @@ def open_weights(path: Path, threads: int | None = None, device: str = "cpu", ha
 
     import torch
 
-    from elir_edge.model.folded import load_folded, read_manifest
+    from elir_edge.model.folded import load_folded
     from elir_edge.runtime.pytorch import TorchRunner
 
     if threads:
         torch.set_num_threads(threads)
-    manifest = read_manifest(path.parent)
+    folder = ExportFolder(path.parent)
+    s, c = folder.settings, folder.latent_channels
     try:
-        s, arch = manifest["settings"], manifest["arch"]
-        model = load_folded(path.parent, manifest)
+        model = load_folded(folder)
+    except UserError:
+        raise
     except Exception as e:  # a manifest or weights file from elsewhere, or damaged
         raise UserError(f"{path} cannot be loaded as an export's folded weights ({type(e).__name__}): "
                         "export the checkpoint again") from None
     runner = TorchRunner(model, path.name, device, half, cuda_graph)
-    c = arch["latent_channels"]
-    runner.interface = ({"task": s["task"], "image_size": f"{s['height']}x{s['width']}", "batch": "1",
-                         "arch": json.dumps(arch), "k_steps": str(s["k_steps"]), "sigma_s": str(s["sigma_s"])},
-                        {"lq": [1, 3, s["height"], s["width"]], "eps": [1, c, s["height"] // 8, s["width"] // 8]})
+    runner.interface = ({"task": s.task, "image_size": f"{s.height}x{s.width}", "batch": "1",
+                         "arch": json.dumps(folder.arch), "k_steps": str(s.k_steps), "sigma_s": str(s.sigma_s)},
+                        {"lq": [1, 3, s.height, s.width], "eps": [1, c, s.height // 8, s.width // 8]})
     return runner
 
 
@@ -75,6 +78,9 @@ def open_runner(path: Path, threads: int | None = None, provider: str = "cpu", c
                         "by elir-edge")
     if (device != "cpu" or half) and path.suffix != ".safetensors":
         raise UserError(f"--device/--half apply to PyTorch weights (weights.safetensors), not to {path.name}")
+    folder = ExportFolder.of(path)
+    if folder is not None and path.name in KNOWN:
+        folder.verified(path.name)  # a file copied in from another export is refused, not run
     if path.suffix == ".safetensors":
         return open_weights(path, threads, device, half, cuda_graph)
     if runtime not in RUNTIMES:

@@ -11,11 +11,12 @@ import numpy as np
 
 from elir_edge.errors import UserError
 from elir_edge.runtime.batching import in_batches
+from elir_edge.runtime.runner import Runner
 
 INSTALL = "pip install 'elir-edge[openvino]'"
 
 
-class OpenVinoRunner:
+class OpenVinoRunner(Runner):
     on_gpu = False
 
     def __init__(self, path: Path, threads: int | None = None):

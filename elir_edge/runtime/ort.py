@@ -9,6 +9,7 @@ import numpy as np
 
 from elir_edge.errors import UserError
 from elir_edge.runtime.batching import in_batches
+from elir_edge.runtime.runner import Runner
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider"}
@@ -33,6 +34,18 @@ def ort_session_from_bytes(model: bytes | str, threads: int | None = None, provi
     return ort.InferenceSession(model, opts, providers=providers or ["CPUExecutionProvider"])
 
 
+def reference_session(model: bytes | str):
+    """A CPU session with every graph optimization off: Q/DQ pairs stay separate ops around float convs, so an
+    int8 file is evaluated by its own arithmetic, with no int8 kernel (the reference runtime.probe holds
+    runtimes to)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
 def session_with_outputs(model, names: list[str], threads: int | None = None):
     """A session on an in-memory graph that also returns the named intermediate tensors (float32)."""
     import onnx
@@ -45,7 +58,7 @@ def session_with_outputs(model, names: list[str], threads: int | None = None):
     return ort_session_from_bytes(m.SerializeToString(), threads)
 
 
-class OrtRunner:
+class OrtRunner(Runner):
     def __init__(self, path: Path, threads: int | None = None, provider: str = "cpu", spin: bool = True):
         self.path, self.name = Path(path), Path(path).name
         self.graph_path = self.path

@@ -13,9 +13,10 @@ import time
 import numpy as np
 
 from elir_edge.errors import UserError
+from elir_edge.runtime.runner import Runner
 
 
-class TorchRunner:
+class TorchRunner(Runner):
     def __init__(self, model, name: str = "pytorch", device: str = "cpu", half: bool = False,
                  cuda_graph: bool = False):
         import torch
