@@ -283,12 +283,12 @@ def test_memory_estimate_refuses_before_mct(requantize, monkeypatch):
 
 def test_memory_estimate_grows_with_the_calibration_crop(requantize):
     import elir_edge.quantize.stage as stage
-    from elir_edge.model.folded import load_folded, read_manifest
-    from elir_edge.model.settings import RunSettings
+    from elir_edge.model.export_folder import ExportFolder
+    from elir_edge.model.folded import load_folded
 
     folder, _ = requantize
-    manifest = read_manifest(folder)
-    folded, s = load_folded(folder, manifest), RunSettings(**manifest["settings"])
+    export = ExportFolder(folder)
+    folded, s = load_folded(export), export.settings
     small, large = (stage.estimate_memory(folded, size, 1, 4, s) for size in (32, 64))
     assert large["activations"] == pytest.approx(4 * small["activations"], rel=0.05)  # pixels, not images
     assert small["histograms"] == large["histograms"] and small["during_mct_gb"] < large["during_mct_gb"]

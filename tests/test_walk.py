@@ -9,8 +9,11 @@ to PATH_ARGS; the test fails when a command of `elir-edge --help` is missing fro
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -55,19 +58,42 @@ def _hostile(kind: str, sb: Path) -> dict[str, str]:
                   "valid file of the wrong kind": sb / "photo.png" if kind == "file_in" else sb / "export/model.onnx"}
         if kind == "images_in":
             values["a folder"] = sb / "emptyfolder"
+            values["an animated image"] = sb / "anim.gif"
+        else:
+            values["a file its manifest does not describe"] = sb / "mismatched/model.onnx"
         return {k: str(v) for k, v in values.items()}
     if kind in ("dir_in", "image_dir_in"):  # an export folder, or a folder of images
         wrong = sb / "export" if kind == "image_dir_in" else sb / "images"
-        return {k: str(v) for k, v in {"missing": sb / "nope", "a file": sb / "photo.png",
-                                       "empty folder": sb / "emptyfolder", "folder of random bytes": sb / "junkdir",
-                                       "wrong kind of folder": wrong}.items()}
+        values = {"missing": sb / "nope", "a file": sb / "photo.png", "empty folder": sb / "emptyfolder",
+                  "folder of random bytes": sb / "junkdir", "wrong kind of folder": wrong}
+        if kind == "dir_in":
+            values["an export whose model.onnx its manifest does not describe"] = sb / "mismatched"
+        return {k: str(v) for k, v in values.items()}
     if kind == "file_out":
         return {k: str(v) for k, v in {"a folder": sb / "afolder", "unwritable": sb / "photo.png" / "x.out",
                                        "equal to an input": sb / "export/model.onnx",
-                                       "a user's file": sb / "userfolder" / "results.engine"}.items()}
+                                       "a user's file": sb / "userfolder" / "results.engine",
+                                       "a name too long": sb / "out" / ("n" * 300 + ".engine"),
+                                       FULL_DISK: sb / "out" / "fresh.engine"}.items()}
     return {k: str(v) for k, v in {"a file": sb / "photo.png", "unwritable": sb / "photo.png" / "sub",
                                    "a user's folder with files": sb / "userfolder",
-                                   "equal to an input": sb / "images"}.items()}
+                                   "equal to an input": sb / "images", "a name too long": sb / "out" / ("n" * 300),
+                                   FULL_DISK: sb / "out" / "fresh"}.items()}
+
+
+FULL_DISK = "on a full disk"  # the command runs with writes past 64 bytes failing (RLIMIT_FSIZE: EFBIG)
+
+
+@contextlib.contextmanager
+def full_disk():
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old)
+        signal.signal(signal.SIGXFSZ, handler)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +117,10 @@ def sandbox(tmp_path_factory, tiny_quantized):
     (sb / "userfolder" / "notes.txt").write_text("the user's own file")
     (sb / "userfolder" / "results.engine").write_text("the user's own file, named like an output")
     (sb / "out").mkdir()
+    frames = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)) for _ in range(3)]
+    frames[0].save(sb / "anim.gif", save_all=True, append_images=frames[1:])
+    shutil.copytree(sb / "export", sb / "mismatched")  # another export's graph under the manifest's name
+    shutil.copy(sb / "export" / "model_int8.onnx", sb / "mismatched" / "model.onnx")
     return sb
 
 
@@ -115,6 +145,7 @@ DOCUMENTED = {
     ("restore", 2, "empty file"): "skipped",
     ("restore", "-o", "equal to an input"): "renamed",  # never over an input: written under another name
     ("restore", "-o", "a user's folder with files"): "beside",  # restored PNGs join the user's files
+    ("restore", 2, "an animated image"): "first frame",  # restored from its first frame, said in one line
 }
 
 
@@ -133,7 +164,8 @@ def test_hostile_path(sandbox, command, arg, kind, name, capsys, monkeypatch):
         argv += [arg, value] + (["--hq", str(sandbox / "images")] if arg == "--lq" else [])
     output = sandbox / "out"
     before = snapshot(sandbox, output)
-    code = main([command, *_quiet(command), *argv])
+    with full_disk() if name == FULL_DISK else contextlib.nullcontext():
+        code = main([command, *_quiet(command), *argv])
     err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip()]
     outcome = DOCUMENTED.get((command, arg, name))
     assert not any("Traceback" in ln for ln in err)
@@ -142,12 +174,17 @@ def test_hostile_path(sandbox, command, arg, kind, name, capsys, monkeypatch):
     elif outcome == "beside":
         assert code == 0 and not err and (sandbox / "userfolder" / "a.png").is_file()
         (sandbox / "userfolder" / "a.png").unlink()
+    elif outcome == "first frame":
+        assert code == 0 and len(err) == 1 and "has 3 frames: used the first" in err[0], err
     elif outcome == "renamed":
         assert code == 0 and len(err) == 1 and "instead" in err[0], err
         assert (sandbox / "images" / "a.restored.png").is_file()
         (sandbox / "images" / "a.restored.png").unlink()  # the documented new file, and nothing else
     else:
         assert code == 2 and len(err) == 1 and ": error: " in err[0], (argv, err)
+    if name == FULL_DISK:  # the machine's fault: said as such, and nothing partial in the output either
+        assert "File too large" in err[0] and "nothing half-written was kept" in err[0], err
+        assert not [p for p in output.rglob("*") if p.is_file()]
     assert snapshot(sandbox, output) == before, "a file outside the output was created or changed"
     no_temporaries(sandbox)
     shutil.rmtree(output)

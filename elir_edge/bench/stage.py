@@ -20,9 +20,9 @@ from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT, ExportFolder
 from elir_edge.model.noise import latent_noise
 from elir_edge.model.presets import PRESETS, is_paper_size
-from elir_edge.runtime.interface import graph_size, is_int8_cpu_form, runner_interface
-from elir_edge.runtime.open import open_runner
+from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.probe import MARGIN_DB, WHY, probe_runner
+from elir_edge.runtime.runner import Runner
 
 
 @dataclass
@@ -49,29 +49,15 @@ class BenchOptions:
     roofline: list[str] = field(default_factory=list)  # device names of data/devices.json, or "all"
 
 
-@dataclass
-class Artifact:
-    path: Path
-    kind: str
-    runner: object
-    meta: dict
-
-    @property
-    def label(self) -> str:
-        return f"{self.path.parent.name}/{self.path.name}"
+def label(runner: Runner) -> str:
+    """How a report names an artifact: its export folder and file."""
+    return f"{runner.path.parent.name}/{runner.name}"
 
 
-def open_artifact(path: Path, opts: "BenchOptions", runtime: str = "ort", spin: bool = True) -> Artifact:
-    """Any artifact's runner (runtime.open_runner), with what it expects: task, size, batch."""
-    runner = open_runner(path, opts.threads, opts.provider, opts.cuda_graph, opts.device, opts.half, runtime, spin)
-    meta, shapes = runner_interface(runner)
-    meta = dict(meta)
-    h, w, latent = graph_size(shapes)
-    meta.setdefault("latent_channels", str(latent))
-    if h and w:
-        meta.setdefault("image_size", f"{h}x{w}")
-    meta["batch"] = str(shapes["lq"][0] or 1)
-    return Artifact(Path(path), runner.kind, runner, meta)
+def open_artifact(path: Path, opts: "BenchOptions", runtime: str = "ort", spin: bool = True) -> Runner:
+    """Any artifact's runner (runtime.open_runner) with bench's options."""
+    return open_runner(path, RunnerOptions(runtime=runtime, threads=opts.threads, provider=opts.provider, spin=spin,
+                                           device=opts.device, half=opts.half, cuda_graph=opts.cuda_graph))
 
 
 def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -94,12 +80,12 @@ def recorded_quality(path: Path) -> float | None:
     return folder.recorded_psnr(Path(path).name) if folder else None
 
 
-def cpu_roof(rows: list[dict], float_path: Path, arts: list[Artifact], threads: int | None) -> dict:
+def cpu_roof(rows: list[dict], float_path: Path, arts: list[Runner], threads: int | None) -> dict:
     """This CPU's roof on the model's own dominant conv shapes (fp32 and the CPU form's int8), each CPU row's
     throughput as a share of it, and the one-line verdict on int8 here."""
     from elir_edge.runtime.cpu import measure_cpu
 
-    cpu_forms = [Path(a.path) for a in arts if is_int8_cpu_form(a.meta)]
+    cpu_forms = [a.path for a in arts if a.interface.int8_cpu_form]
     size_ratio = cpu_forms[0].stat().st_size / float_path.stat().st_size if cpu_forms else None
     roof = measure_cpu(float_path, threads, size_ratio=size_ratio)
     folder = ExportFolder.of(float_path)
@@ -107,10 +93,9 @@ def cpu_roof(rows: list[dict], float_path: Path, arts: list[Artifact], threads: 
     for row, a in zip(rows, arts):
         if row["on_gpu"] or gmacs is None:
             continue
-        int8_cpu = is_int8_cpu_form(a.meta)
+        of = "int8" if a.interface.int8_cpu_form else "fp32"
         achieved = gmacs / (row["speed"]["median_ms"] / 1000 / row["speed"]["batch"])
-        ceiling = roof["int8_gmac_s" if int8_cpu else "fp32_gmac_s"]
-        row["roof"] = {"gmac_s": achieved, "of": "int8" if int8_cpu else "fp32", "percent": 100 * achieved / ceiling}
+        row["roof"] = {"gmac_s": achieved, "of": of, "percent": 100 * achieved / roof[f"{of}_gmac_s"]}
     return {**roof, "threads": threads, "model_gmacs": gmacs}
 
 
@@ -145,83 +130,92 @@ def run_bench(opts: BenchOptions) -> dict:
         # artifacts timed in turns: ONNX Runtime's threads must not spin on the cores the next one uses
         alone = len(opts.engines) * len(opts.runtimes) == 1
 
-        def open_(path: Path, runtime: str = "ort") -> Artifact:
-            a = open_artifact(path, opts, runtime, spin=alone)
-            if hasattr(a.runner, "close"):
-                opened.callback(a.runner.close)
-            return a
+        def open_(path: Path, runtime: str = "ort") -> Runner:
+            return opened.enter_context(open_artifact(path, opts, runtime, spin=alone))
 
         arts = [open_(p, rt) for p in opts.engines for rt in (opts.runtimes if Path(p).suffix == ".onnx" else ["ort"])]
         return _bench(opts, arts, open_)
 
 
-def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
-    first = arts[0].meta
-    task = opts.task or first.get("task")
+def _common_input(opts: BenchOptions, arts: list[Runner]) -> tuple[str, int, int, int]:
+    """The task, H, W and latent channels every artifact of the run takes."""
+    first = arts[0].interface
+    task = opts.task or first.task
     if task is None:
         raise UserError(f"{arts[0].path} has no elir-edge metadata: pass --task ({'|'.join(PRESETS)})")
-    if "image_size" not in first:
+    if first.size is None:
         raise UserError(f"{arts[0].path} has a dynamic input size and no metadata: export with a static size")
-    h, w = (int(x) for x in first["image_size"].split("x"))
-    latent = int(first["latent_channels"])
     for a in arts[1:]:
-        if a.meta.get("image_size") != first["image_size"]:
-            raise UserError(f"{a.path} takes {a.meta.get('image_size')} inputs, {arts[0].path} takes "
-                            f"{first['image_size']}: compare artifacts of one export")
+        if a.interface.size != first.size:
+            raise UserError(f"{a.path} takes {a.interface.size} inputs, {arts[0].path} takes {first.size}: compare "
+                            "artifacts of one export")
+    return (task, *first.size, first.latent_channels)
+
+
+def _speed_rows(opts: BenchOptions, arts: list[Runner], es: EvalSet | None, h: int, w: int, latent: int) -> list[dict]:
+    """Every artifact timed in turns; an int8 file a runtime computes wrongly here is flagged beside its row."""
+    rng = np.random.default_rng(opts.seed)
+    runs, batches = {}, {}
+    for i, a in enumerate(arts):
+        b = a.interface.batch or 1
+        lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
+        eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
+        runs[i] = (lambda r=a, lq=lq, eps=eps: r.timed(lq, eps)) if a.on_gpu else \
+            (lambda r=a, lq=lq, eps=eps: r(lq, eps))
+        batches[i] = b
+    speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches)
+    base = speeds[0]["median_ms"]
+    rows = []
+    for i, a in enumerate(arts):
+        speeds[i]["ratio_vs_first"] = base / speeds[i]["median_ms"]
+        row = {"artifact": str(a.path), "label": label(a), "runner": a.kind, "on_gpu": a.on_gpu,
+               "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": a.load_ms, "first_run_ms": a.first_run_ms}
+        probed = probe_runner(a)
+        if probed is not None:
+            row["probe"] = probed.to_dict()
+            if not probed.ok:
+                row["flag"] = f"{probed.describe()} ({WHY}); its speed is not a fair figure"
+        rows.append(row)
+    return rows
+
+
+def _quality(opts: BenchOptions, arts: list[Runner], rows: list[dict], es: EvalSet, ref: Runner, latent: int) -> dict:
+    """Each artifact against the float reference and the ground truth, the noise floor, FID/KID."""
+    h, w = es.lq.shape[-2:]
+    ref_out = ref(es.lq, es.eps)
+    floor_eps = np.stack([latent_noise(latent, h, w, opts.seed + 10_000 + i) for i in range(len(es.names))])
+    floor_out = ref(es.lq, floor_eps)
+    quality = {"images": len(es.names), "reference": str(ref.path), "seed": opts.seed,
+               "noise_floor_vs_float": {m: describe(v, opts.seed) for m, v in per_image(floor_out, ref_out).items()},
+               "degraded_vs_gt": {m: describe(v, opts.seed) for m, v in per_image(es.lq, es.hq).items()}}
+    for a, r in zip(arts, rows):
+        out = ref_out if a is ref else a(es.lq, es.eps)
+        r["is_reference"] = a is ref
+        if a is not ref:
+            r["vs_float"] = {m: describe(v, opts.seed) for m, v in per_image(out, ref_out).items()}
+        r["vs_gt"] = {m: describe(v, opts.seed) for m, v in per_image(out, es.hq).items()}
+        r["recorded_vs_float_db"] = recorded_quality(a.path)
+        measured = r.get("vs_float", {}).get("psnr", {}).get("mean", {}).get("value")
+        if measured is not None and r["recorded_vs_float_db"] is not None and \
+                measured < r["recorded_vs_float_db"] - MARGIN_DB and "flag" not in r:
+            r["flag"] = (f"{measured:.1f} dB vs float here, {r['recorded_vs_float_db']:.1f} dB when quantized: "
+                         f"{a.kind} computes this int8 graph wrongly on this machine ({WHY}); its speed is not a "
+                         "fair figure")
+        r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
+        r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
+    return quality
+
+
+def _bench(opts: BenchOptions, arts: list[Runner], open_) -> dict:
+    task, h, w, latent = _common_input(opts, arts)
     es = eval_set(opts, task, h, w, latent)
     float_path = arts[0].path.parent / FLOAT
     ref = next((a for a in arts if a.path == float_path), None)
     if ref is None and float_path.is_file():
         ref = open_(float_path)
     ref = ref or arts[0]
-
-    rng = np.random.default_rng(opts.seed)
-    runs, batches = {}, {}
-    for i, a in enumerate(arts):
-        b = int(a.meta.get("batch", 1))
-        lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
-        eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
-        timed = getattr(a.runner, "timed", None) if a.runner.on_gpu else None  # CUDA-event breakdown
-        runs[i] = (lambda t=timed, lq=lq, eps=eps: t(lq, eps)) if timed else \
-            (lambda r=a.runner, lq=lq, eps=eps: r(lq, eps))
-        batches[i] = b
-    speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches)
-    rows = [{"artifact": str(a.path), "label": a.label, "runner": a.kind, "on_gpu": bool(getattr(a.runner, "on_gpu", False)),
-             "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": getattr(a.runner, "load_ms", None),
-             "first_run_ms": getattr(a.runner, "first_run_ms", None)} for i, a in enumerate(arts)]
-    for a, r in zip(arts, rows):  # an int8 file this runtime computes wrongly here: flagged before any figure
-        probed = probe_runner(a.runner, a.path)
-        if probed is not None:
-            r["probe"] = probed.to_dict()
-            if not probed.ok:
-                r["flag"] = f"{probed.describe()} ({WHY}); its speed is not a fair figure"
-    base = rows[0]["speed"]["median_ms"]
-    for r in rows:
-        r["speed"]["ratio_vs_first"] = base / r["speed"]["median_ms"]
-
-    quality = None
-    if es is not None:
-        ref_out = ref.runner(es.lq, es.eps)
-        floor_eps = np.stack([latent_noise(latent, h, w, opts.seed + 10_000 + i) for i in range(len(es.names))])
-        floor_out = ref.runner(es.lq, floor_eps)
-        quality = {"images": len(es.names), "reference": str(ref.path), "seed": opts.seed,
-                   "noise_floor_vs_float": {m: describe(v, opts.seed) for m, v in per_image(floor_out, ref_out).items()},
-                   "degraded_vs_gt": {m: describe(v, opts.seed) for m, v in per_image(es.lq, es.hq).items()}}
-        for a, r in zip(arts, rows):
-            out = ref_out if a is ref else a.runner(es.lq, es.eps)
-            r["is_reference"] = a is ref
-            if a is not ref:
-                r["vs_float"] = {m: describe(v, opts.seed) for m, v in per_image(out, ref_out).items()}
-            r["vs_gt"] = {m: describe(v, opts.seed) for m, v in per_image(out, es.hq).items()}
-            r["recorded_vs_float_db"] = recorded_quality(a.path)
-            measured = r.get("vs_float", {}).get("psnr", {}).get("mean", {}).get("value")
-            if measured is not None and r["recorded_vs_float_db"] is not None and \
-                    measured < r["recorded_vs_float_db"] - MARGIN_DB and "flag" not in r:
-                r["flag"] = (f"{measured:.1f} dB vs float here, {r['recorded_vs_float_db']:.1f} dB when quantized: "
-                             f"{a.kind} computes this int8 graph wrongly on this machine (16-bit saturation of u8 x s8 "
-                             "products on CPUs without VNNI is the known cause); its speed is not a fair figure")
-            r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
-            r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
+    rows = _speed_rows(opts, arts, es, h, w, latent)
+    quality = _quality(opts, arts, rows, es, ref, latent) if es is not None else None
     preset = PRESETS.get(task)
     on_gpu = any(r["on_gpu"] for r in rows)
     report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(on_gpu), "threads": opts.threads,
@@ -233,8 +227,8 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
               "rows": rows, "quality": quality,
               "paper_reference": {"device": "NVIDIA RTX 2080 Ti",
                                   "fps": preset.paper_fps_2080ti, "preset": preset.name} if preset else None,
-              "paper_size": bool(preset) and is_paper_size(first, preset)}
-    if opts.cpu_roof and any(not r["on_gpu"] for r in rows) and float_path.is_file():
+              "paper_size": bool(preset) and is_paper_size(arts[0].interface.meta.get("arch"), (h, w), preset)}
+    if opts.cpu_roof and not all(r["on_gpu"] for r in rows) and float_path.is_file():
         report["cpu_roof"] = cpu_roof(rows, float_path, arts, opts.threads)
     if opts.roofline:
         from elir_edge.bench.roofline import roofline
@@ -243,4 +237,3 @@ def _bench(opts: BenchOptions, arts: list[Artifact], open_) -> dict:
     if opts.plot:
         plot(report, opts.plot)
     return report
-

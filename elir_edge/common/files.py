@@ -63,12 +63,21 @@ def atomic_dir(final: Path):
                 for f in tmp.iterdir():
                     os.replace(f, final / f.name)
                 tmp.rmdir()
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         for p in made:
             with contextlib.suppress(OSError):
                 p.rmdir()
+        if isinstance(e, OSError):
+            raise _named(e, tmp, final) from None
         raise
+
+
+def _named(e: OSError, tmp: Path, final: Path) -> OSError:
+    """A write's OS error naming the output the user asked for rather than our temporary beside it (an error
+    about another file, an input, is left as it is)."""
+    ours = e.filename is None or str(e.filename).startswith(str(tmp))
+    return OSError(e.errno, e.strerror, str(final)) if e.errno and ours else e
 
 
 @contextlib.contextmanager
@@ -82,6 +91,9 @@ def atomic_file(final: Path):
         yield tmp
         tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
         os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _named(e, tmp, final) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -119,9 +131,13 @@ def atomic_files(finals: list[Path]):
                 if tmp.exists():
                     tmp.chmod(0o666 & ~_umask())
                     os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
+        names = [str(t) for t in tmps]
+        if isinstance(e, OSError) and e.filename in names:
+            i = names.index(e.filename)
+            raise _named(e, tmps[i], finals[i]) from None
         raise
 
 

@@ -21,6 +21,7 @@ import onnx
 
 from elir_edge.common.files import atomic_files, sha256_file
 from elir_edge.errors import UserError
+from elir_edge.model.settings import parse_image_size
 from elir_edge.runtime.engine_manifest import manifest_path
 
 TARGETS = ("rtx", "tensorrt")
@@ -65,7 +66,7 @@ def _profile_shapes(model: onnx.ModelProto, profile: tuple | None) -> dict[str, 
         return None
     if profile is None:
         meta = {p.key: p.value for p in model.metadata_props}
-        h, w = (int(x) for x in meta.get("image_size", "256x256").split("x"))
+        h, w = parse_image_size(meta.get("image_size", "256x256"))
         profile = ((1, 32, 32), (1, h, w), (4, 2 * h, 2 * w))
     for b, h, w in profile:
         if h % 32 or w % 32 or b < 1:

@@ -7,6 +7,7 @@ from pathlib import Path
 from elir_edge.common.files import ensure_writable_dir
 from elir_edge.engines.build import TARGETS, BuildOptions, default_output, write_engine
 from elir_edge.errors import UserError
+from elir_edge.model.export_folder import ExportFolder
 from elir_edge.runtime.engine_manifest import refuse_foreign_engine
 from elir_edge.runtime.interface import read_interface
 
@@ -21,6 +22,7 @@ def build_engine(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> di
     if onnx_path.suffix != ".onnx":
         raise UserError(f"{onnx_path} is not an .onnx file: give a graph written by `elir-edge export` or `quantize`")
     read_interface(onnx_path)  # a damaged or foreign file stops here, in one line
+    ExportFolder.check_artifact(onnx_path)
     out = Path(opts.output) if opts.output else default_output(onnx_path, opts.target)
     if out.resolve() == onnx_path.resolve():
         raise UserError(f"-o {out} is the input graph itself: choose another engine path")

@@ -28,6 +28,7 @@ from elir_edge.exporter.verify import compare
 from elir_edge.model.arch import build_elir
 from elir_edge.model.checkpoint import load_checkpoint
 from elir_edge.model.counts import count_macs, count_params
+from elir_edge.model.export_folder import FLOAT, FP16, MANIFEST, WEIGHTS, ExportFolder, is_export_folder
 from elir_edge.model.folded import build_unrolled, folded_model
 from elir_edge.model.noise import baked_noise, seeded_inputs
 from elir_edge.model.settings import resolve_settings
@@ -84,7 +85,7 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
         deployed_params = count_params(unrolled)
         example = (lq,) if opts.baked_noise else (lq, eps)
     with atomic_dir(out_dir) as tmp:
-        onnx_path = tmp / "model.onnx"
+        onnx_path = tmp / FLOAT
         with stages(f"export ONNX (opset {OPSET}) and simplify"):
             model = simplify(to_onnx(unrolled, example, opts.dynamic))
             meta = {
@@ -106,11 +107,12 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
         fp16 = None
         if opts.fp16:
             with stages("fp16 graph, checked against fp32 on ONNX Runtime"):
-                fp16 = write_fp16(onnx_path, tmp / "model_fp16.onnx", [feeds])
+                fp16 = write_fp16(onnx_path, tmp / FP16, [feeds])
         with stages("write weights and manifest"):
-            from safetensors.torch import save_file
+            from safetensors.torch import save as weights_bytes
 
-            save_file({k: v.contiguous() for k, v in folded.state_dict().items()}, str(tmp / "weights.safetensors"))
+            # bytes written by Python, so a full disk is an OSError like any other write
+            (tmp / WEIGHTS).write_bytes(weights_bytes({k: v.contiguous() for k, v in folded.state_dict().items()}))
             manifest = {
                 "elir_edge_version": __version__,
                 "created_unix": int(time.time()),
@@ -120,11 +122,11 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
                 "arch": ckpt.arch.collapsed().to_dict(),
                 "source_arch": ckpt.arch.to_dict(),
                 "fold": {"pairs": n_folded, "max_abs_err": fold_error},
-                "onnx": {"file": "model.onnx", "sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size,
+                "onnx": {"file": FLOAT, "sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size,
                          "opset": OPSET, "inputs": {n: list(t.shape) for n, t in zip(input_names(opts.baked_noise), example)},
                          "outputs": {"hq": list(ref_out.shape)}, "dynamic": opts.dynamic,
                          "noise": "baked" if opts.baked_noise else "input", "seed": opts.seed},
-                "weights": {"file": "weights.safetensors", "sha256": sha256_file(tmp / "weights.safetensors")},
+                "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)},
                 "verification": {**agreement.to_dict(), "tolerance": opts.tolerance, "seed": opts.seed},
                 "fp16": fp16,
                 "deployed_params": deployed_params,
@@ -132,15 +134,12 @@ def export_checkpoint(checkpoint: str | Path, opts: ExportOptions, quiet: bool =
                 "versions": _versions(),
                 "seconds": round(stages.elapsed(), 2),
             }
-            write_json(tmp / "manifest.json", manifest)
+            write_json(tmp / MANIFEST, manifest)
     manifest["folder"] = str(out_dir)
     if stale and not quiet:
         print(f"elir-edge export: note: {out_dir} still holds {', '.join(stale)} from the previous export; they "
               "no longer match it: run `elir-edge quantize` (and build) again", file=sys.stderr)
     return manifest
-
-
-EXPORT_FILES = ("model.onnx", "model_fp16.onnx", "weights.safetensors", "manifest.json")
 
 
 def check_output_folder(folder: Path) -> list[str]:
@@ -152,15 +151,11 @@ def check_output_folder(folder: Path) -> list[str]:
     present = sorted(p.name for p in folder.iterdir())
     if not present:
         return []
-    try:
-        is_export = "elir_edge_version" in json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError, TypeError):
-        is_export = False
-    if not is_export:
+    if not is_export_folder(folder):
         raise UserError(f"output folder {folder} already holds files ({', '.join(present[:3])}"
                         f"{', ...' if len(present) > 3 else ''}) and is not an export folder: choose a new or empty "
                         "folder with -o/--output")
-    return [n for n in present if n not in EXPORT_FILES and not n.startswith(".")]
+    return ExportFolder(folder).stale_files()
 
 
 def write_fp16(fp32_path: Path, out_path: Path, feeds: list[dict]) -> dict:

@@ -159,6 +159,14 @@ class ExportFolder:
                             f"export, or changed since): run `elir-edge {stage}` again")
         return path
 
+    @classmethod
+    def check_artifact(cls, artifact: Path) -> None:
+        """An artifact about to be run or built: if it is one of an export folder's recorded files, it must be
+        the file recorded there (runtime.open_runner and engines.build_engine ask before any work)."""
+        folder = cls.of(artifact)
+        if folder is not None and Path(artifact).name in EXPORT_FILES + INT8_FILES:
+            folder.verified(Path(artifact).name)
+
     def stale_files(self) -> list[str]:
         """Files of an earlier quantize or build beside the export's own: they no longer match a new export."""
         return sorted(p.name for p in self.path.iterdir() if p.name not in EXPORT_FILES and not p.name.startswith("."))

@@ -50,13 +50,13 @@ def preset_arch(task: str, overparam: bool = False) -> ArchConfig:
                       fmir_overparam=overparam, mmse_overparam=overparam)
 
 
-def is_paper_size(meta: dict, preset: TaskPreset) -> bool:
-    """Whether an artifact (its ONNX metadata) is the paper's full-size network at the preset's image size,
-    so its speed can stand beside the paper's figure."""
+def is_paper_size(arch_json: str | None, size: tuple[int, int], preset: TaskPreset) -> bool:
+    """Whether an artifact (its ONNX's `arch` metadata, its H, W) is the paper's full-size network at the
+    preset's image size, so its speed can stand beside the paper's figure."""
     from elir_edge.model.arch import ArchConfig
 
     try:
-        arch = ArchConfig.from_dict(json.loads(meta["arch"]))
+        arch = ArchConfig.from_dict(json.loads(arch_json))
     except (KeyError, TypeError, ValueError):
         return False
-    return arch == preset_arch(preset.name).collapsed() and meta.get("image_size") == f"{preset.image_size}x{preset.image_size}"
+    return arch == preset_arch(preset.name).collapsed() and tuple(size) == (preset.image_size,) * 2

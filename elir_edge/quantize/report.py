@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from elir_edge.common.tables import human_bytes, table
+from elir_edge.quantize.runtimes import runtimes_line
 
 
 def quantize_table(r: dict) -> str:
@@ -24,6 +25,7 @@ def quantize_table(r: dict) -> str:
         ["TensorRT rules", "pass (R1-R8) on model_int8.onnx and model_int8_fp16.onnx"],
         ["engine", engine_line(r["engine"])],
         ["this CPU", r["cpu"]["verdict"]],
+        ["computed right here", runtimes_line(r["runtimes_here"])],
         ["time", f"{r['seconds']:.0f} s; MCT: " + ", ".join(f"{ph['phase'].split(' (')[0].lower()} {ph['seconds']:.0f} s"
                                                           for ph in r["profile"]["mct_phases"])
                  + f"; peak memory {r['profile']['memory_gb']['peak_rss_gb']:.1f} GB"],

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from elir_edge.common.metrics import psnr
-from elir_edge.runtime.open import open_runner
+from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.ort import reference_session
 from elir_edge.runtime.probe import ProbeResult, measure, probe_bytes
 
@@ -32,16 +32,16 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
             (Path(tmp) / name).write_bytes(b)
         for rt in installed_cpu_runtimes():
             for name in blobs:
-                with open_runner(Path(tmp) / name, runtime=rt) as runner:
+                with open_runner(Path(tmp) / name, RunnerOptions(runtime=rt)) as runner:
                     r = ProbeResult(name, runner.kind, measure(runner, probe), reference[name])
                 verdicts.setdefault(r.runtime, {})[name] = r.to_dict()
     return probe_bytes(probe["lq"], probe["eps"], float_out), {"reference_psnr_db": reference, "runtimes": verdicts}
 
 
-def runtimes_line(record: dict) -> str:
-    """One table cell: per runtime, the files it computes right here and those it does not."""
+def runtimes_line(runtimes: dict) -> str:
+    """One table cell: per runtime (the report's `runtimes_here`), the files it computes wrongly here, if any."""
     parts = []
-    for runtime, files in record["runtimes"].items():
+    for runtime, files in runtimes.items():
         bad = [f"{n} ({v['psnr_db']:.1f} dB vs {v['reference_db']:.1f})" for n, v in files.items()
                if not v["computes_right"]]
         parts.append(f"{runtime}: " + (f"WRONG on {', '.join(bad)}" if bad else "all files right"))

@@ -23,8 +23,7 @@ from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.strip import write_strip
 from elir_edge.restore.tiling import restore_tiled, restore_whole
-from elir_edge.runtime.interface import graph_size, is_int8_cpu_form, runner_interface
-from elir_edge.runtime.open import open_runner
+from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.probe import refuse_if_wrong
 
 UPSCALE = {"sr": 8, "bsr": 4}  # super-resolution inputs are bicubic-upscaled first, as the reference does
@@ -61,16 +60,17 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     artifact, out_dir = Path(artifact), Path(opts.output)
     files = collect_inputs(inputs)
     ensure_writable_dir(out_dir)
-    with open_runner(artifact, opts.threads, runtime=opts.runtime) as runner:
-        refuse_if_wrong(runner, artifact, lambda p: open_runner(p, opts.threads, runtime=opts.runtime))
+    run_opts = RunnerOptions(runtime=opts.runtime, threads=opts.threads)
+    with open_runner(artifact, run_opts) as runner:
+        refuse_if_wrong(runner, lambda p: open_runner(p, run_opts))
         return _restore(artifact, files, out_dir, runner, opts, progress)
 
 
 def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: RestoreOptions, progress: bool) -> dict:
     from tqdm import tqdm
 
-    meta, shapes = runner_interface(runner)
-    if is_int8_cpu_form(meta) and not runner.on_gpu:
+    interface = runner.interface
+    if interface.int8_cpu_form and not runner.on_gpu:
         from elir_edge.runtime.cpu import cpu_features
 
         features = cpu_features()
@@ -78,10 +78,10 @@ def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: Res
             warnings.warn(f"this CPU has no int8 dot-product instruction (no VNNI/AMX): int8 convolutions gain "
                           f"little over fp32 on such CPUs, so {artifact.parent / FLOAT} may be about as fast, and "
                           "exact (`elir-edge bench` measures both here)", stacklevel=2)
-    task = opts.task or meta.get("task")
+    task = opts.task or interface.task
     if task is None:
         raise UserError(f"{artifact} carries no task metadata (not made by elir-edge): pass --task")
-    gh, gw, latent = graph_size(shapes)
+    gh, gw, latent = interface.height, interface.width, interface.latent_channels
     tile = opts.tile or (gh if task == "bsr" else None)
     if tile is not None:
         if gh is not None and (tile != gh or tile != gw):

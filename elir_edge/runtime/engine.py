@@ -18,7 +18,8 @@ import numpy as np
 from elir_edge.errors import UserError
 from elir_edge.runtime import cuda
 from elir_edge.runtime.batching import in_batches
-from elir_edge.runtime.runner import Runner
+from elir_edge.runtime.interface import LATENT_CHANNELS
+from elir_edge.runtime.runner import Interface, Runner
 
 # TensorRT DataType name -> numpy storage. bfloat16 has no numpy type: stored as its 16 raw bits.
 DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "BF16": np.uint16, "INT8": np.int8, "UINT8": np.uint8,
@@ -42,7 +43,9 @@ class EngineRunner(Runner):
     """`runner(lq, eps) -> hq` on an engine; `timed(lq, eps)` adds the CUDA-event breakdown; `close()`
     gives back every CUDA resource (and the runner refuses to run afterwards)."""
 
-    def __init__(self, trt, plan: bytes, path: Path, kind: str, cuda_graph: bool = False):
+    def __init__(self, trt, plan: bytes, path: Path, kind: str, cuda_graph: bool = False,
+                 meta: dict[str, str] | None = None):
+        """`meta`: elir-edge's metadata of the ONNX the engine was built from (its task, arch, int8 form)."""
         self.trt, self.path, self.name, self.on_gpu = trt, Path(path), Path(path).name, True
         self.kind = kind + (" + CUDA graph" if cuda_graph else "")
         self.rt = cuda.bindings()
@@ -73,10 +76,12 @@ class EngineRunner(Runner):
             raise EngineError(f"{path} is not an elir-edge engine (tensors {sorted(self.modes)}): build it from a "
                               "graph written by `elir-edge export` or `quantize`")
         self.output = outputs[0]
-        self.needs_eps = "eps" in self.modes
         lq_shape = tuple(self.engine.get_tensor_shape("lq"))
         self.dynamic = any(d < 0 for d in lq_shape)
-        self.batch = None if self.dynamic or lq_shape[0] < 0 else lq_shape[0]
+        needs_eps = "eps" in self.modes
+        latent = tuple(self.engine.get_tensor_shape("eps"))[1] if needs_eps else LATENT_CHANNELS
+        n, _, h, w = (None if d < 0 else d for d in lq_shape)
+        self.interface = Interface(dict(meta or {}), h, w, n, latent, needs_eps)
         self.shape = None
         if not self.dynamic:
             self._bind(lq_shape)
@@ -90,7 +95,7 @@ class EngineRunner(Runner):
         """Buffers for one input shape (a dynamic engine is told the shape first; outputs follow from it)."""
         if self.dynamic:
             n, _, h, w = lq_shape
-            shapes = {"lq": lq_shape, "eps": (n, self.engine.get_tensor_shape("eps")[1], h // 8, w // 8)}
+            shapes = {"lq": lq_shape, "eps": (n, self.interface.latent_channels, h // 8, w // 8)}
             for name in (n for n, m in self.modes.items() if m == "input"):
                 if not self.context.set_input_shape(name, shapes[name]):
                     raise EngineError(f"{self.path}: input {name} of shape {shapes[name]} is outside the engine's "
@@ -156,7 +161,7 @@ class EngineRunner(Runner):
         return self._result()
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
-        return in_batches(self.run_batch, self.batch or len(lq), lq, eps)
+        return in_batches(self.run_batch, self.interface.batch or len(lq), lq, eps)
 
     def timed(self, lq: np.ndarray, eps: np.ndarray | None) -> dict:
         """One run of exactly one engine batch, with the CUDA-event breakdown (milliseconds):

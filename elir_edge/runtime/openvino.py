@@ -11,6 +11,7 @@ import numpy as np
 
 from elir_edge.errors import UserError
 from elir_edge.runtime.batching import in_batches
+from elir_edge.runtime.interface import onnx_interface
 from elir_edge.runtime.runner import Runner
 
 INSTALL = "pip install 'elir-edge[openvino]'"
@@ -18,14 +19,14 @@ INSTALL = "pip install 'elir-edge[openvino]'"
 
 class OpenVinoRunner(Runner):
     on_gpu = False
+    kind = "OpenVINO CPU"
 
     def __init__(self, path: Path, threads: int | None = None):
         try:
             import openvino as ov
         except ImportError:
             raise UserError(f"OpenVINO is not installed: {INSTALL}, or leave --runtime openvino out") from None
-        self.path, self.name, self.graph_path = Path(path), Path(path).name, Path(path)
-        self.kind = "OpenVINO CPU"
+        self.path, self.name = Path(path), Path(path).name
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -36,16 +37,11 @@ class OpenVinoRunner(Runner):
             raise UserError(f"{path} cannot be loaded by OpenVINO ({str(e).strip().splitlines()[0][:150]}): "
                             "re-export it with `elir-edge export`") from None
         self.request = self.compiled.create_infer_request()
-        inputs = {i.get_any_name(): i.get_partial_shape() for i in self.compiled.inputs}
-        if "lq" not in inputs:
-            raise UserError(f"{path} has no input named lq: it is not an ELIR graph written by elir-edge")
-        self.needs_eps = "eps" in inputs
-        b = inputs["lq"][0]
-        self.batch = b.get_length() if b.is_static else None
+        self.interface = onnx_interface(self.path)
 
     def run_batch(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
-        feeds = {"lq": lq, **({"eps": eps} if self.needs_eps else {})}
+        feeds = {"lq": lq, **({"eps": eps} if self.interface.needs_eps else {})}
         return np.array(self.request.infer(feeds)[self.compiled.outputs[0]], np.float32)
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
-        return in_batches(self.run_batch, self.batch or len(lq), lq, eps)
+        return in_batches(self.run_batch, self.interface.batch or len(lq), lq, eps)

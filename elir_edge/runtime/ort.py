@@ -9,6 +9,7 @@ import numpy as np
 
 from elir_edge.errors import UserError
 from elir_edge.runtime.batching import in_batches
+from elir_edge.runtime.interface import onnx_interface
 from elir_edge.runtime.runner import Runner
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -61,7 +62,6 @@ def session_with_outputs(model, names: list[str], threads: int | None = None):
 class OrtRunner(Runner):
     def __init__(self, path: Path, threads: int | None = None, provider: str = "cpu", spin: bool = True):
         self.path, self.name = Path(path), Path(path).name
-        self.graph_path = self.path
         providers = _providers(provider)
         self.on_gpu = provider != "cpu"
         self.kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
@@ -74,20 +74,14 @@ class OrtRunner(Runner):
         if active != providers[0]:  # ONNX Runtime falls back to the CPU when a GPU provider fails to start
             raise UserError(f"ONNX Runtime could not start {providers[0]} for {path} (it fell back to {active}): "
                             "check the CUDA/cuDNN libraries onnxruntime-gpu needs, or use --provider cpu")
-        inputs = {i.name: i.shape for i in self.session.get_inputs()}
-        if "lq" not in inputs:
-            raise UserError(f"{path} has no input named lq (it has {', '.join(inputs) or 'none'}): it is not an "
-                            "ELIR graph written by elir-edge")
-        self.needs_eps = "eps" in inputs
-        b = inputs["lq"][0]
-        self.batch = b if isinstance(b, int) else None
+        self.interface = onnx_interface(self.path)
 
     def run_batch(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
-        feeds = {"lq": lq, **({"eps": eps} if self.needs_eps else {})}
+        feeds = {"lq": lq, **({"eps": eps} if self.interface.needs_eps else {})}
         return self.session.run(None, feeds)[0]
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
-        return in_batches(self.run_batch, self.batch or len(lq), lq, eps)
+        return in_batches(self.run_batch, self.interface.batch or len(lq), lq, eps)
 
 
 def _providers(provider: str) -> list[str]:

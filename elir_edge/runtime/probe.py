@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import INT8_CPU, INT8_FILES, PROBE, ExportFolder
+from elir_edge.runtime.runner import Runner
 
 MARGIN_DB = 3.0  # a runtime this far below the file's own arithmetic on the same input computes it wrongly
 WHY = ("16-bit saturation of u8 x s8 products in int8 kernels on CPUs without VNNI is the known cause; "
@@ -69,10 +71,10 @@ def measure(runner, probe: dict[str, np.ndarray]) -> float:
     return psnr(runner(probe["lq"], probe.get("eps")), probe["hq"])
 
 
-def probe_runner(runner, artifact: Path) -> ProbeResult | None:
+def probe_runner(runner: Runner) -> ProbeResult | None:
     """Run an int8 file of an export folder on the recorded input; None where there is nothing to check (a
     float file, a GPU runner, a file on its own, a folder quantized before probes were recorded)."""
-    artifact = Path(artifact)
+    artifact = runner.path
     folder = ExportFolder.of(artifact)
     if runner.on_gpu or folder is None or artifact.name not in INT8_FILES:
         return None
@@ -84,21 +86,18 @@ def probe_runner(runner, artifact: Path) -> ProbeResult | None:
     return ProbeResult(artifact.name, runner.kind, measure(runner, probe), float(reference))
 
 
-def refuse_if_wrong(runner, artifact: Path, reopen) -> None:
-    """Raise a one-line UserError when `runner` computes this int8 file wrongly here, naming the files of the
-    folder that this runtime does compute right (each probed now with `reopen(path)`)."""
-    result = probe_runner(runner, artifact)
+def refuse_if_wrong(runner: Runner, reopen: Callable[[Path], Runner]) -> None:
+    """Raise a one-line UserError when `runner` computes its int8 file wrongly here, naming the files of the
+    folder that this runtime does compute right (each probed now, opened with `reopen(path)`)."""
+    result = probe_runner(runner)
     if result is None or result.ok:
         return
     good = []
-    for name in (n for n in INT8_FILES if n != Path(artifact).name and (Path(artifact).parent / n).is_file()):
-        other = reopen(Path(artifact).parent / name)
-        try:
-            r = probe_runner(other, Path(artifact).parent / name)
-            if r is not None and r.ok:
-                good.append(name)
-        finally:
-            other.close()
+    for name in (n for n in INT8_FILES if n != runner.name and (runner.path.parent / n).is_file()):
+        with reopen(runner.path.parent / name) as other:
+            r = probe_runner(other)
+        if r is not None and r.ok:
+            good.append(name)
     fix = (f"use {' or '.join(good)}, which {result.runtime} computes right here" if good else
            "use the float model.onnx, or run `elir-edge quantize` again on this machine")
     raise UserError(f"{result.describe()} ({WHY}): {fix}; nothing was written")

@@ -9,15 +9,16 @@ copy, end to end, and the host wall time of the plain run."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from elir_edge.errors import UserError
-from elir_edge.runtime.runner import Runner
+from elir_edge.runtime.runner import Interface, Runner
 
 
 class TorchRunner(Runner):
-    def __init__(self, model, name: str = "pytorch", device: str = "cpu", half: bool = False,
+    def __init__(self, model, path: Path, interface: Interface, device: str = "cpu", half: bool = False,
                  cuda_graph: bool = False):
         import torch
 
@@ -28,7 +29,7 @@ class TorchRunner(Runner):
                             "run on a machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu")
         if (half or cuda_graph) and device != "cuda":
             raise UserError("--half and --cuda-graph need --device cuda (PyTorch runs fp16 and CUDA graphs on the GPU)")
-        self.torch, self.name, self.needs_eps = torch, name, True
+        self.torch, self.path, self.name, self.interface = torch, Path(path), Path(path).name, interface
         self.device, self.on_gpu = torch.device(device), device == "cuda"
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.eval().to(self.device, self.dtype)
@@ -73,10 +74,10 @@ class TorchRunner(Runner):
                 self._capture(x, e)
             return self._forward(x, e).float().cpu().numpy()
 
-    def timed(self, lq: np.ndarray, eps: np.ndarray | None) -> dict:
-        """CUDA-event breakdown of one run (milliseconds); on the CPU, None (the host wall clock is all)."""
+    def timed(self, lq: np.ndarray, eps: np.ndarray | None) -> dict | np.ndarray:
+        """CUDA-event breakdown of one run (milliseconds); on the CPU the plain run (the host wall clock is all)."""
         if not self.on_gpu:
-            return None
+            return self(lq, eps)
         torch, (e0, e1, e2, e3, e4, e5) = self.torch, self.events
         with torch.inference_mode():
             if self.cuda_graph and self.graph is None:

@@ -30,8 +30,9 @@ def check_manifest(manifest: dict, trt_version: str, gpu: dict, path: Path) -> N
                           "rebuild it here with `elir-edge build --target tensorrt`")
 
 
-def open_tensorrt(path: Path, plan: bytes, manifest: dict, cuda_graph: bool = False) -> EngineRunner:
+def open_tensorrt(path: Path, plan: bytes, manifest: dict, cuda_graph: bool = False,
+                  meta: dict[str, str] | None = None) -> EngineRunner:
     trt = import_tensorrt()
     gpu = cuda.gpu_info()
     check_manifest(manifest, trt.__version__, gpu, path)
-    return EngineRunner(trt, plan, path, "TensorRT", cuda_graph)
+    return EngineRunner(trt, plan, path, "TensorRT", cuda_graph, meta)

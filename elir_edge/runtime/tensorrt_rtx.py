@@ -18,7 +18,8 @@ def where_it_runs(manifest: dict) -> str:
     return ", ".join(f"SM{s} ({g})" for s, g in zip(sms, gpus)) or "unknown GPUs"
 
 
-def open_tensorrt_rtx(path: Path, plan: bytes, manifest: dict, cuda_graph: bool = False) -> EngineRunner:
+def open_tensorrt_rtx(path: Path, plan: bytes, manifest: dict, cuda_graph: bool = False,
+                      meta: dict[str, str] | None = None) -> EngineRunner:
     version = manifest.get("builder_version")
     elsewhere = (f"{path} was built by TensorRT-RTX {version} for {where_it_runs(manifest)} and runs only on such "
                  f"a GPU")
@@ -37,4 +38,4 @@ def open_tensorrt_rtx(path: Path, plan: bytes, manifest: dict, cuda_graph: bool 
     if trt.__version__ != version:
         raise EngineError(f"{path} was built by TensorRT-RTX {version}, this machine has {trt.__version__}: "
                           "rebuild it with `elir-edge build`, or install that version")
-    return EngineRunner(trt, plan, path, "TensorRT-RTX", cuda_graph)
+    return EngineRunner(trt, plan, path, "TensorRT-RTX", cuda_graph, meta)
