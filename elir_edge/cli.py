@@ -113,8 +113,9 @@ def add_quantize_parser(sub) -> None:
                                    "Toolkit, calibrated on real images; writes model_int8.onnx (TensorRT form: int8 "
                                    "zero point 0), model_int8_fp16.onnx (the same, float parts fp16), "
                                    "model_int8_cpu.onnx (ONNX Runtime CPU form: uint8, same grid), quant_report.json, "
-                                   "and the TensorRT-RTX engine of model_int8_fp16.onnx where tensorrt-rtx is installed "
-                                   "(no GPU needed).",
+                                   "int8_probe.safetensors (the input each CPU runtime is checked on), and then the "
+                                   "RTX 2080 Ti's TensorRT-RTX engine of model_fp16.onnx (FP16 is what NVIDIA lists "
+                                   "for Turing) where tensorrt-rtx is installed (no GPU needed).",
                        epilog=QUANTIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="export folder (default: the newest under export/)")
     p.add_argument("--calib", type=Path, help="folder of calibration images (default: ./calibration where it "
@@ -146,9 +147,11 @@ def add_quantize_parser(sub) -> None:
     p.add_argument("--auto-precision", action="store_true", help="keep blocks in float until --target-psnr")
     p.add_argument("--target-psnr", type=float, default=QuantizeOptions.target_psnr,
                    help=f"dB against the float model (default {QuantizeOptions.target_psnr:g})")
-    p.add_argument("--engine", type=Path, help="path of the TensorRT-RTX engine of model_int8_fp16.onnx (default "
-                   "model_int8_fp16.rtx.engine beside it); given explicitly, a missing tensorrt-rtx is an error")
-    p.add_argument("--sm", action="append", metavar="CC", help="compute capability of that engine (default 75)")
+    p.add_argument("--rtx-engine", "--engine", dest="rtx_engine", type=Path,
+                   help="path of the TensorRT-RTX engine of model_fp16.onnx (default model_fp16.rtx.engine beside it); "
+                        "given explicitly, a missing tensorrt-rtx is an error")
+    p.add_argument("--sm", action="append", metavar="CC",
+                   help="compute capability of that engine, repeatable (default 75 = RTX 2080 Ti)")
     p.add_argument("--no-engine", dest="build_engine", action="store_false", help="build no engine")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -156,24 +159,42 @@ def add_quantize_parser(sub) -> None:
 
 
 def run_quantize(args) -> int:
+    """quantize_export, then the folder's RTX 2080 Ti engine from the engines stage (its output path checked
+    before the long work)."""
+    from elir_edge.engines import turing_engine
+    from elir_edge.engines.report import engine_line
+    from elir_edge.engines.stage import engine_output
+    from elir_edge.model.export_folder import FP16, RTX_ENGINE, ExportFolder
     from elir_edge.quantize.options import EDGE_LAYERS
     from elir_edge.quantize.report import quantize_table
     from elir_edge.quantize.stage import quantize_export
 
+    folder = ExportFolder(args.model) if args.model is not None else ExportFolder.newest()
+    asked = args.rtx_engine is not None  # an explicit path asks for the engine, --no-engine or not
+    build = args.build_engine or asked
+    if build:
+        engine_output(folder / FP16, args.rtx_engine or folder / RTX_ENGINE, what="--rtx-engine")
+    if asked:  # its builder must be here, before any work
+        from elir_edge.engines.rtx import import_rtx
+
+        import_rtx()
     keep = [p for k in args.keep_float for p in (EDGE_LAYERS if k == "edges" else [k])]
-    opts = QuantizeOptions(model=args.model, calib=args.calib, degrade=args.degrade, num_images=args.num_images,
+    opts = QuantizeOptions(model=folder.path, calib=args.calib, degrade=args.degrade, num_images=args.num_images,
                            holdout=args.holdout, batch=args.batch, seed=args.seed,
                            ptq=PTQOptions(args.error_method, args.weights_error_method, args.bias_correction,
                                           args.z_threshold, args.gptq_epochs),
                            sensitivity_images=args.sensitivity_images, calib_size=args.calib_size,
                            memory_limit_gb=args.memory_limit,
-                           keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr,
-                           engine=args.engine, build_engine=args.build_engine, sms=args.sm or ["75"])
-    r = quantize_export(opts, quiet=args.quiet or args.json)
+                           keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr)
+    quiet = args.quiet or args.json
+    r = quantize_export(opts, quiet=quiet)
+    r["engine"] = turing_engine(folder, args.sm, args.rtx_engine, required=asked, quiet=quiet) if build else \
+        {"built": False, "reason": "not asked (--no-engine)"}
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
     print(quantize_table(r))
+    print(f"RTX 2080 Ti engine: {engine_line(r['engine'])}")
     return 0
 
 
@@ -362,16 +383,15 @@ def add_demo_parser(sub) -> None:
 def run_demo(args) -> int:
     from elir_edge.bench.report import bench_tables
     from elir_edge.demo.run import run_demo as demo
-    from elir_edge.quantize.report import engine_line
+    from elir_edge.engines.report import engine_line
+    from elir_edge.quantize.report import int8_sizes
 
     r = demo(args.output, args.seed, args.quiet)
     q = r["quantize"]
     print(bench_tables(r["bench"]))
-    sizes = ", ".join(f"{n.removeprefix('model_').removesuffix('.onnx')} {v['ratio_vs_float']:.2f}x"
-                      for n, v in q["files"].items() if n != "model.onnx")
-    print(f"\nint8 files against the float one: {sizes}")
+    print(f"\nint8 files against the float one: {int8_sizes(q['files'])}")
     print(f"RTX 2080 Ti engine (TensorRT-RTX, built here without a GPU): {engine_line(q['engine'])}")
-    print(f"strip: {r['strip']}\nplot: {r['plot']}\nreport: {Path(r['export']) / 'demo_report.json'}")
+    print(f"strip: {r['strip']}\nplot: {r['plot']}\nreport: {r['report']}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Statistics on known data, drift math by hand, runner selection, FID-unavailable path, bench errors."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -91,9 +92,16 @@ def demo_folder(tmp_path_factory):
 
 
 def test_runner_selection(demo_folder):
+    from elir_edge.runtime.runner import Runner
+
     opts = BenchOptions(engines=[], threads=1)
-    assert open_artifact(demo_folder / "model.onnx", opts).kind == "ONNX Runtime CPU"
-    assert open_artifact(demo_folder / "weights.safetensors", opts).kind == "PyTorch eager (looped)"
+    ort, torch_ = open_artifact(demo_folder / "model.onnx", opts), open_artifact(demo_folder / "weights.safetensors", opts)
+    assert ort.kind == "ONNX Runtime CPU" and torch_.kind == "PyTorch eager (looped)"
+    assert isinstance(ort, Runner) and isinstance(torch_, Runner)
+    assert ort.interface == torch_.interface.__class__(ort.interface.meta, 256, 256, 1, 16, True)
+    assert torch_.interface.size == ort.interface.size == (256, 256) and torch_.interface.task == "denoising"
+    if importlib.util.find_spec("openvino"):
+        assert isinstance(open_artifact(demo_folder / "model.onnx", opts, "openvino"), Runner)
     for bad, msg in (("model.trt", "no such artifact"), ("manifest.json", "unknown artifact type")):
         with pytest.raises(UserError, match=msg):
             open_artifact(demo_folder / bad, opts)

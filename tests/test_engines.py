@@ -49,6 +49,13 @@ def test_every_graph_kind_builds_for_turing_and_ampere(graphs, kind, tmp_path):
     assert json.loads((tmp_path / f"{kind}.rtx.engine.json").read_text())["engine_sha256"] == m["engine_sha256"]
     want = {"model": "fp32", "model_fp16": "fp16", "model_int8": "int8 + fp32", "model_int8_fp16": "int8 + fp16"}
     assert m["precision"] == want.get(kind, "fp16" if kind.endswith("fp16") else "fp32")
+    # NVIDIA's TensorRT-RTX matrix lists FP32 and FP16 for SM75 and SM86, INT8 convolutions for neither
+    if kind.startswith("model_int8"):
+        assert m["support"] == ["INT8 on Turing is not in TensorRT-RTX's support matrix: unverified",
+                                "INT8 convolutions on SM86 are not in TensorRT-RTX's support matrix (it lists INT8 "
+                                "weight-only GEMM): unverified"]
+    else:
+        assert len(m["support"]) == 1 and m["support"][0].startswith("listed in NVIDIA's matrix")
     if kind.startswith("dynamic"):
         assert m["profile"]["lq"] == [[1, 3, 32, 32], [1, 3, 64, 64], [4, 3, 128, 128]]
         assert m["profile"]["eps"][2] == [4, 16, 16, 16]
@@ -204,3 +211,13 @@ def test_tensorrt_without_a_gpu_is_soft_for_callers(tiny_quantized, monkeypatch,
     monkeypatch.setitem(sys.modules, "tensorrt", fake_gpu.fake_tensorrt_builder("10.8.0", True))
     with pytest.raises(BuilderMissing, match="no NVIDIA GPU"):
         build_tensorrt(tiny_quantized[0] / "model.onnx", BuildOptions(target="tensorrt", output=tmp_path / "x"))
+
+
+def test_an_int8_engine_for_turing_is_labelled_unverified(graphs, tmp_path, capsys):
+    """`build` says, in its table and the manifest, that NVIDIA's TensorRT-RTX matrix lists no INT8 on Turing."""
+    out = tmp_path / "int8.engine"
+    assert main(["build", "-q", str(graphs["model_int8_fp16"]), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}: INT8 on Turing is not in TensorRT-RTX's support matrix: unverified" in printed
+    manifest = json.loads((tmp_path / "int8.engine.json").read_text())
+    assert manifest["support"] == ["INT8 on Turing is not in TensorRT-RTX's support matrix: unverified"]

@@ -21,9 +21,9 @@ LAYERS = [
     {"elir_edge.model"},
     {"elir_edge.runtime"},
     {"elir_edge.exporter"},
+    {"elir_edge.quantize"},  # stage 2 stands below the engines it no longer builds
     {"elir_edge.engines"},
     {"elir_edge.bench", "elir_edge.restore"},
-    {"elir_edge.quantize"},
     {"elir_edge.demo"},
     {"elir_edge.train"},  # trains on the demo's photographs
     {"elir_edge.cli"},
@@ -128,3 +128,43 @@ def test_the_checker_sees_a_planted_circle(tmp_path, monkeypatch):
         assert "import circle" in str(e)
     else:
         raise AssertionError("an import circle went unnoticed")
+
+
+def _sources():
+    for path in sorted(ROOT.rglob("*.py")):
+        yield module_name(path), ast.parse(path.read_text())
+
+
+def test_export_folder_file_names_are_spelled_in_one_module():
+    """Every file name of the export folder is a constant of model/export_folder.py; elsewhere it is named
+    through it (a name inside a longer help text or docstring is prose, not a spelling of the contract)."""
+    from elir_edge.model import export_folder as ef
+
+    names = {ef.MANIFEST, ef.FLOAT, ef.FP16, ef.WEIGHTS, ef.INT8, ef.INT8_FP16, ef.INT8_CPU, ef.QUANT_REPORT,
+             ef.PROBE, ef.RTX_ENGINE}
+    spelled = [f"{mod}:{node.lineno} {node.value!r}" for mod, tree in _sources() if mod != ef.__name__
+               for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value in names]
+    assert not spelled, "file names of the export folder outside model/export_folder.py:\n" + "\n".join(spelled)
+
+
+def test_no_getattr_or_hasattr_on_a_runner():
+    """What a runner offers is the Runner protocol's, not something probed for."""
+    probes = [f"{mod}:{node.lineno} {ast.unparse(node)}" for mod, tree in _sources() for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "hasattr") and node.args and "runner" in ast.unparse(node.args[0]).lower()]
+    assert not probes, "getattr/hasattr on a runner:\n" + "\n".join(probes)
+
+
+def test_every_backend_subclasses_the_runner_protocol():
+    """Each backend's runner class names Runner as its base (isinstance checks on live runners: test_bench,
+    test_gpu_runtime), and assigns no attribute onto a runner from outside."""
+    classes = {mod: [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith("Runner")]
+               for mod, tree in _sources() if mod in BACKENDS | {"elir_edge.runtime.engine"}}
+    for mod, found in classes.items():
+        for cls in found:
+            assert "Runner" in [ast.unparse(b) for b in cls.bases], f"{mod}.{cls.name} does not subclass Runner"
+    assert sum(map(len, classes.values())) >= 4  # ONNX Runtime, OpenVINO, PyTorch, the engine runner
+    patched = [f"{mod}:{node.lineno} {ast.unparse(t)}" for mod, tree in _sources() for node in ast.walk(tree)
+               if isinstance(node, ast.Assign) for t in node.targets
+               if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "runner"]
+    assert not patched, "attributes patched onto a runner after construction:\n" + "\n".join(patched)

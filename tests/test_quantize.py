@@ -109,7 +109,6 @@ def test_ptq_writes_both_flavours(tiny_quantized):
     sizes = {n: (folder / n).stat().st_size for n in ("model.onnx", "model_int8.onnx", "model_int8_cpu.onnx")}
     assert report["size_ratio"] == pytest.approx(sizes["model_int8.onnx"] / sizes["model.onnx"])
     assert report["size_ratio"] < 0.5 and sizes["model_int8_cpu.onnx"] < 0.5 * sizes["model.onnx"]
-    assert report["engine"]["built"] == bool(report["engine"].get("engine"))
 
 
 def test_int8_graphs_track_the_float_graph(tiny_quantized):
@@ -211,9 +210,12 @@ def test_quantize_cli_errors(tmp_path, capsys, monkeypatch):
     assert "not an export folder" in capsys.readouterr().err
 
 
-def test_explicit_engine_without_tensorrt_rtx_fails_in_one_line(requantize, capsys, monkeypatch):
-    """Without tensorrt-rtx the default engine is skipped with a reason; an explicit --engine fails, and
-    nothing is written."""
+def test_explicit_engine_without_tensorrt_rtx_fails_in_one_line(tiny_quantized, requantize, capsys, monkeypatch):
+    """Without tensorrt-rtx the folder's Turing engine is skipped with a reason; an explicit --rtx-engine fails
+    in one line before any work, and nothing is written."""
+    from elir_edge.engines import turing_engine
+    from elir_edge.model.export_folder import ExportFolder
+
     import builtins
 
     real_import = builtins.__import__
@@ -225,11 +227,16 @@ def test_explicit_engine_without_tensorrt_rtx_fails_in_one_line(requantize, caps
 
     monkeypatch.setattr(builtins, "__import__", no_rtx)
     folder, run = requantize
-    r = run()
-    assert not r["engine"]["built"] and "pip install 'elir-edge[rtx]'" in r["engine"]["reason"]
+    run()
+    r = turing_engine(ExportFolder(folder), quiet=True)
+    assert not r["built"] and "pip install 'elir-edge[rtx]'" in r["reason"]
     before = (folder / "quant_report.json").read_bytes()
-    with pytest.raises(UserError, match="--engine .*TensorRT-RTX is not installed"):
-        run(engine=folder / "x.engine")
+    with pytest.raises(UserError, match="x.engine: TensorRT-RTX is not installed"):
+        turing_engine(ExportFolder(folder), output=folder / "x.engine", required=True, quiet=True)
+    code = main(["quantize", "-q", "--model", str(folder), "--calib", str(tiny_quantized[0].parent / "calib"),
+                 "--rtx-engine", str(folder / "x.engine")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "TensorRT-RTX is not installed" in err[0], err
     assert not (folder / "x.engine").exists() and (folder / "quant_report.json").read_bytes() == before
 
 

@@ -1,4 +1,4 @@
-"""Stage 3: speed and quality drift of one or more artifacts, measured side by side in one run."""
+"""Stage 4: speed and quality drift of one or more artifacts, measured side by side in one run."""
 
 from __future__ import annotations
 

@@ -6,6 +6,6 @@
     from elir_edge.engines import BuildOptions, build_engine
 """
 
-from elir_edge.engines.stage import BuildOptions, build_engine
+from elir_edge.engines.stage import BuildOptions, build_engine, turing_engine
 
-__all__ = ["BuildOptions", "build_engine"]
+__all__ = ["BuildOptions", "build_engine", "turing_engine"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from elir_edge.engines.build import BuilderMissing, BuildOptions, build
+from elir_edge.engines.support import RTX_MATRIX, rtx_support
 from elir_edge.errors import UserError
 
 INSTALL = "pip install 'elir-edge[rtx]' (NVIDIA's tensorrt-rtx-cu12 from PyPI; no GPU needed to build)"
@@ -44,5 +45,7 @@ def build_rtx(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> tuple
     meta = {"builder": "tensorrt-rtx", "builder_version": trt.__version__, "target_sms": sms,
             "target_gpus": [SMS[s] for s in sms],
             "note": "compiled ahead of time; the plan finishes compiling on the GPU at first load"}
-    return build(trt, onnx_path, opts, configure, meta, quiet,
-                 using=f"with TensorRT-RTX for {', '.join('SM' + s for s in sms)}")
+    plan, manifest = build(trt, onnx_path, opts, configure, meta, quiet,
+                           using=f"with TensorRT-RTX for {', '.join('SM' + s for s in sms)}")
+    manifest["support"] = rtx_support(sms, manifest["precision"]) or [f"listed in NVIDIA's matrix ({RTX_MATRIX})"]
+    return plan, manifest

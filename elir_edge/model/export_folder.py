@@ -22,7 +22,7 @@ INT8_FP16 = "model_int8_fp16.onnx"  # the same with fp16 float parts
 INT8_CPU = "model_int8_cpu.onnx"  # ONNX Runtime CPU form: uint8 zero point 128, 7-bit weights
 QUANT_REPORT = "quant_report.json"
 PROBE = "int8_probe.safetensors"  # a recorded input and the float model's output on it (quantize writes it)
-RTX_ENGINE = "model_int8_fp16.rtx.engine"  # quantize's TensorRT-RTX engine
+RTX_ENGINE = "model_fp16.rtx.engine"  # the TensorRT-RTX engine of FP16 for the RTX 2080 Ti (engines.turing_engine)
 
 EXPORT_FILES = (FLOAT, FP16, WEIGHTS, MANIFEST)  # what `elir-edge export` writes
 INT8_FILES = (INT8, INT8_CPU, INT8_FP16)  # what `elir-edge quantize` writes, with QUANT_REPORT and PROBE

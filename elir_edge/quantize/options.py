@@ -33,9 +33,6 @@ class QuantizeOptions:
     keep_float: list[str] = field(default_factory=list)  # module-path patterns, e.g. steps.*.final_proj
     auto_precision: bool = False
     target_psnr: float = 35.0
-    engine: Path | None = None  # asked explicitly: failure to build is an error
-    build_engine: bool = True  # the TensorRT-RTX engine of model_int8_fp16.onnx, where tensorrt-rtx is installed
     sensitivity_images: int = 2  # held-out images each block's sensitivity is measured on
     calib_size: int | None = None  # calibration crops (px); default: the graph's size, at most CALIB_CROP
     memory_limit_gb: float | None = None  # refuse above this estimate; default: this machine's available memory
-    sms: list[str] = field(default_factory=lambda: ["75"])

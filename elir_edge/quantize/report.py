@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from elir_edge.common.tables import human_bytes, table
+from elir_edge.model.export_folder import FLOAT, INT8_FILES
 from elir_edge.quantize.runtimes import runtimes_line
 
 
@@ -13,9 +14,9 @@ def quantize_table(r: dict) -> str:
         ["artifacts", f"{r['export']}/model_int8.onnx (TensorRT), model_int8_fp16.onnx (TensorRT, fp16 float "
                       "parts), model_int8_cpu.onnx (ONNX Runtime CPU)"],
         ["layers", f"{r['layers']['quantized']} convs int8, {len(r['layers']['float'])} kept float"],
-        ["file sizes", f"float {human_bytes(f['model.onnx']['bytes'])}; "
-                       + "; ".join(f"{n.removeprefix('model_').removesuffix('.onnx')} {human_bytes(v['bytes'])} "
-                                   f"({v['ratio_vs_float']:.2f}x)" for n, v in f.items() if n != "model.onnx")],
+        ["file sizes", f"float {human_bytes(f[FLOAT]['bytes'])}; "
+                       + "; ".join(f"{_short(n)} {human_bytes(v['bytes'])} ({v['ratio_vs_float']:.2f}x)"
+                                   for n, v in f.items() if n in INT8_FILES)],
         ["calibration", f"{r['calibration']['images']} images from {r['calibration']['folder']} "
                         f"({r['calibration']['held_out']} held out for the figures below)"],
         ["int8 vs float", f"PSNR {r['int8_vs_float']['psnr_db']:.1f} dB, SSIM {r['int8_vs_float']['ssim']:.4f} "
@@ -23,7 +24,6 @@ def quantize_table(r: dict) -> str:
                           f"int8+fp16: {r['int8_fp16_vs_float']['psnr_db']:.1f} dB)"],
         ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
         ["TensorRT rules", "pass (R1-R8) on model_int8.onnx and model_int8_fp16.onnx"],
-        ["engine", engine_line(r["engine"])],
         ["this CPU", r["cpu"]["verdict"]],
         ["computed right here", runtimes_line(r["runtimes_here"])],
         ["time", f"{r['seconds']:.0f} s; MCT: " + ", ".join(f"{ph['phase'].split(' (')[0].lower()} {ph['seconds']:.0f} s"
@@ -35,8 +35,10 @@ def quantize_table(r: dict) -> str:
             table(sens, header=["block quantized alone", "PSNR dB vs float"]))
 
 
-def engine_line(e: dict) -> str:
-    if not e["built"]:
-        return f"not built: {e['reason']}"
-    return (f"{e['engine']} ({e['builder']} {e['builder_version']}, for "
-            f"{', '.join('SM' + s for s in e['target_sms'])}: {human_bytes(e['bytes'])}, built in {e['build_seconds']:.1f} s)")
+def _short(name: str) -> str:
+    return name.removeprefix("model_").removesuffix(".onnx")
+
+
+def int8_sizes(files: dict) -> str:
+    """Each int8 file's size against the float graph, e.g. `int8 0.27x, int8_cpu 0.29x` (the report's `files`)."""
+    return ", ".join(f"{_short(n)} {v['ratio_vs_float']:.2f}x" for n, v in files.items() if n in INT8_FILES)

@@ -1,4 +1,4 @@
-"""Stage 2: export folder -> MCT INT8 -> TensorRT-form Q/DQ ONNX (+ CPU flavour) -> engine where possible.
+"""Stage 2: export folder -> MCT INT8 -> TensorRT-form Q/DQ ONNX (+ CPU form), the probe, the report.
 
 Error attribution is by block and by Euler step: every variant of the graph is compared with the
 float graph on held-out calibration images, and the latent is compared after every step.
@@ -15,13 +15,13 @@ import onnx
 import torch
 
 from elir_edge import __version__
-from elir_edge.common.files import atomic_files, ensure_writable_dir
+from elir_edge.common.files import atomic_files
 from elir_edge.common.metrics import psnr, ssim
 from elir_edge.common.progress import Stages, each
 from elir_edge.errors import UserError
 from elir_edge.exporter.fp16 import to_fp16
 from elir_edge.exporter.onnx_graph import simplify
-from elir_edge.model.export_folder import FLOAT, INT8, INT8_CPU, INT8_FP16, PROBE, QUANT_REPORT, RTX_ENGINE, ExportFolder
+from elir_edge.model.export_folder import FLOAT, INT8, INT8_CPU, INT8_FP16, PROBE, QUANT_REPORT, ExportFolder
 from elir_edge.model.folded import build_unrolled, load_folded
 from elir_edge.model.settings import RunSettings
 from elir_edge.quantize.calibration import calibration_batches, calibration_folder
@@ -35,7 +35,6 @@ from elir_edge.quantize.qdq_rewrite import (
 )
 from elir_edge.quantize.qdq_rules import check
 from elir_edge.quantize.runtimes import record_runtimes
-from elir_edge.runtime.engine_manifest import manifest_path, refuse_foreign_engine
 from elir_edge.runtime.interface import input_names
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
@@ -101,15 +100,6 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
             raise UserError(f"{folder} is not a complete export folder ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:100] if str(e) else 'damaged file'}): export the checkpoint again") from None
         calib_dir = calibration_folder(opts.calib, quiet)
-        if opts.engine is not None:
-            engine = Path(opts.engine)
-            if engine.suffix not in (".engine", ".plan", ".trt"):
-                raise UserError(f"--engine {engine}: name the engine file *.engine (or .plan/.trt)")
-            if engine.is_dir():
-                raise UserError(f"--engine {engine} is a folder: give the engine's file name")
-            ensure_writable_dir(engine.parent)
-        if opts.build_engine or opts.engine is not None:
-            refuse_foreign_engine(opts.engine or export / RTX_ENGINE, "--engine" if opts.engine else "engine")
         baked = export.baked_noise
         if s.batch != 1:
             raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
@@ -210,25 +200,14 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         "profile": {"stages_s": dict(stages.durations), "mct_phases": progress.phases, "memory_estimate": estimate},
         "calibration_size": size,
     }
-    with stages("write artifacts" + (" and build the TensorRT-RTX engine" if opts.build_engine else "")):
+    with stages("write the int8 graphs, the probe and the report"):
         blobs[PROBE] = probe
-        names = list(blobs) + [QUANT_REPORT]
-        engine_target = opts.engine or export / RTX_ENGINE
-        with atomic_files([folder / n for n in names] + [engine_target, manifest_path(engine_target)]) as tmps:
-            for name, tmp in zip(names, tmps):
-                if name in blobs:
-                    tmp.write_bytes(blobs[name])
-            half_tmp, (engine_tmp, manifest_tmp) = tmps[names.index(INT8_FP16)], tmps[-2:]
-            report["engine"] = _engine(half_tmp, engine_target, opts, quiet)
-            if report["engine"]["built"]:
-                engine_tmp.write_bytes(report["engine"].pop("plan"))
-                manifest_tmp.write_text(json.dumps(report["engine"], indent=2) + "\n")
-            else:  # no engine: whatever is at its path stays as it was
-                engine_tmp.unlink()
-                manifest_tmp.unlink()
-            report["seconds"] = round(stages.elapsed(), 1)
-            report["profile"]["memory_gb"] = memory()
-            tmps[names.index(QUANT_REPORT)].write_text(json.dumps(report, indent=2) + "\n")
+        report["seconds"] = round(stages.elapsed(), 1)
+        report["profile"]["memory_gb"] = memory()
+        blobs[QUANT_REPORT] = (json.dumps(report, indent=2) + "\n").encode()
+        with atomic_files([folder / n for n in blobs]) as tmps:  # all of them, or none
+            for blob, tmp in zip(blobs.values(), tmps):
+                tmp.write_bytes(blob)
     return report
 
 
@@ -373,20 +352,3 @@ def _auto_precision(mct_graph, ev, convs, float_convs, sensitivity, target):
     got = ev.compare(_variant(mct_graph, float_convs))["psnr_vs_float"]
     trail.append({"float_blocks": sorted({block_of(c) for c in float_convs}), "psnr_db": got})
     return float_convs, trail
-
-
-def _engine(onnx_path: Path, target: Path, opts: QuantizeOptions, quiet: bool) -> dict:
-    """The TensorRT-RTX engine of the int8+fp16 graph: NVIDIA's parser and builder, on any machine. Only a
-    missing tensorrt-rtx (or --no-engine) is soft; a graph NVIDIA refuses fails the command."""
-    from elir_edge.engines.build import BuilderMissing, BuildOptions
-    from elir_edge.engines.rtx import build_rtx
-
-    if not opts.build_engine and opts.engine is None:
-        return {"built": False, "reason": "not asked (--no-engine)"}
-    try:
-        plan, manifest = build_rtx(onnx_path, BuildOptions(sms=opts.sms, output=target), quiet=True)
-    except BuilderMissing as e:
-        if opts.engine is not None:
-            raise UserError(f"--engine {opts.engine}: {e}") from None
-        return {"built": False, "reason": str(e)}
-    return {**manifest, "onnx": INT8_FP16, "plan": plan}
