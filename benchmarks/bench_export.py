@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from elir_edge.bench.timing import interleaved_medians
+from elir_edge.bench.speed import measure_interleaved
 from elir_edge.common.tables import table
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
 from elir_edge.model.presets import PRESETS, preset_arch
@@ -42,7 +42,9 @@ def speed(tmp: Path, threads: int, repeats: int) -> dict:
         with torch.no_grad():
             model(lq, eps)
 
-    med = interleaved_medians({"eager": eager, "onnx": lambda: sess.run(None, feeds)}, repeats)
+    speeds = measure_interleaved({"eager": eager, "onnx": lambda: sess.run(None, feeds)}, warmup_s=0,
+                                 iterations=repeats, duration_s=0)
+    med = {k: v["median_ms"] / 1000 for k, v in speeds.items()}
     return {"preset": "sr", "image": 256, "threads": threads, "repeats": repeats,
             "eager_s": med["eager"], "onnx_fp32_s": med["onnx"], "ratio_onnx_over_eager": med["onnx"] / med["eager"]}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elir_edge.bench.evaluate import make_eval_set
+from elir_edge.model.eval_inputs import eval_inputs
 from elir_edge.common.images import load_images
 from elir_edge.common.metrics import psnr
 from elir_edge.common.tables import human_bytes, table
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def psnr_vs(folder: Path, names: list[str], task: str, size: int) -> dict[str, float]:
-    es = make_eval_set(load_images(HELDOUT_DIR), task, size, size, 16, seed=0)
+    es = eval_inputs(load_images(HELDOUT_DIR), task, size, size, 16, seed=0)
     ref = OrtRunner(folder / "model.onnx")(es.lq, es.eps)
     out = {}
     for name in names:

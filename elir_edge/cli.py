@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from elir_edge.errors import UserError
+from elir_edge.errors import InternalError, UserError
 from elir_edge.model.presets import PRESETS
 from elir_edge.model.settings import parse_image_size
 from elir_edge.quantize.options import ERROR_METHODS, PTQOptions, QuantizeOptions
@@ -199,9 +199,9 @@ def run_quantize(args) -> int:
 
 
 RESTORE_EXAMPLES = """examples:
-  elir-edge restore --engine export/elir_demo/model.onnx elir_edge/demo/heldout/chelsea_0.png -o restored/ --compare
-  elir-edge restore --engine export/elir_demo/model_int8_cpu.onnx photos/ -o restored/ --tile 256 --overlap 32
-  elir-edge restore --engine export/elir_bsr/model.onnx small/ -o big/       # bsr: x4 bicubic, then tiles
+  elir-edge restore export/elir_demo/model.onnx elir_edge/demo/heldout/chelsea_0.png -o restored/ --compare
+  elir-edge restore export/elir_demo/model_int8_cpu.onnx photos/ -o restored/ --tile 256 --overlap 32
+  elir-edge restore export/elir_bsr/model.onnx small/ -o big/       # bsr: x4 bicubic, then tiles
 """
 
 
@@ -212,8 +212,10 @@ def add_restore_parser(sub) -> None:
                                    "reference does); with --tile (default for bsr), overlapping tiles are blended "
                                    "smoothly at the image's own size. sr/bsr inputs are upscaled x8/x4 first.",
                        epilog=RESTORE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    p.add_argument("--engine", required=True, type=Path, help="model.onnx / model_int8_cpu.onnx / .trt")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="[ARTIFACT] INPUT",
+                   help="the artifact (model.onnx, model_int8_cpu.onnx, an engine, weights.safetensors), then image "
+                        "files or folders; with --engine, all are inputs")
+    p.add_argument("--engine", type=Path, help="the artifact, when not given first")
     p.add_argument("-o", "--output", required=True, type=Path, help="folder for the restored PNGs")
     p.add_argument("--task", choices=list(PRESETS), help="preprocessing preset (default: the artifact's)")
     p.add_argument("--tile", type=_positive_int, help="tile size (the graph's input size for static graphs)")
@@ -237,7 +239,10 @@ def run_restore(args) -> int:
                           batch=args.batch, compare=args.compare, threads=args.threads, runtime=args.runtime)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        r = restore_images(args.engine, args.inputs, opts, progress=not args.quiet)
+        artifact, inputs = (args.engine, args.inputs) if args.engine else (args.inputs[0], args.inputs[1:])
+        if not inputs:
+            raise UserError("no images given: `elir-edge restore ARTIFACT IMAGES... -o DIR`")
+        r = restore_images(artifact, inputs, opts, progress=not args.quiet)
     for w in caught:
         print(f"elir-edge restore: warning: {w.message}", file=sys.stderr)
     n = len(r["restored"]) + len(r["failed"])
@@ -247,10 +252,10 @@ def run_restore(args) -> int:
 
 
 BENCH_EXAMPLES = """examples:
-  elir-edge bench --engine export/elir_demo/model.onnx --engine export/elir_demo/model_int8_cpu.onnx \\
+  elir-edge bench export/elir_demo/model.onnx export/elir_demo/model_int8_cpu.onnx \\
                   --data elir_edge/demo/heldout --json bench.json --plot bench.png
-  elir-edge bench --engine export/elir_demo/weights.safetensors --engine export/elir_demo/model.onnx  # eager vs ONNX
-  elir-edge bench --engine model.onnx --lq pairs/lq --hq pairs/hq --fid-weights pt_inception-2015-12-05.pth
+  elir-edge bench export/elir_demo/weights.safetensors export/elir_demo/model.onnx  # eager vs ONNX
+  elir-edge bench model.onnx --lq pairs/lq --hq pairs/hq --fid-weights pt_inception-2015-12-05.pth
 """
 
 
@@ -261,9 +266,10 @@ def add_bench_parser(sub) -> None:
                                    "--data or --lq/--hq, PSNR/SSIM against the float model and the ground truth with "
                                    "bootstrap 95% intervals, the noise floor, and FID/KID when Inception weights exist.",
                        epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engine", action="append", type=Path, default=[], required=True,
-                   help="artifact: .onnx (ONNX Runtime), weights.safetensors of an export (PyTorch eager), "
+    p.add_argument("artifacts", nargs="*", type=Path, metavar="ARTIFACT",
+                   help="artifacts: .onnx (ONNX Runtime), weights.safetensors of an export (PyTorch eager), "
                         ".trt/.engine/.plan (TensorRT, needs an NVIDIA GPU)")
+    p.add_argument("--engine", action="append", type=Path, default=[], help="an artifact (repeatable), as above")
     p.add_argument("--provider", choices=list(ORT_PROVIDERS), default="cpu",
                    help="ONNX Runtime execution provider for .onnx artifacts (cpu); cuda/tensorrt need onnxruntime-gpu")
     p.add_argument("--cuda-graph", action="store_true", help="replay engines (and PyTorch on CUDA) as CUDA graphs")
@@ -294,11 +300,13 @@ def add_bench_parser(sub) -> None:
 
 
 def run_bench(args) -> int:
+    if not args.artifacts + args.engine:  # a usage error: answered before the stage (torch, runtimes) loads
+        raise UserError("no artifact given: `elir-edge bench model.onnx [model_int8_cpu.onnx ...]`")
     from elir_edge.bench.report import bench_tables, save_json
     from elir_edge.bench.stage import BenchOptions
     from elir_edge.bench.stage import run_bench as bench
 
-    opts = BenchOptions(engines=args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
+    opts = BenchOptions(engines=args.artifacts + args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
                         iterations=args.iterations, duration=args.duration, warmup=args.warmup,
                         threads=args.threads, provider=args.provider, cuda_graph=args.cuda_graph, device=args.device,
                         half=args.half, seed=args.seed,
@@ -424,6 +432,30 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # the machine's fault, not the input's: a full disk, a read-only mount, ...
         print(f"elir-edge {args.command}: error: {os_error(e)}", file=sys.stderr)
         return 2
+    except InternalError as e:
+        print(f"elir-edge {args.command}: internal error: {e}: this is a bug in elir-edge, not a problem with your "
+              f"input; please report it with {bug_report(argv, e)}", file=sys.stderr)
+        return 3
+
+
+def bug_report(argv: list[str] | None, e: Exception) -> str:
+    """A file with what a maintainer needs (the command, versions, the traceback), or a note if none can be
+    written."""
+    import platform
+    import tempfile
+    import traceback
+
+    from elir_edge import __version__
+
+    text = (f"elir-edge {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+            f"command: elir-edge {' '.join(argv if argv is not None else sys.argv[1:])}\n\n"
+            + "".join(traceback.format_exception(e)))
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="elir-edge-bug-", suffix=".txt", delete=False) as f:
+            f.write(text)
+        return f"the details in {f.name}"
+    except OSError:
+        return "the command you ran and `pip freeze`"
 
 
 # errno -> what to do about it

@@ -87,7 +87,132 @@ def _qdq_scale_x2(mp):
     mp.setattr(rw, "fold_weight_quantizers", doubled)
 
 
+def _uint8_truncates(mp):
+    import elir_edge.common.images as images
+
+    mp.setattr(images, "to_uint8", lambda chw: (np.clip(chw, 0, 1).transpose(1, 2, 0) * 255).astype(np.uint8))
+
+
+def _bootstrap_80(mp):
+    import elir_edge.bench.stats as stats
+
+    real = stats.bootstrap_ci
+    mp.setattr(stats, "bootstrap_ci", lambda v, f, n_resamples=2000, level=0.95, seed=0: real(v, f, n_resamples, 0.8, seed))
+
+
+def _ssim_range_255(mp):
+    import elir_edge.common.metrics as metrics
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm
+
+    def wrong(a, b):
+        ta = torch.as_tensor(np.asarray(a, np.float32)).reshape(1, 3, *np.shape(a)[-2:])
+        tb = torch.as_tensor(np.asarray(b, np.float32)).reshape(1, 3, *np.shape(b)[-2:])
+        return float(tm(ta, tb, data_range=255.0))
+
+    mp.setattr(metrics, "ssim", wrong)
+
+
+def _noise_per_tile(mp):
+    import elir_edge.restore.tiling as tiling
+
+    real = tiling.restore_tiled
+
+    def per_tile(image, run, tile, overlap, latent_channels, seed=0, batch=1):
+        calls = iter(range(10**6))  # every run gets a field of its own, seeded by its order
+
+        def run_own_noise(lq, eps):
+            return run(lq, np.stack([tiling.latent_noise(latent_channels, tile, tile, seed + next(calls))
+                                     for _ in range(len(lq))]).astype(np.float32))
+
+        return real(image, run_own_noise, tile, overlap, latent_channels, seed, batch)
+
+    mp.setattr(tiling, "restore_tiled", per_tile)
+
+
+def _macs_transposed_as_conv(mp):
+    import contextlib
+
+    from torch import nn
+
+    import elir_edge.model.counts as counts
+
+    @contextlib.contextmanager
+    def wrong():
+        total = {"macs": 0}
+
+        def hook(mod, inputs, output):
+            if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+                total["macs"] += output.numel() * mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            elif isinstance(mod, nn.Linear):
+                total["macs"] += output.numel() * mod.in_features
+
+        handle = nn.modules.module.register_module_forward_hook(hook)
+        try:
+            yield total
+        finally:
+            handle.remove()
+
+    mp.setattr(counts, "count_macs", wrong)
+
+
+def _calibration_bgr(mp):
+    import elir_edge.quantize.calibration as calibration
+
+    real = calibration.eval_inputs
+
+    def bgr(*a, **k):
+        es = real(*a, **k)
+        es.lq = np.ascontiguousarray(es.lq[:, ::-1])
+        return es
+
+    mp.setattr(calibration, "eval_inputs", bgr)
+
+
+def _calibration_not_degraded(mp):
+    import elir_edge.quantize.calibration as calibration
+
+    real = calibration.eval_inputs
+    mp.setattr(calibration, "eval_inputs", lambda images, task, *a: real(images, None, *a))
+
+
+def _cpu_zero_point_127(mp):
+    import elir_edge.quantize.qdq_rewrite as rw
+    from onnx import numpy_helper as nh
+
+    real = rw.to_uint8_activations
+
+    def off_by_one(model):
+        real(model)
+        for init in model.graph.initializer:
+            if init.name.endswith("_u8"):
+                init.CopyFrom(nh.from_array((nh.to_array(init).astype(np.int16) - 1).astype(np.uint8), init.name))
+
+    mp.setattr(rw, "to_uint8_activations", off_by_one)
+
+
+def _manifest_hash_reversed(mp):
+    import elir_edge.exporter.stage as stage
+
+    real = stage.sha256_file
+    mp.setattr(stage, "sha256_file", lambda path: real(path)[::-1])
+
+
+def _gt_is_the_float_output(mp):
+    import elir_edge.bench.stage as stage
+
+    real = stage.paired_inputs
+
+    def truth_replaced(*a, **k):  # ground truth swapped for the degraded input: figures vs the wrong reference
+        es = real(*a, **k)
+        es.hq = es.lq.copy()
+        return es
+
+    mp.setattr(stage, "paired_inputs", truth_replaced)
+
+
 EXPORT_TESTS = ["tests/test_unroll.py", "tests/test_export.py"]
+INDEPENDENT = "tests/test_independent.py"
+CALIBRATION = "tests/test_quantize.py::test_calibration_holds_the_tasks_inputs_and_the_same_eps_as_bench"
 
 # name -> (what the bug is, how to plant it, the tests that must turn red)
 MUTANTS = {
@@ -97,4 +222,20 @@ MUTANTS = {
     "sigma_ignored": ("sigma_s ignored (no noise added to the coarse estimate)", _sigma_ignored, EXPORT_TESTS),
     "fold_drops_bias": ("folding drops the 1x1 conv's bias", _fold_drops_bias, ["tests/test_fold.py", "tests/test_export.py"]),
     "qdq_scale_x2": ("weight Q/DQ scales off by 2x", _qdq_scale_x2, ["tests/test_quantize.py"]),
+    "uint8_truncates": ("restored pixels truncated to uint8, not rounded", _uint8_truncates, [INDEPENDENT]),
+    "bootstrap_80": ("bootstrap intervals at 80 % where 95 % is said", _bootstrap_80, [INDEPENDENT]),
+    "ssim_range_255": ("SSIM computed with data range 255 on [0,1] images", _ssim_range_255, [INDEPENDENT]),
+    "noise_per_tile": ("each tile draws its own noise instead of its slice of one field", _noise_per_tile,
+                       [INDEPENDENT]),
+    "macs_transposed": ("transposed convs counted like convs on their output", _macs_transposed_as_conv,
+                        [INDEPENDENT]),
+    "calibration_bgr": ("calibration images in BGR channel order", _calibration_bgr, [CALIBRATION]),
+    "calibration_clean": ("calibration images not degraded the task's way", _calibration_not_degraded,
+                          [CALIBRATION]),
+    "manifest_hash": ("the manifest records a hash that is not the file's", _manifest_hash_reversed,
+                      ["tests/test_export.py::test_export_every_preset_both_formats"]),
+    "ground_truth": ("ground-truth figures computed against another image than the truth", _gt_is_the_float_output,
+                     ["tests/test_bench.py::test_lq_hq_pairs"]),
+    "cpu_zero_point": ("the CPU form's activation zero point 127, not 128", _cpu_zero_point_127,
+                       ["tests/test_quantize.py::test_ptq_writes_both_flavours"]),
 }

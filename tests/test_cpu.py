@@ -15,7 +15,7 @@ from onnx import numpy_helper
 
 from elir_edge.bench import BenchOptions, run_bench
 from elir_edge.cli import main
-from elir_edge.runtime.cpu import conv_roof, conv_shapes, cpu_features, int8_verdict
+from elir_edge.runtime.cpu_roof import conv_roof, conv_shapes, cpu_features, int8_verdict
 
 # flag lines recorded on three machines of this workplace and one Arm server (trimmed to the relevant part)
 AVX2 = """processor	: 0
@@ -124,7 +124,7 @@ def test_saturation_is_flagged_and_openvino_runs_beside_ort(tiny_quantized, tmp_
 
 
 def test_restore_says_the_fp32_file_is_as_fast_without_vnni(tiny_quantized, tmp_path, capsys, monkeypatch):
-    import elir_edge.runtime.cpu as cpu
+    import elir_edge.runtime.cpu_roof as cpu
 
     monkeypatch.setattr(cpu, "cpu_features", lambda text=None: cpu_features(AVX2))
     data = tiny_quantized[0].parent / "calib"

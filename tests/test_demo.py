@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from elir_edge.bench.evaluate import make_eval_set, per_image
+from elir_edge.model.eval_inputs import eval_inputs
+from elir_edge.runtime.compare import per_image
 from conftest import WHEEL_DEMO
 from elir_edge.common.images import load_images
 from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
@@ -66,7 +67,7 @@ def test_demo_export_is_faithful(demo_export):
     ckpt = load_checkpoint(CHECKPOINT)
     h = ckpt.hyper
     reference = build_elir(ckpt.arch, h["k_steps"], h["sigma_s"], ckpt.state_dict())
-    es = make_eval_set(load_images(HELDOUT_DIR)[:2], "denoising", 256, 256, 16, seed=5)
+    es = eval_inputs(load_images(HELDOUT_DIR)[:2], "denoising", 256, 256, 16, seed=5)
     with torch.no_grad():
         ref = reference(torch.from_numpy(es.lq), torch.from_numpy(es.eps)).numpy()
     got = OrtRunner(demo_export / "model.onnx")(es.lq, es.eps)
@@ -76,7 +77,7 @@ def test_demo_export_is_faithful(demo_export):
 def test_restored_beats_degraded_on_two_heldout_images(demo_export):
     images = [i for i in load_images(HELDOUT_DIR) if i[0] in ("astronaut_0.png", "chelsea_0.png")]
     assert len(images) == 2
-    es = make_eval_set(images, "denoising", 256, 256, 16, seed=123)
+    es = eval_inputs(images, "denoising", 256, 256, 16, seed=123)
     restored = OrtRunner(demo_export / "model.onnx")(es.lq, es.eps)
     before, after = per_image(es.lq, es.hq), per_image(restored, es.hq)
     for b, a in zip(before["psnr"], after["psnr"]):

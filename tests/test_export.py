@@ -2,6 +2,7 @@
 checkpoint formats, measured here with our own ONNX Runtime run (not the tool's verification figure)
 and against the output's own spread."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
 from elir_edge.model.checkpoint import load_checkpoint
+from elir_edge.model.export_folder import ExportFolder
 from elir_edge.model.folded import load_folded
 from elir_edge.model.noise import baked_noise, seeded_inputs
 from elir_edge.model.presets import PRESETS, preset_arch
@@ -42,9 +44,18 @@ def test_export_every_preset_both_formats(tmp_path, task, fmt):
     meta = read_metadata(out / "model.onnx")
     assert meta["task"] == task and int(meta["k_steps"]) == p.k_steps
     assert float(meta["sigma_s"]) == p.sigma_s and meta["image_size"] == "64x64"
-    assert meta["source_sha256"] == load_checkpoint(ckpt).sha256
-    assert "fold_error" in meta and meta["elir_edge_version"]
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731 (worked out here)
+    assert meta["source_sha256"] == digest(ckpt) == load_checkpoint(ckpt).sha256
     manifest = json.loads((out / "manifest.json").read_text())
+    # every hash the manifest records is the file's own, computed here from its bytes
+    assert manifest["onnx"]["sha256"] == digest(out / "model.onnx")
+    assert manifest["weights"]["sha256"] == digest(out / "weights.safetensors")
+    assert manifest["fp16"]["sha256"] == digest(out / "model_fp16.onnx") and manifest["source"]["sha256"] == digest(ckpt)
+    # the fold error is what folding cost on the seeded inputs: 0 with nothing folded, float rounding otherwise
+    assert float(meta["fold_error"]) == manifest["fold"]["max_abs_err"] and meta["elir_edge_version"]
+    if fmt == "release":
+        assert manifest["fold"]["max_abs_err"] == 0
+    assert manifest["fold"]["max_abs_err"] < 1e-3 * ref.std()  # the same bound the ONNX is held to
     assert manifest["onnx"]["inputs"] == {"lq": [1, 3, 64, 64], "eps": [1, 16, 8, 8]}
     assert sorted(x.name for x in out.iterdir()) == ["manifest.json", "model.onnx", "model_fp16.onnx",
                                                      "weights.safetensors"]
@@ -78,7 +89,7 @@ def test_baked_noise_dynamic_and_rebuild(tmp_path, small_ckpt):
     tol = 1e-3 * expected.std()
     assert np.abs(_run_onnx(out / "model.onnx", {"lq": lq.numpy()}) - expected).max() <= tol
     # the folded weights rebuild the model without the original checkpoint
-    folded = load_folded(out, m)
+    folded = load_folded(ExportFolder(out))
     with torch.no_grad():
         assert (folded(lq, baked_noise(s, model.arch, 5)) - torch.from_numpy(expected)).abs().max() <= tol
 

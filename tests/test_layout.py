@@ -168,3 +168,12 @@ def test_every_backend_subclasses_the_runner_protocol():
                if isinstance(node, ast.Assign) for t in node.targets
                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "runner"]
     assert not patched, "attributes patched onto a runner after construction:\n" + "\n".join(patched)
+
+
+def test_functions_are_short_enough_to_read_at_once():
+    """No function of elir_edge/ over 60 lines, unless its docstring says why (it names the reason with
+    'long because')."""
+    long = [f"{mod}.{node.name}: {node.end_lineno - node.lineno + 1} lines" for mod, tree in _sources()
+            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > 60 and "long because" not in (ast.get_docstring(node) or "")]
+    assert not long, "functions over 60 lines:\n" + "\n".join(long)

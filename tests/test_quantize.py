@@ -2,6 +2,7 @@
 without TensorRT or a GPU."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,7 +13,7 @@ from onnx import numpy_helper
 from PIL import Image
 
 from elir_edge.cli import main
-from elir_edge.errors import UserError
+from elir_edge.errors import InternalError, UserError
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
 from elir_edge.model.synthetic import random_model, save_checkpoint
 from elir_edge.quantize.calibration import calibration_batches
@@ -50,6 +51,35 @@ def test_calibration_loads_every_kind_of_image(tmp_path):
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(batches, again))
     clean = calibration_batches(folder, 64, 96, 16, task=None, num_images=2)
     assert sum(len(b[0]) for b in clean) == 2
+
+
+def test_calibration_holds_the_tasks_inputs_and_the_same_eps_as_bench(tmp_path):
+    """Exactly what MCT calibrates on, worked out here another way: image i fitted, degraded the task's way
+    with seed + i, channels in RGB order; eps of image i = the field bench and restore draw for seed + i."""
+    from elir_edge.common.degrade import degrade
+    from elir_edge.model.eval_inputs import eval_inputs
+    from elir_edge.model.noise import latent_noise
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    photos = []
+    for i in range(3):  # red, green and blue each their own level: a swapped channel order shows
+        img = np.zeros((64, 64, 3), np.uint8)
+        img[..., 0], img[..., 1], img[..., 2] = 200, 120, 40
+        img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{i}.png")
+        photos.append(img)
+    batches = calibration_batches(folder, 64, 64, 16, task="denoising", batch=2, seed=7)
+    lq = np.concatenate([b[0].numpy() for b in batches])
+    eps = np.concatenate([b[1].numpy() for b in batches])
+    for i, img in enumerate(photos):
+        want = degrade("denoising", img, 7 + i).transpose(2, 0, 1).astype(np.float32) / 255
+        assert np.array_equal(lq[i], want)
+        assert np.array_equal(eps[i], latent_noise(16, 64, 64, 7 + i))
+    assert lq[:, 0].mean() > lq[:, 1].mean() > lq[:, 2].mean()  # R, G, B
+    bench = eval_inputs([(str(i), p) for i, p in enumerate(photos)], "denoising", 64, 64, 16, seed=7)
+    assert np.array_equal(bench.lq, lq) and np.array_equal(bench.eps, eps)
 
 
 def test_sixteen_bit_and_alpha_are_converted(tmp_path):
@@ -106,6 +136,11 @@ def test_ptq_writes_both_flavours(tiny_quantized):
     zp = {i.name: i for i in cpu.graph.initializer}
     acts = [n for n in cpu.graph.node if n.op_type == "QuantizeLinear"]
     assert acts and all(zp[n.input[2]].data_type == onnx.TensorProto.UINT8 for n in acts)
+    # the same int8 grid shifted by exactly 128 (q_u8 = q_s8 + 128), over 7-bit weights in [-64, 63]
+    assert {int(numpy_helper.to_array(zp[n.input[2]])) for n in acts} == {128}
+    wq = [numpy_helper.to_array(zp[n.input[0]]) for n in cpu.graph.node
+          if n.op_type == "DequantizeLinear" and n.input[0] in zp and zp[n.input[0]].data_type == onnx.TensorProto.INT8]
+    assert wq and min(w.min() for w in wq) >= -64 and max(w.max() for w in wq) <= 63
     sizes = {n: (folder / n).stat().st_size for n in ("model.onnx", "model_int8.onnx", "model_int8_cpu.onnx")}
     assert report["size_ratio"] == pytest.approx(sizes["model_int8.onnx"] / sizes["model.onnx"])
     assert report["size_ratio"] < 0.5 and sizes["model_int8_cpu.onnx"] < 0.5 * sizes["model.onnx"]
@@ -169,7 +204,7 @@ def test_keep_float_pattern_that_matches_nothing_is_refused(requantize):
         run(keep_float=["steps.*.no_such_conv"])
 
 
-def test_a_graph_that_breaks_the_rules_is_not_written(requantize, monkeypatch):
+def test_a_graph_that_breaks_the_rules_is_not_written(tiny_quantized, requantize, monkeypatch, capsys):
     """A rewrite that leaves uint8 zero points in the TensorRT form (rule R1) makes quantize fail, and
     the artifacts from before stay as they were."""
     import elir_edge.quantize.stage as stage
@@ -178,8 +213,17 @@ def test_a_graph_that_breaks_the_rules_is_not_written(requantize, monkeypatch):
     before = {n: (folder / n).read_bytes() for n in ("model_int8.onnx", "model_int8_cpu.onnx", "quant_report.json")}
     real = stage._variant
     monkeypatch.setattr(stage, "_variant", lambda g, f, target="tensorrt": real(g, f, "cpu"))
-    with pytest.raises(UserError, match="breaks TensorRT rule R1"):
+    with pytest.raises(InternalError, match="breaks TensorRT rule R1"):
         run()
+    assert {n: (folder / n).read_bytes() for n in before} == before
+    # through the CLI: our defect, said as such (exit 3), with a bug report file, never blamed on the input
+    code = main(["quantize", "-q", "--model", str(folder), "--calib", str(tiny_quantized[0].parent / "calib"),
+                 "--no-engine"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "this is a bug in elir-edge, not a problem with your input" in err[0], err
+    report = Path(err[0].split("the details in ")[1])
+    assert "breaks TensorRT rule R1" in report.read_text() and "command: elir-edge quantize" in report.read_text()
+    report.unlink()
     assert {n: (folder / n).read_bytes() for n in before} == before
 
 

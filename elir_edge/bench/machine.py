@@ -7,7 +7,7 @@ import os
 import platform
 
 from elir_edge import __version__
-from elir_edge.runtime.cpu import cpu_features
+from elir_edge.runtime.cpu_roof import cpu_features
 
 
 def _gpu() -> dict:

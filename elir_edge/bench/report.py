@@ -18,6 +18,12 @@ def _ci(d: dict, fmt: str = "{:.2f}") -> str:
 
 
 def bench_tables(r: dict, compare_paper: bool = False) -> str:
+    """The whole report for people: speed, GPU breakdown, CPU roof, flags, paper reference, quality."""
+    out = _speed_lines(r) + _engine_lines(r) + _paper_lines(r, compare_paper)
+    return "\n".join(out + _quality_lines(r))
+
+
+def _speed_lines(r: dict) -> list[str]:
     roofed = any("roof" in row for row in r["rows"])
     speed = [[row["label"], row["runner"], str(row["speed"]["batch"])]
              + [f"{row['speed'][k]:.1f}" for k in ("min_ms", "median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms")]
@@ -44,6 +50,12 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
                 "copy in, enqueue, compute, copy out, as a caller sees it; enqueue: host time of the call):",
                 table(device, header=["artifact", "h2d", "enqueue", "compute", "d2h", "end to end", "compute p99",
                                       "img/s (compute)"])]
+    return out
+
+
+def _engine_lines(r: dict) -> list[str]:
+    """This CPU's roof and verdict, rows flagged as computed wrongly here, engine load times."""
+    out = []
     roof = r.get("cpu_roof")
     if roof:
         shapes = ", ".join(f"{s['in']}->{s['out']}@{s['h']}px" for s in roof["shapes"])
@@ -58,6 +70,11 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
                        + (" (TensorRT-RTX compiles for this GPU here, JIT)" if "RTX" in row["runner"] else "")
                        + (f", first inference {row['first_run_ms']:.0f} ms" if row.get("first_run_ms") else "")
                        + ": not in the latency figures")
+    return out
+
+
+def _paper_lines(r: dict, compare_paper: bool) -> list[str]:
+    out = []
     if r["paper_reference"]:
         p = r["paper_reference"]
         out.append(f"reference row, not measured here: the paper's {p['fps']} img/s for the {p['preset']} preset "
@@ -79,10 +96,14 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
         est = ", ".join(f"{p} {v['fps_upper_bound']:.0f} ({v['bound']})" for p, v in dev.items()
                         if isinstance(v, dict))
         out.append(f"ESTIMATE, not measured: roofline upper bound on {dev['device']}: {est} img/s")
+    return out
+
+
+def _quality_lines(r: dict) -> list[str]:
     q = r["quality"]
     if q is None:
-        out.append("quality: not measured (pass --data DIR, or --lq DIR --hq DIR)")
-        return "\n".join(out)
+        return ["quality: not measured (pass --data DIR, or --lq DIR --hq DIR)"]
+    out = []
     labels = [row["label"] for row in r["rows"]]
     rows = [[row["label"] + (f" [{row['runner']}]" if labels.count(row["label"]) > 1 else "")]
             + (["(reference)", "(reference)"] if row["is_reference"] else
@@ -103,7 +124,7 @@ def bench_tables(r: dict, compare_paper: bool = False) -> str:
                        + (f" [{f['note']}]" if "note" in f else ""))
     else:
         out.append(f"FID: unavailable ({fk.get('reason', 'not computed').replace('FID: ', '')})")
-    return "\n".join(out)
+    return out
 
 
 MIN_SPAN_DB = 3.0  # a y axis spans at least this much, so a 0.1 dB difference does not fill the plot
@@ -129,9 +150,17 @@ def plot(report: dict, path: Path) -> None:
 
     q = report["quality"]
     fig, axes = plt.subplots(1, 3 if q else 1, figsize=(16 if q else 7, 4.4), squeeze=False)
-    axes = axes[0]
-    lat = axes[-1]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    _latency_panel(axes[0][-1], report, colors)
+    if q:
+        _quality_panels(axes[0][0], axes[0][1], report, colors)
+    fig.tight_layout()
+    with atomic_file(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": SOFTWARE})  # ours: may be replaced later
+    plt.close(fig)
+
+
+def _latency_panel(lat, report: dict, colors: list) -> None:
     many = any(len(r["speed"]["samples_ms"]) >= HISTOGRAM_RUNS for r in report["rows"])
     for i, r in enumerate(report["rows"]):
         ms = np.asarray(r["speed"]["samples_ms"])
@@ -145,46 +174,43 @@ def plot(report: dict, path: Path) -> None:
     if not many:
         lat.set_yticks([])
     lat.legend(fontsize=6, loc="best")
-    if q:
-        drift, gt = axes[0], axes[1]
-        floor = q["noise_floor_vs_float"]["psnr"]["mean"]["value"]
-        ref_gt = next((r["vs_gt"]["psnr"]["mean"]["value"] for r in report["rows"] if r.get("is_reference")), None)
-        degraded = q["degraded_vs_gt"]["psnr"]["mean"]["value"]
-        drifts = [r["vs_float"]["psnr"]["mean"] for r in report["rows"] if "vs_float" in r]
-        shown = [floor] + [y for d in drifts for y in d["ci95"] if y < IDENTICAL_DB]
-        _span(drift, shown)
-        top = drift.get_ylim()[1]
-        ys_gt = [degraded] + ([ref_gt] if ref_gt is not None else [])
-        for i, r in enumerate(report["rows"]):
-            fps, c = r["speed"]["throughput_img_s"], colors[i % len(colors)]
-            g = r["vs_gt"]["psnr"]["mean"]
-            gt.errorbar(fps, g["value"], yerr=[[g["value"] - g["ci95"][0]], [g["ci95"][1] - g["value"]]], fmt="o",
-                        capsize=3, color=c)
-            ys_gt += list(g["ci95"])
-            if "vs_float" in r:
-                d = r["vs_float"]["psnr"]["mean"]
-                if d["value"] >= IDENTICAL_DB:
-                    drift.scatter(fps, top, marker="^", color=c, clip_on=False)
-                else:
-                    drift.errorbar(fps, d["value"], yerr=[[d["value"] - d["ci95"][0]], [d["ci95"][1] - d["value"]]],
-                                   fmt="o", capsize=3, color=c, mec="red" if r.get("flag") else c)
-        drift.axhline(floor, ls="--", color="gray", label="noise floor: float vs float, other eps")
-        drift.set_ylabel("PSNR vs the float model (dB), higher = closer")
-        drift.set_title(f"drift from float (triangles at the top: >= {IDENTICAL_DB:.0f} dB, identical)", fontsize=9)
-        drift.legend(fontsize=7)
-        if ref_gt is not None:
-            gt.axhline(ref_gt, color="black", lw=1, label="float reference")
-        gt.axhline(degraded, ls=":", color="gray", label="degraded input")
-        _span(gt, ys_gt)
-        gt.set_ylabel("PSNR vs ground truth (dB), 95% intervals")
-        gt.set_title("restoration quality vs throughput", fontsize=9)
-        gt.legend(fontsize=7)
-        for ax in (drift, gt):
-            ax.set_xlabel("images / s (measured here)")
-    fig.tight_layout()
-    with atomic_file(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": SOFTWARE})  # ours: may be replaced later
-    plt.close(fig)
+
+
+def _quality_panels(drift, gt, report: dict, colors: list) -> None:
+    q = report["quality"]
+    floor = q["noise_floor_vs_float"]["psnr"]["mean"]["value"]
+    ref_gt = next((r["vs_gt"]["psnr"]["mean"]["value"] for r in report["rows"] if r.get("is_reference")), None)
+    degraded = q["degraded_vs_gt"]["psnr"]["mean"]["value"]
+    drifts = [r["vs_float"]["psnr"]["mean"] for r in report["rows"] if "vs_float" in r]
+    _span(drift, [floor] + [y for d in drifts for y in d["ci95"] if y < IDENTICAL_DB])
+    top = drift.get_ylim()[1]
+    ys_gt = [degraded] + ([ref_gt] if ref_gt is not None else [])
+    for i, r in enumerate(report["rows"]):
+        fps, c = r["speed"]["throughput_img_s"], colors[i % len(colors)]
+        g = r["vs_gt"]["psnr"]["mean"]
+        gt.errorbar(fps, g["value"], yerr=[[g["value"] - g["ci95"][0]], [g["ci95"][1] - g["value"]]], fmt="o",
+                    capsize=3, color=c)
+        ys_gt += list(g["ci95"])
+        if "vs_float" in r:
+            d = r["vs_float"]["psnr"]["mean"]
+            if d["value"] >= IDENTICAL_DB:
+                drift.scatter(fps, top, marker="^", color=c, clip_on=False)
+            else:
+                drift.errorbar(fps, d["value"], yerr=[[d["value"] - d["ci95"][0]], [d["ci95"][1] - d["value"]]],
+                               fmt="o", capsize=3, color=c, mec="red" if r.get("flag") else c)
+    drift.axhline(floor, ls="--", color="gray", label="noise floor: float vs float, other eps")
+    drift.set_ylabel("PSNR vs the float model (dB), higher = closer")
+    drift.set_title(f"drift from float (triangles at the top: >= {IDENTICAL_DB:.0f} dB, identical)", fontsize=9)
+    drift.legend(fontsize=7)
+    if ref_gt is not None:
+        gt.axhline(ref_gt, color="black", lw=1, label="float reference")
+    gt.axhline(degraded, ls=":", color="gray", label="degraded input")
+    _span(gt, ys_gt)
+    gt.set_ylabel("PSNR vs ground truth (dB), 95% intervals")
+    gt.set_title("restoration quality vs throughput", fontsize=9)
+    gt.legend(fontsize=7)
+    for ax in (drift, gt):
+        ax.set_xlabel("images / s (measured here)")
 
 
 def save_json(report: dict, path: Path) -> None:

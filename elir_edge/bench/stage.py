@@ -8,18 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from elir_edge.bench.evaluate import EvalSet, make_eval_set, per_image
 from elir_edge.bench.fid import check_weights_file, fid_kid
 from elir_edge.bench.machine import machine
 from elir_edge.bench.report import is_our_report, plot
 from elir_edge.bench.speed import measure_interleaved
 from elir_edge.bench.stats import describe
 from elir_edge.common.files import ensure_writable_dir, refuse_foreign, sha256_file
-from elir_edge.common.images import fit, load_images, to_chw, written_by_us
+from elir_edge.common.images import load_images, written_by_us
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT, ExportFolder
+from elir_edge.model.eval_inputs import EvalSet, eval_inputs, paired_inputs
 from elir_edge.model.noise import latent_noise
 from elir_edge.model.presets import PRESETS, is_paper_size
+from elir_edge.runtime.compare import per_image
 from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.probe import MARGIN_DB, WHY, probe_runner
 from elir_edge.runtime.runner import Runner
@@ -60,7 +61,8 @@ def open_artifact(path: Path, opts: "BenchOptions", runtime: str = "ort", spin: 
                                            device=opts.device, half=opts.half, cuda_graph=opts.cuda_graph))
 
 
-def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _pairs(lq_dir: Path, hq_dir: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """The images of two folders paired by name (any format each): lq, hq."""
     lq = dict(load_images(lq_dir, "--lq folder"))
     hq = dict(load_images(hq_dir, "--hq folder"))
     key = {n: Path(n).with_suffix("").as_posix() for n in list(lq) + list(hq)}
@@ -70,8 +72,7 @@ def _pairs(lq_dir: Path, hq_dir: Path, h: int, w: int) -> tuple[list[str], np.nd
         raise UserError(f"--lq and --hq do not pair up ({len(odd)} unmatched, e.g. {odd[0]}): "
                         "give both folders the same file names")
     names = sorted(lq_k)
-    return (names, np.stack([to_chw(fit(lq[lq_k[n]], h, w)) for n in names]),
-            np.stack([to_chw(fit(hq[hq_k[n]], h, w)) for n in names]))
+    return names, [lq[lq_k[n]] for n in names], [hq[hq_k[n]] for n in names]
 
 
 def recorded_quality(path: Path) -> float | None:
@@ -83,7 +84,7 @@ def recorded_quality(path: Path) -> float | None:
 def cpu_roof(rows: list[dict], float_path: Path, arts: list[Runner], threads: int | None) -> dict:
     """This CPU's roof on the model's own dominant conv shapes (fp32 and the CPU form's int8), each CPU row's
     throughput as a share of it, and the one-line verdict on int8 here."""
-    from elir_edge.runtime.cpu import measure_cpu
+    from elir_edge.runtime.cpu_roof import measure_cpu
 
     cpu_forms = [a.path for a in arts if a.interface.int8_cpu_form]
     size_ratio = cpu_forms[0].stat().st_size / float_path.stat().st_size if cpu_forms else None
@@ -103,11 +104,9 @@ def eval_set(opts: BenchOptions, task: str, h: int, w: int, latent: int) -> Eval
     if opts.lq or opts.hq:
         if not (opts.lq and opts.hq):
             raise UserError("--lq and --hq go together: give both folders of paired images")
-        names, lq, hq = _pairs(opts.lq, opts.hq, h, w)
-        eps = np.stack([latent_noise(latent, h, w, opts.seed + i) for i in range(len(names))])
-        return EvalSet(names, hq, lq, eps)
+        return paired_inputs(*_pairs(opts.lq, opts.hq), h, w, latent, opts.seed)
     if opts.data:
-        return make_eval_set(load_images(opts.data, "--data folder"), task, h, w, latent, opts.seed)
+        return eval_inputs(load_images(opts.data, "--data folder"), task, h, w, latent, opts.seed)
     return None
 
 

@@ -41,6 +41,10 @@ def build_engine(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> di
         raise UserError(f"{onnx_path} is not an .onnx file: give a graph written by `elir-edge export` or `quantize`")
     read_interface(onnx_path)  # a damaged or foreign file stops here, in one line
     ExportFolder.check_artifact(onnx_path)
+    if opts.target == "rtx":
+        from elir_edge.engines.rtx import check_sms
+
+        check_sms(opts.sms)
     opts = BuildOptions(**{**opts.__dict__, "output": engine_output(onnx_path, opts.output, opts.target)})
     if opts.target == "rtx":
         from elir_edge.engines.rtx import build_rtx

@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from elir_edge.common.degrade import degrade
-from elir_edge.common.images import fit, load_images, to_chw
+from elir_edge.common.images import load_images
 from elir_edge.errors import UserError
+from elir_edge.model.eval_inputs import eval_inputs
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "calibration"  # photographs shipped in the package
 
@@ -38,11 +37,6 @@ def calibration_batches(folder: Path, height: int, width: int, latent_channels: 
         if num_images < 1:
             raise UserError(f"--num-images {num_images}: calibrate on at least one image")
         images = images[:num_images]
-    arrays = []
-    for i, (_, img) in enumerate(images):
-        img = fit(img, height, width)
-        arrays.append(to_chw(degrade(task, img, seed + i) if task else img))
-    lq = torch.from_numpy(np.stack(arrays))
-    g = torch.Generator().manual_seed(seed)
-    eps = torch.randn(len(arrays), latent_channels, height // 8, width // 8, generator=g)
-    return [(lq[i:i + batch], eps[i:i + batch]) for i in range(0, len(arrays), batch)]
+    es = eval_inputs(images, task, height, width, latent_channels, seed)
+    lq, eps = torch.from_numpy(es.lq), torch.from_numpy(es.eps)
+    return [(lq[i:i + batch], eps[i:i + batch]) for i in range(0, len(lq), batch)]

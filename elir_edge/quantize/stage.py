@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,8 @@ import torch
 
 from elir_edge import __version__
 from elir_edge.common.files import atomic_files
-from elir_edge.common.metrics import psnr, ssim
 from elir_edge.common.progress import Stages, each
-from elir_edge.errors import UserError
+from elir_edge.errors import InternalError, UserError
 from elir_edge.exporter.fp16 import to_fp16
 from elir_edge.exporter.onnx_graph import simplify
 from elir_edge.model.export_folder import FLOAT, INT8, INT8_CPU, INT8_FP16, PROBE, QUANT_REPORT, ExportFolder
@@ -35,6 +35,7 @@ from elir_edge.quantize.qdq_rewrite import (
 )
 from elir_edge.quantize.qdq_rules import check
 from elir_edge.quantize.runtimes import record_runtimes
+from elir_edge.runtime.compare import agreement, run_graph
 from elir_edge.runtime.interface import input_names
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
@@ -57,25 +58,19 @@ class Evaluator:
         self.ref, self.ref_latents = self._run(float_model)
 
     def _run(self, model: onnx.ModelProto, latents: bool = True):
-        from elir_edge.runtime.ort import session_with_outputs
-
-        lat = latent_tensors(model) if latents else []
-        sess = session_with_outputs(model, lat, self.threads)
-        outs = [sess.run(["hq", *lat], f) for f in self.feeds]
+        outs = run_graph(model, self.feeds, latent_tensors(model) if latents else [], self.threads)
         return [o[0] for o in outs], [o[1:] for o in outs]
 
     def compare(self, model: onnx.ModelProto, latents: bool = True) -> dict:
         """PSNR/SSIM of the output vs the float graph, and the latent SNR after each step (float32 graphs)."""
         out, lat = self._run(model, latents)
-        per_img = [(psnr(o, r), float(np.mean([ssim(a, b) for a, b in zip(o, r)]))) for o, r in zip(out, self.ref)]
+        a = agreement(out, self.ref, with_ssim=True)
         steps = []
         for k in range(len(lat[0])):
             sig = np.mean([np.mean(np.square(r[k])) for r in self.ref_latents])
             err = np.mean([np.mean(np.square(q[k] - r[k])) for q, r in zip(lat, self.ref_latents)])
             steps.append(float(10 * np.log10(sig / err)) if err > 0 else float("inf"))
-        return {"psnr_vs_float": float(np.mean([p for p, _ in per_img])),
-                "ssim_vs_float": float(np.mean([s for _, s in per_img])),
-                "latent_snr_db": steps}
+        return {"psnr_vs_float": a.psnr_db, "ssim_vs_float": a.ssim, "latent_snr_db": steps}
 
 
 def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "tensorrt") -> onnx.ModelProto:
@@ -85,135 +80,195 @@ def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "t
     return m
 
 
+@dataclass
+class _Inputs:
+    """What the first stage reads and checks before MCT starts."""
+    export: ExportFolder
+    float_path: Path
+    float_graph: onnx.ModelProto
+    folded: torch.nn.Module
+    unrolled: torch.nn.Module
+    calib_dir: Path
+    calib: list  # (lq, eps) batches MCT calibrates on (crops)
+    held: list  # (lq, eps) held-out images at the graph's size, one each
+    first: tuple  # one (lq, eps) at the graph's size, the export example
+    n_hold: int
+    size: int  # side of the calibration crops
+    estimate: dict
+
+    @property
+    def baked(self) -> bool:
+        return self.export.baked_noise
+
+    def feeds(self) -> list[dict]:
+        names = input_names(self.baked)
+        return [dict(zip(names, (t.numpy() for t in ((lq,) if self.baked else (lq, eps))))) for lq, eps in self.held]
+
+
+def _open_export(opts: QuantizeOptions) -> tuple[ExportFolder, Path, onnx.ModelProto, torch.nn.Module]:
+    export = ExportFolder(opts.model) if opts.model is not None else ExportFolder.newest()
+    s, float_path = export.settings, export.verified(FLOAT)
+    if s.batch != 1:
+        raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
+    if opts.ptq.gptq_epochs > 0 and not export.baked_noise:
+        raise UserError("--gptq-epochs needs a single-input graph: MCT 2.6.1's GPTQ loop feeds a two-input "
+                        "model (lq, eps) as one concatenated tensor and fails; export with --noise baked")
+    try:
+        return export, float_path, onnx.load(str(float_path)), load_folded(export)
+    except UserError:
+        raise
+    except Exception as e:  # a damaged or foreign export folder: missing keys, truncated files
+        raise UserError(f"{export.path} is not a complete export folder ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:100] if str(e) else 'damaged file'}): export the checkpoint again") \
+            from None
+
+
+def _read_inputs(opts: QuantizeOptions, quiet: bool) -> _Inputs:
+    export, float_path, float_graph, folded = _open_export(opts)
+    s, baked = export.settings, export.baked_noise
+    calib_dir = calibration_folder(opts.calib, quiet)
+    batches = calibration_batches(calib_dir, s.height, s.width, export.latent_channels,
+                                  task=s.task if opts.degrade else None, num_images=opts.num_images, batch=1,
+                                  seed=opts.seed)
+    n_hold = opts.holdout if opts.holdout is not None else min(MAX_HOLDOUT, max(1, len(batches) // 4))
+    if n_hold < 0:
+        raise UserError(f"--holdout {n_hold}: hold out 0 or more calibration images")
+    if len(batches) - n_hold < 1:
+        raise UserError(f"{len(batches)} calibration image(s) leave none for calibration after holding out "
+                        f"{n_hold}: add images or pass --holdout 0")
+    calib = batches[:len(batches) - n_hold]
+    held = batches[len(batches) - n_hold:] or calib  # --holdout 0: drift measured on calibration images
+    size = calibration_size(opts.calib_size, s, baked)
+    unrolled = build_unrolled(folded, s, export.noise_seed if baked else None)
+    _check_patterns(unrolled, opts.keep_float)
+    estimate = estimate_memory(folded, size, opts.batch, len(batches), s)
+    check_memory(estimate, opts.memory_limit_gb)
+    return _Inputs(export, float_path, float_graph, folded, unrolled, calib_dir,
+                   _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch), held,
+                   batches[0], n_hold, size, estimate)
+
+
 def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     stages = Stages(7 + opts.auto_precision, quiet)
     with stages("read export and calibration images"):
-        export = ExportFolder(opts.model) if opts.model is not None else ExportFolder.newest()
-        folder, s = export.path, export.settings
-        float_path = export.verified(FLOAT)
-        try:
-            folded = load_folded(export)
-            float_graph = onnx.load(str(float_path))
-        except UserError:
-            raise
-        except Exception as e:  # a damaged or foreign export folder: missing keys, truncated files
-            raise UserError(f"{folder} is not a complete export folder ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:100] if str(e) else 'damaged file'}): export the checkpoint again") from None
-        calib_dir = calibration_folder(opts.calib, quiet)
-        baked = export.baked_noise
-        if s.batch != 1:
-            raise UserError(f"the export has static batch {s.batch}: re-export with --batch 1 to quantize")
-        if opts.ptq.gptq_epochs > 0 and not baked:
-            raise UserError("--gptq-epochs needs a single-input graph: MCT 2.6.1's GPTQ loop feeds a two-input "
-                            "model (lq, eps) as one concatenated tensor and fails; export with --noise baked")
-        latent = export.latent_channels
-        batches = calibration_batches(calib_dir, s.height, s.width, latent, task=s.task if opts.degrade else None,
-                                      num_images=opts.num_images, batch=1, seed=opts.seed)
-        n_hold = opts.holdout if opts.holdout is not None else min(MAX_HOLDOUT, max(1, len(batches) // 4))
-        if n_hold < 0:
-            raise UserError(f"--holdout {n_hold}: hold out 0 or more calibration images")
-        if len(batches) - n_hold < 1:
-            raise UserError(f"{len(batches)} calibration image(s) leave none for calibration after holding out "
-                            f"{n_hold}: add images or pass --holdout 0")
-        calib = batches[:len(batches) - n_hold]
-        held = batches[len(batches) - n_hold:] or calib  # --holdout 0: drift measured on calibration images
-        size = calibration_size(opts.calib_size, s, baked)
-        calib = _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch)
-        unrolled = build_unrolled(folded, s, export.noise_seed if baked else None)
-        _check_patterns(unrolled, opts.keep_float)
-        estimate = estimate_memory(folded, size, opts.batch, len(batches), s)
-        check_memory(estimate, opts.memory_limit_gb)
-    with stages(f"MCT post-training quantization on {sum(len(b[0]) for b in calib)} images ({size}x{size})"
+        x = _read_inputs(opts, quiet)
+    images = sum(len(b[0]) for b in x.calib)
+    with stages(f"MCT post-training quantization on {images} images ({x.size}x{x.size})"
                 + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
-        module_inputs = [(lq,) if baked else (lq, eps) for lq, eps in calib]
         progress = MctProgress(quiet=quiet)
-        qmodel = quantize_module(unrolled, module_inputs, opts.ptq, progress)
+        qmodel = quantize_module(x.unrolled, [(lq,) if x.baked else (lq, eps) for lq, eps in x.calib], opts.ptq,
+                                 progress)
     with stages("export Q/DQ ONNX"):
-        example = (batches[0][0],) if baked else batches[0]  # the graph's own size, not the calibration crops
-        mct_graph = simplify(export_quantized(qmodel, example, input_names(baked)))
-    names = input_names(baked)
-    feeds = [dict(zip(names, (t.numpy() for t in ((lq,) if baked else (lq, eps))))) for lq, eps in held]
+        example = (x.first[0],) if x.baked else x.first  # the graph's own size, not the calibration crops
+        mct_graph = simplify(export_quantized(qmodel, example, input_names(x.baked)))
+    feeds = x.feeds()
     n_sens = min(len(feeds), opts.sensitivity_images)
     with stages(f"sensitivity per block and per Euler step ({n_sens} held-out image{'s' * (n_sens > 1)})"):
-        ev = Evaluator(float_graph, feeds)
-        sens_ev = ev if n_sens == len(feeds) else Evaluator(float_graph, feeds[:n_sens])
-        convs = [n.name for n in mct_graph.graph.node if n.op_type in ("Conv", "ConvTranspose")]
-        blocks = sorted({block_of(c) for c in convs}, key=_block_order)
-        sensitivity = {}
-        for b in each(blocks, "blocks quantized alone", quiet):
-            only_b = {c for c in convs if block_of(c) != b}
-            sensitivity[b] = sens_ev.compare(_variant(mct_graph, only_b), latents=False)["psnr_vs_float"]
-    float_convs = select_convs(mct_graph, opts.keep_float)
+        ev = Evaluator(x.float_graph, feeds)
+        sensitivity = _sensitivity(mct_graph, ev if n_sens == len(feeds) else Evaluator(x.float_graph, feeds[:n_sens]),
+                                   quiet)
+    float_convs, trail = select_convs(mct_graph, opts.keep_float), []
     if opts.auto_precision:
         with stages(f"auto precision to {opts.target_psnr:g} dB"):
-            float_convs, trail = _auto_precision(mct_graph, ev, convs, float_convs, sensitivity, opts.target_psnr)
-    else:
-        trail = []
+            float_convs, trail = _auto_precision(mct_graph, ev, _convs(mct_graph), float_convs, sensitivity,
+                                                 opts.target_psnr)
     with stages("rewrite for TensorRT and the CPU, check rules, measure drift"):
-        final = _variant(mct_graph, float_convs, "tensorrt")
-        _check_rules(final, float_convs, INT8)
-        drift = ev.compare(final)
-        cpu = _variant(mct_graph, float_convs, "cpu")
-        drift_cpu = ev.compare(cpu)
-        half, half_info = to_fp16(final, feeds)
-        _check_rules(half, float_convs, INT8_FP16)
-        drift_half = ev.compare(half, latents=False)
-    meta = {**{p.key: p.value for p in float_graph.metadata_props}, "quantized_by": f"elir-edge {__version__} + MCT"}
-    graphs = {INT8: (final, "tensorrt (int8 zero point 0)"),
-              INT8_CPU: (cpu, "cpu (uint8 zero point 128, 7-bit weights)"),
-              INT8_FP16: (half, "tensorrt (int8 zero point 0), float parts fp16")}
-    blobs = {}
-    for name, (model, flavour) in graphs.items():
-        del model.metadata_props[:]
-        for k, v in {**meta, "int8_flavour": flavour}.items():
-            model.metadata_props.add(key=k, value=str(v))
-        blobs[name] = model.SerializeToString()
+        graphs, drifts, half_info = _int8_graphs(mct_graph, float_convs, ev, feeds)
+    blobs = _serialized(graphs, x.float_graph)
     with stages("check which installed CPU runtime computes each int8 file right here"):
         probe, runtimes = record_runtimes(blobs, feeds[0], ev.ref[0])
-    float_bytes = float_path.stat().st_size
-    report = {
-        "elir_edge_version": __version__, "export": str(folder), "settings": s.to_dict(),
-        "calibration": {"folder": str(calib_dir), "images": sum(len(b[0]) for b in calib),
-                        "held_out": n_hold, "drift_measured_on": "held-out images" if n_hold else
-                        "calibration images (--holdout 0)", "degraded": opts.degrade, "seed": opts.seed},
-        "ptq": {"error_method": opts.ptq.error_method, "weights_error_method": opts.ptq.weights_error_method,
-                "bias_correction": opts.ptq.bias_correction,
-                "z_threshold": opts.ptq.z_threshold, "gptq_epochs": opts.ptq.gptq_epochs},
-        "layers": {"quantized": len(convs) - len(float_convs), "float": sorted(float_convs)},
-        "files": {**{name: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(), "ratio_vs_float": len(b) / float_bytes}
-                     for name, b in blobs.items()}, FLOAT: {"bytes": float_bytes}},
-        "size_ratio": len(blobs[INT8]) / float_bytes,
-        "tensorrt_rules": {"checked": "R1-R8", "graphs": [INT8, INT8_FP16]},
-        "int8_vs_float": {"psnr_db": drift["psnr_vs_float"], "ssim": drift["ssim_vs_float"], "images": len(held)},
-        "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
-        "int8_fp16_vs_float": {"psnr_db": drift_half["psnr_vs_float"], "ssim": drift_half["ssim_vs_float"],
-                               "vs_int8_fp32_db": drift_half["psnr_vs_float"] - drift["psnr_vs_float"],
-                               **half_info},
-        "cpu": _cpu_verdict(float_path, len(blobs[INT8_CPU]) / float_bytes),
-        "probe": {"file": PROBE, "sha256": hashlib.sha256(probe).hexdigest(),
-                  "reference_psnr_db": runtimes["reference_psnr_db"]},
-        "runtimes_here": runtimes["runtimes"],
-        "latent_snr_db_per_step": drift["latent_snr_db"],
-        "sensitivity_psnr_db_block_alone_int8": sensitivity,
-        "auto_precision": trail,
-        "sensitivity_images": n_sens,
-        "profile": {"stages_s": dict(stages.durations), "mct_phases": progress.phases, "memory_estimate": estimate},
-        "calibration_size": size,
-    }
+    report = _report(opts, x, blobs, drifts, half_info, probe, runtimes,
+                     {"sensitivity": sensitivity, "trail": trail, "n_sens": n_sens, "float_convs": float_convs,
+                      "convs": _convs(mct_graph), "images": images})
     with stages("write the int8 graphs, the probe and the report"):
         blobs[PROBE] = probe
         report["seconds"] = round(stages.elapsed(), 1)
-        report["profile"]["memory_gb"] = memory()
+        report["profile"] = {"stages_s": dict(stages.durations), "mct_phases": progress.phases,
+                             "memory_estimate": x.estimate, "memory_gb": memory()}
         blobs[QUANT_REPORT] = (json.dumps(report, indent=2) + "\n").encode()
-        with atomic_files([folder / n for n in blobs]) as tmps:  # all of them, or none
+        with atomic_files([x.export / n for n in blobs]) as tmps:  # all of them, or none
             for blob, tmp in zip(blobs.values(), tmps):
                 tmp.write_bytes(blob)
     return report
 
 
+def _convs(mct_graph: onnx.ModelProto) -> list[str]:
+    return [n.name for n in mct_graph.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+
+
+def _sensitivity(mct_graph: onnx.ModelProto, ev: Evaluator, quiet: bool) -> dict[str, float]:
+    """PSNR vs float with one block in int8 and the rest float, for each block (encoder, coarse estimator,
+    step k, decoder)."""
+    convs = _convs(mct_graph)
+    blocks = sorted({block_of(c) for c in convs}, key=_block_order)
+    return {b: ev.compare(_variant(mct_graph, {c for c in convs if block_of(c) != b}), latents=False)["psnr_vs_float"]
+            for b in each(blocks, "blocks quantized alone", quiet)}
+
+
+def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[dict]):
+    """The three int8 files (TensorRT form checked against NVIDIA's rules, CPU form, int8+fp16) and each one's
+    drift against the float graph."""
+    final = _variant(mct_graph, float_convs, "tensorrt")
+    _check_rules(final, float_convs, INT8)
+    cpu = _variant(mct_graph, float_convs, "cpu")
+    half, half_info = to_fp16(final, feeds)
+    _check_rules(half, float_convs, INT8_FP16)
+    drifts = {INT8: ev.compare(final), INT8_CPU: ev.compare(cpu), INT8_FP16: ev.compare(half, latents=False)}
+    return {INT8: final, INT8_CPU: cpu, INT8_FP16: half}, drifts, half_info
+
+
+FLAVOURS = {INT8: "tensorrt (int8 zero point 0)", INT8_CPU: "cpu (uint8 zero point 128, 7-bit weights)",
+            INT8_FP16: "tensorrt (int8 zero point 0), float parts fp16"}  # the int8_flavour metadata
+
+
+def _serialized(graphs: dict[str, onnx.ModelProto], float_graph: onnx.ModelProto) -> dict[str, bytes]:
+    """Each graph with the float graph's metadata, quantize's mark and its flavour, as bytes."""
+    meta = {**{p.key: p.value for p in float_graph.metadata_props}, "quantized_by": f"elir-edge {__version__} + MCT"}
+    blobs = {}
+    for name, model in graphs.items():
+        del model.metadata_props[:]
+        for k, v in {**meta, "int8_flavour": FLAVOURS[name]}.items():
+            model.metadata_props.add(key=k, value=str(v))
+        blobs[name] = model.SerializeToString()
+    return blobs
+
+
+def _report(opts: QuantizeOptions, x: _Inputs, blobs: dict[str, bytes], drifts: dict, half_info: dict,
+            probe: bytes, runtimes: dict, found: dict) -> dict:
+    float_bytes = x.float_path.stat().st_size
+    drift, drift_cpu, drift_half = drifts[INT8], drifts[INT8_CPU], drifts[INT8_FP16]
+    return {
+        "elir_edge_version": __version__, "export": str(x.export.path), "settings": x.export.settings.to_dict(),
+        "calibration": {"folder": str(x.calib_dir), "images": found["images"],
+                        "held_out": x.n_hold, "drift_measured_on": "held-out images" if x.n_hold else
+                        "calibration images (--holdout 0)", "degraded": opts.degrade, "seed": opts.seed},
+        "ptq": {"error_method": opts.ptq.error_method, "weights_error_method": opts.ptq.weights_error_method,
+                "bias_correction": opts.ptq.bias_correction,
+                "z_threshold": opts.ptq.z_threshold, "gptq_epochs": opts.ptq.gptq_epochs},
+        "layers": {"quantized": len(found["convs"]) - len(found["float_convs"]), "float": sorted(found["float_convs"])},
+        "files": {**{name: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(), "ratio_vs_float": len(b) / float_bytes}
+                     for name, b in blobs.items()}, FLOAT: {"bytes": float_bytes}},
+        "size_ratio": len(blobs[INT8]) / float_bytes,
+        "tensorrt_rules": {"checked": "R1-R8", "graphs": [INT8, INT8_FP16]},
+        "int8_vs_float": {"psnr_db": drift["psnr_vs_float"], "ssim": drift["ssim_vs_float"], "images": len(x.held)},
+        "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
+        "int8_fp16_vs_float": {"psnr_db": drift_half["psnr_vs_float"], "ssim": drift_half["ssim_vs_float"],
+                               "vs_int8_fp32_db": drift_half["psnr_vs_float"] - drift["psnr_vs_float"], **half_info},
+        "cpu": _cpu_verdict(x.float_path, len(blobs[INT8_CPU]) / float_bytes),
+        "probe": {"file": PROBE, "sha256": hashlib.sha256(probe).hexdigest(),
+                  "reference_psnr_db": runtimes["reference_psnr_db"]},
+        "runtimes_here": runtimes["runtimes"],
+        "latent_snr_db_per_step": drift["latent_snr_db"],
+        "sensitivity_psnr_db_block_alone_int8": found["sensitivity"],
+        "auto_precision": found["trail"],
+        "sensitivity_images": found["n_sens"],
+        "calibration_size": x.size,
+    }
+
+
 def _cpu_verdict(float_path: Path, size_ratio: float) -> dict:
     """Whether the CPU form will be faster on this machine: its conv roof measured in a few seconds."""
-    from elir_edge.runtime.cpu import measure_cpu
+    from elir_edge.runtime.cpu_roof import measure_cpu
 
     cpu = measure_cpu(float_path, seconds=0.3, size_ratio=size_ratio)
     return {"features": cpu["features"], "int8_vs_fp32_conv": cpu["int8_vs_fp32"], "verdict": cpu["verdict"]}
@@ -222,8 +277,8 @@ def _cpu_verdict(float_path: Path, size_ratio: float) -> dict:
 def _check_rules(model: onnx.ModelProto, float_convs: set[str], name: str) -> None:
     violations = check(model, float_convs)
     if violations:
-        raise UserError(f"{name} breaks TensorRT rule {violations[0]} ({len(violations)} violations): "
-                        "report this; nothing was written")
+        raise InternalError(f"{name} breaks TensorRT rule {violations[0]} ({len(violations)} violations); "
+                            "nothing was written")
 
 
 def calibration_size(asked: int | None, s: RunSettings, baked: bool) -> int:

@@ -71,7 +71,7 @@ def _restore(artifact: Path, files: list[Path], out_dir: Path, runner, opts: Res
 
     interface = runner.interface
     if interface.int8_cpu_form and not runner.on_gpu:
-        from elir_edge.runtime.cpu import cpu_features
+        from elir_edge.runtime.cpu_roof import cpu_features
 
         features = cpu_features()
         if not features["int8_dot_product"]:
