@@ -345,6 +345,8 @@ def add_build_parser(sub) -> None:
     p.add_argument("--profile", nargs=3, metavar="BxHxW", help="dynamic graphs: min, opt and max input shapes "
                    "(default 1x32x32, the export's size, 4x twice that)")
     p.add_argument("-o", "--output", type=Path, help="engine path (one graph only; default beside the graph)")
+    p.add_argument("--no-tf32", dest="tf32", action="store_false",
+                   help="tensorrt: keep fp32 layers in fp32 on Ampere and later (TensorRT allows TF32 by default)")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=run_build)
@@ -371,8 +373,9 @@ def run_build(args) -> int:
         raise UserError("--profile: write three shapes BxHxW, e.g. 1x64x64 1x256x256 4x512x512")
     manifests = []
     for path in args.onnx:
-        manifests.append(build_engine(path, BuildOptions(target=args.target, sms=args.sm or ["75"], output=args.output,
-                                                         profile=profile), quiet=args.quiet or args.json))
+        manifests.append(build_engine(path, BuildOptions(target=args.target, sms=args.sm or BuildOptions().sms,
+                                                         output=args.output, tf32=args.tf32, profile=profile),
+                                      quiet=args.quiet or args.json))
     print(json.dumps(manifests, indent=2) if args.json else build_table(manifests))
     return 0
 

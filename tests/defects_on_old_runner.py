@@ -6,6 +6,13 @@ scenario of the matching test in tests/test_gpu_runtime.py / tests/test_engines.
     git worktree add /tmp/old ab70fef
     elir-edge export -q --no-fp16 --image-size 64 elir_edge/demo/elir_demo.ckpt -o /tmp/old_exp
     python tests/defects_on_old_runner.py --code /tmp/old --export /tmp/old_exp
+
+Issue 22's defects are replayed the equivalent way: their tests (test_gpu_runtime.py, `test_i22_*`) run on
+the old package, the current stand-in kept. Every one fails on 1d83821; all but defect 9's (fixed in 256cd80)
+on 55f760b:
+
+    mkdir /tmp/old22 && git archive 1d83821 elir_edge | tar -x -C /tmp/old22
+    cd /tmp/old22 && python -m pytest -p no:cacheprovider "$OLDPWD/tests/test_gpu_runtime.py" -k i22
 """
 
 from __future__ import annotations

@@ -10,10 +10,18 @@ right:
   kind does not match its pointers is refused (cudaErrorInvalidValue);
 - events carry simulated device time on a virtual clock; every host call costs modelled host time and
   an enqueue costs `enqueue_ms`, so a GPU idling while the host enqueues shows in the events;
-- calls that are illegal during stream capture are refused (cudaErrorStreamCaptureUnsupported);
+- calls that are illegal during stream capture are refused (cudaErrorStreamCaptureUnsupported) by CUDA's
+  capture-mode rules (Global forbids them on every thread, ThreadLocal on the capturing one, Relaxed
+  nowhere), and a refused call invalidates the capture, so cudaStreamEndCapture fails and returns no graph;
+- a kernel that reads device memory no copy has written is counted (`uninitialised_reads`);
 - every stream, event, graph, graph exec and allocation is counted, so leaks show;
 - an "engine" is its ONNX graph run by ONNX Runtime, with the I/O dtypes the plan declares (fp16, int8,
-  bool; dynamic dimensions reported as -1), so outputs are compared with a tolerance, never bit-exact.
+  bool, bf16 as its 2-byte bits; dynamic dimensions reported as -1), so outputs are compared with a
+  tolerance, never bit-exact. TensorRT's own refusals are kept: `set_input_shape` returns False outside
+  the optimization profile, `execute_async_v3` returns False while an address or an input shape is
+  missing, and the first enqueue after the context is made or an input shape changes does deferred work
+  that a stream capture cannot hold (inside one it returns False and invalidates the capture: enqueue
+  once before capturing, as trtexec does);
 Faults are injected by name (`faults`), one per defect the runner has had.
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import types
 
 import numpy as np
@@ -31,14 +40,34 @@ from cuda.bindings import runtime as real_rt
 E = real_rt.cudaError_t
 OK = E.cudaSuccess
 KIND = real_rt.cudaMemcpyKind
+MODE = real_rt.cudaStreamCaptureMode
 DEVICE_BASE = 0x7F00_0000_0000  # fake device addresses: never mapped in this process
 
 
-def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False) -> bytes:
-    """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims)
-    and the ONNX graph it 'runs'."""
-    header = json.dumps({"io": io or {}, "dynamic": dynamic}).encode()
+def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False,
+              profile: tuple | None = None) -> bytes:
+    """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims, the
+    optimization profile of `lq` as (B, H, W) min, opt, max) and the ONNX graph it 'runs'. A dynamic plan
+    without a profile gets the one `elir-edge build` sets by default (written out here, not imported)."""
+    header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile}).encode()
     return b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + onnx_bytes
+
+
+def identity_graph(eps: bool = True, dynamic: bool = True, size: int = 64, batch: int = 1) -> bytes:
+    """The smallest graph with an elir-edge engine's I/O: lq [N,3,H,W] (+ eps [N,16,H/8,W/8], unused) -> hq = lq,
+    symbolic N, H, W where `dynamic`, and the image_size metadata export writes; so a test knows each output."""
+    from onnx import TensorProto, helper
+
+    dims = ["N", 3, "H", "W"] if dynamic else [batch, 3, size, size]
+    inputs = [helper.make_tensor_value_info("lq", TensorProto.FLOAT, dims)]
+    if eps:
+        latent = ["N", 16, "h", "w"] if dynamic else [batch, 16, size // 8, size // 8]
+        inputs.append(helper.make_tensor_value_info("eps", TensorProto.FLOAT, latent))
+    graph = helper.make_graph([helper.make_node("Identity", ["lq"], ["hq"])], "identity", inputs,
+                              [helper.make_tensor_value_info("hq", TensorProto.FLOAT, dims)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    helper.set_model_props(model, {"image_size": f"{size}x{size}", "task": "denoising"})
+    return model.SerializeToString()
 
 
 class FakeCuda(types.ModuleType):
@@ -63,6 +92,9 @@ class FakeCuda(types.ModuleType):
         self.graphs, self.execs = {}, {}
         self.handles = 100
         self.calls: list[str] = []
+        self.capture_modes: list = []  # the mode of every capture begun
+        self.written: set[int] = set()  # device allocations a copy or a kernel has written
+        self.uninitialised_reads = 0  # kernel inputs read from device memory nothing had written
 
     # bookkeeping ---------------------------------------------------------------------------------
     def _tick(self, name: str, ms: float = 0.01):
@@ -80,6 +112,19 @@ class FakeCuda(types.ModuleType):
 
     def _capturing(self) -> bool:
         return any(s["capture"] is not None for s in self.streams.values())
+
+    def _refused_in_capture(self) -> bool:
+        """Whether this thread may not make a potentially unsafe call (allocation, sync) now, by CUDA's
+        capture modes: a capture this thread began in Global or ThreadLocal mode forbids it, and so does a
+        Global capture begun on any other thread; Relaxed forbids nothing. The refusal invalidates those
+        captures (CUDA programming guide, 'Invalidation')."""
+        me = threading.get_ident()
+        blocking = [s for s in self.streams.values() if s["capture"] is not None
+                    and s["mode"] != MODE.cudaStreamCaptureModeRelaxed
+                    and (s["thread"] == me or s["mode"] == MODE.cudaStreamCaptureModeGlobal)]
+        for s in blocking:
+            s["invalidated"] = True
+        return bool(blocking)
 
     def live(self) -> dict:
         return {"streams": len(self.streams), "events": len(self.events), "graphs": len(self.graphs),
@@ -101,7 +146,7 @@ class FakeCuda(types.ModuleType):
         import ctypes
 
         self._tick("cudaMallocHost")
-        if self._capturing():
+        if self._refused_in_capture():
             return E.cudaErrorStreamCaptureUnsupported, None
         buf = (ctypes.c_byte * size)()
         ctypes.memset(buf, 0x7F, size)  # garbage until written: a read before the copy lands shows
@@ -110,13 +155,16 @@ class FakeCuda(types.ModuleType):
 
     def cudaMalloc(self, size):
         self._tick("cudaMalloc")
-        if self._capturing():
+        if self._refused_in_capture():
             return E.cudaErrorStreamCaptureUnsupported, None
+        if "malloc_fails" in self.faults:
+            return E.cudaErrorMemoryAllocation, None
         ptr, self.next_device = self.next_device, self.next_device + max(size, 256)
         self.device_mem[ptr] = bytearray(size)
         return OK, ptr
 
     def cudaFree(self, ptr):
+        self.written.discard(int(ptr))
         return self._release("cudaFree", self.device_mem, ptr)
 
     def cudaFreeHost(self, ptr):
@@ -127,6 +175,17 @@ class FakeCuda(types.ModuleType):
             if base <= ptr and ptr + size <= base + len(mem):
                 return mem, ptr - base
         return None
+
+    def _read_device(self, ptr: int, size: int) -> bytes:
+        """A kernel's read: counted when nothing was written there first (a warm-up on garbage)."""
+        mem, off = self._device(ptr, size)
+        self.uninitialised_reads += ptr - off not in self.written
+        return bytes(mem[off:off + size])
+
+    def _write_device(self, ptr: int, data: bytes) -> None:
+        mem, off = self._device(ptr, len(data))
+        mem[off:off + len(data)] = data
+        self.written.add(ptr - off)
 
     def _host(self, ptr: int, size: int):
         import ctypes
@@ -158,7 +217,7 @@ class FakeCuda(types.ModuleType):
     def cudaStreamCreate(self):
         self._tick("cudaStreamCreate")
         h = self._handle()
-        self.streams[h] = {"queue": [], "capture": None}
+        self.streams[h] = {"queue": [], "capture": None, "mode": None, "thread": None, "invalidated": False}
         return OK, real_rt.cudaStream_t(h)
 
     def cudaStreamDestroy(self, stream):
@@ -214,15 +273,14 @@ class FakeCuda(types.ModuleType):
         import ctypes
 
         if kind == KIND.cudaMemcpyHostToDevice:
-            mem, off = self._device(dst, count)
-            mem[off:off + count] = ctypes.string_at(src, count)
+            self._write_device(dst, ctypes.string_at(src, count))
         else:
             mem, off = self._device(src, count)
             ctypes.memmove(dst, bytes(mem[off:off + count]), count)
 
     def cudaStreamSynchronize(self, stream):
         self._tick("cudaStreamSynchronize")
-        if self._capturing():
+        if self._refused_in_capture():
             return (E.cudaErrorStreamCaptureUnsupported,)
         self._run(stream)
         self.host_now = max(self.host_now, self.device_free)
@@ -230,7 +288,7 @@ class FakeCuda(types.ModuleType):
 
     def cudaEventSynchronize(self, event):
         self._tick("cudaEventSynchronize")
-        if self._capturing():
+        if self._refused_in_capture():
             return (E.cudaErrorStreamCaptureUnsupported,)
         for h in self.streams:
             self._run(h)
@@ -245,8 +303,13 @@ class FakeCuda(types.ModuleType):
         return OK, b["t"] - a["t"]
 
     def cudaStreamBeginCapture(self, stream, mode):
+        """Capture begins in `mode` (recorded), on this thread."""
         self._tick("cudaStreamBeginCapture")
-        self.streams[int(stream)]["capture"] = []
+        s = self.streams[int(stream)]
+        if s["capture"] is not None:
+            return (E.cudaErrorIllegalState,)
+        s.update(capture=[], mode=MODE(int(mode)), thread=threading.get_ident(), invalidated=False)
+        self.capture_modes.append(MODE(int(mode)))
         return (OK,)
 
     def cudaStreamIsCapturing(self, stream):
@@ -254,8 +317,14 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaStreamCaptureStatus(int(active))
 
     def cudaStreamEndCapture(self, stream):
+        """The stream leaves capture mode; an invalidated capture gives an error and no graph."""
         self._tick("cudaStreamEndCapture")
-        ops, self.streams[int(stream)]["capture"] = self.streams[int(stream)]["capture"], None
+        s = self.streams[int(stream)]
+        if s["capture"] is None:
+            return E.cudaErrorIllegalState, None
+        ops, s["capture"] = s["capture"], None
+        if s["invalidated"]:
+            return E.cudaErrorStreamCaptureInvalidated, None
         h = self._handle()
         self.graphs[h] = ops
         return OK, real_rt.cudaGraph_t(h)
@@ -328,6 +397,18 @@ class FakeEngine:
             if self.dynamic:
                 shape[1] = t.shape[1]
             self.io[t.name] = (mode, tuple(shape), getattr(real_trt.DataType, header["io"].get(t.name, "FLOAT")))
+        self.profile = self._profile(header.get("profile")) if self.dynamic else {}
+        self.unknown_names: list[str] = []  # names asked of get_tensor_shape that the engine does not have
+
+    def _profile(self, lq: list | None) -> dict[str, list[tuple]]:
+        """min/opt/max per input; by default engines/build.py's: (1, 32, 32), (1, H, W), (4, 2H, 2W) from the
+        graph's image_size (256x256 without one)."""
+        if lq is None:
+            h, w = map(int, self.session.get_modelmeta().custom_metadata_map.get("image_size", "256x256").split("x"))
+            lq = [(1, 32, 32), (1, h, w), (4, 2 * h, 2 * w)]
+        inputs = {n: s for n, (m, s, _) in self.io.items() if m == real_trt.TensorIOMode.INPUT}
+        return {n: [(b, s[1], h // (1 if n == "lq" else 8), w // (1 if n == "lq" else 8)) for b, h, w in lq]
+                for n, s in inputs.items()}
 
     @property
     def num_io_tensors(self):
@@ -340,10 +421,28 @@ class FakeEngine:
         return self.io[name][0]
 
     def get_tensor_shape(self, name):
+        """An unknown name gives TensorRT's Dims{-1, {}} (no dimensions here), and is recorded."""
+        if name not in self.io:
+            self.unknown_names.append(name)
+            return ()
         return self.io[name][1]
 
     def get_tensor_dtype(self, name):
         return self.io[name][2]
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        """[min, opt, max] of an input in profile 0, the only one elir-edge builds."""
+        return list(self.profile[name]) if profile_index == 0 and name in self.profile else []
+
+    def accepts(self, name: str, shape: tuple) -> bool:
+        """An input shape TensorRT takes: the static shape, or within the profile's min..max in every dim."""
+        mode, static, _ = self.io.get(name, (None, (), None))
+        if mode != real_trt.TensorIOMode.INPUT or len(shape) != len(static):
+            return False
+        if not self.dynamic:
+            return shape == static
+        lo, _, hi = self.profile[name]
+        return all(a <= d <= b for a, d, b in zip(lo, shape, hi))
 
     def create_execution_context(self):
         return None if "no_context" in self.cuda.faults else FakeContext(self)
@@ -353,9 +452,15 @@ class FakeContext:
     def __init__(self, engine: FakeEngine):
         self.engine, self.cuda = engine, engine.cuda
         self.addresses, self.shapes = {}, {n: s for n, (_, s, _) in engine.io.items()}
+        self.deferred = True  # the first enqueue does TensorRT's deferred setup
 
     def set_input_shape(self, name, shape):
-        self.shapes[name] = tuple(shape)
+        """False outside the profile (the real API's answer); a new shape defers work to the next enqueue."""
+        shape = tuple(int(d) for d in shape)
+        if not self.engine.accepts(name, shape):
+            return False
+        self.deferred |= shape != self.shapes[name]
+        self.shapes[name] = shape
         if name == "lq":  # the output follows the input
             out = next(n for n, (m, _, _) in self.engine.io.items() if m == real_trt.TensorIOMode.OUTPUT)
             self.shapes[out] = (shape[0], 3, shape[2], shape[3])
@@ -370,33 +475,60 @@ class FakeContext:
         self.addresses[name] = int(ptr)
         return True
 
+    def _refuses(self, stream) -> bool:
+        """TensorRT's False: an address or an input shape missing, or deferred work asked inside a capture
+        (which it invalidates)."""
+        io = self.engine.io
+        if any(n not in self.addresses for n in io) or any(
+                d < 0 for n, (m, _, _) in io.items() if m == real_trt.TensorIOMode.INPUT for d in self.shapes[n]):
+            return True
+        s = self.cuda.streams[int(stream)]
+        if self.deferred and s["capture"] is not None:
+            s["invalidated"] = True
+            return True
+        self.deferred = False
+        return False
+
     def execute_async_v3(self, stream):
         cuda = self.cuda
         cuda._tick("execute_async_v3", cuda.enqueue_ms)  # the host cost of an enqueue
         if "enqueue_fails" in cuda.faults or ("enqueue_fails_in_capture" in cuda.faults and cuda._capturing()):
+            return False
+        if self._refuses(stream):
             return False
         addresses, shapes, io = dict(self.addresses), dict(self.shapes), self.engine.io
 
         def kernel():
             feeds = {}
             for name, (mode, _, dt) in io.items():
-                if mode != real_trt.TensorIOMode.INPUT:
-                    continue
-                np_dt, size = _np(dt), int(np.prod(shapes[name]))
-                mem, off = cuda._device(addresses[name], size * np.dtype(np_dt).itemsize)
-                feeds[name] = np.frombuffer(bytes(mem[off:off + size * np.dtype(np_dt).itemsize]), np_dt) \
-                    .reshape(shapes[name]).astype(np.float32)
+                if mode == real_trt.TensorIOMode.INPUT:
+                    size = int(np.prod(shapes[name])) * np.dtype(_np(dt)).itemsize
+                    feeds[name] = _to_float(np.frombuffer(cuda._read_device(addresses[name], size), _np(dt)), dt) \
+                        .reshape(shapes[name])
             out_name = next(n for n, (m, _, _) in io.items() if m == real_trt.TensorIOMode.OUTPUT)
-            result = self.engine.session.run(None, feeds)[0].astype(_np(io[out_name][2]))
-            mem, off = cuda._device(addresses[out_name], result.nbytes)
-            mem[off:off + result.nbytes] = result.tobytes()
+            result = _from_float(self.engine.session.run(None, feeds)[0], io[out_name][2])
+            cuda._write_device(addresses[out_name], result.tobytes())
 
         cuda._queue(stream, ("kernel", kernel))
         return True
 
 
 def _np(dt):
-    return {"HALF": np.float16, "BF16": np.float32, "INT8": np.int8, "BOOL": np.bool_}.get(dt.name, np.float32)
+    """numpy storage of a TensorRT DataType; bf16 is its 2-byte bit pattern, as on the GPU."""
+    return {"HALF": np.float16, "BF16": np.uint16, "INT8": np.int8, "BOOL": np.bool_}.get(dt.name, np.float32)
+
+
+def _to_float(x: np.ndarray, dt) -> np.ndarray:
+    if dt.name == "BF16":
+        return (x.astype(np.uint32) << 16).view(np.float32)
+    return x.astype(np.float32)
+
+
+def _from_float(x: np.ndarray, dt) -> np.ndarray:
+    if dt.name == "BF16":  # round to nearest even, then keep the top 16 bits
+        bits = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+        return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    return x.astype(_np(dt))
 
 
 def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
@@ -416,15 +548,24 @@ def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
     return fake, trt
 
 
-def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True) -> types.ModuleType:
-    """`tensorrt` for building, as TensorRT `version` has it: STRONGLY_TYPED since 10.0, the FP16 builder
-    flag until 10.x (`fp16_flag`), a timing cache that may not fit this GPU (`cache_fits`). It records the
-    network flags and builder flags it was given."""
+def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True,
+                          unreadable_caches: tuple[bytes, ...] = ()) -> types.ModuleType:
+    """`tensorrt` for building, as TensorRT `version` has it, with its real enum values: STRONGLY_TYPED is 1
+    in TensorRT 10 (EXPLICIT_BATCH 0, NvInfer.h) and in 11 the value the installed tensorrt_rtx, which shares
+    11's API, has (0); BuilderFlag FP16 0 and TF32 7 in 10, TF32 as tensorrt_rtx has it in 11; the FP16
+    flag only where `fp16_flag`. A timing cache may not fit this GPU (`cache_fits`), and
+    `create_timing_cache` returns None for the `unreadable_caches` blobs, as the real one can. It records
+    the network flags and the builder flags it was given and cleared."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
-    trt.seen = {"network_flags": None, "builder_flags": set(), "cache_set": []}
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)
-    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=7)
+    trt.seen = {"network_flags": None, "builder_flags": set(), "cleared_flags": set(), "cache_set": []}
+    if version.startswith("10."):
+        trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
+        tf32 = 7
+    else:
+        trt.NetworkDefinitionCreationFlag = real_trt.NetworkDefinitionCreationFlag
+        tf32 = int(real_trt.BuilderFlag.TF32)
+    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
 
     class Logger:
@@ -459,10 +600,18 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
         def set_flag(self, flag):
             trt.seen["builder_flags"].add(flag)
 
+        def clear_flag(self, flag):
+            trt.seen["builder_flags"].discard(flag)
+            trt.seen["cleared_flags"].add(flag)
+
         def create_timing_cache(self, data):
+            if bytes(data) in unreadable_caches:
+                return None
             return types.SimpleNamespace(data=data, serialize=lambda: b"cache for this GPU")
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if cache is None:  # pybind11 refuses None for the ITimingCache reference
+                raise TypeError("set_timing_cache(): incompatible function arguments")
             trt.seen["cache_set"].append(cache.data)
             fits = cache_fits or cache.data == b""
             if fits:

@@ -73,3 +73,24 @@ def test_mac_counts_worked_out_by_hand():
     with torch.no_grad(), count_macs() as macs:
         up(conv(torch.zeros(1, 4, 10, 12)))
     assert macs["macs"] == 6 * 10 * 12 * 4 * 3 * 3 + 6 * 10 * 12 * 5 * 2 * 2
+
+
+def test_cpu_form_activations_are_the_int8_grid_shifted_by_128():
+    """A hand-built int8 Q/DQ conv rewritten to the CPU form: every activation zero point becomes exactly
+    zp + 128 in uint8 (q_u8 = q_s8 + 128, the same grid), and the graph computes what it did. Caught: 127."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from test_qdq_rules import _graph
+
+    from elir_edge.quantize.qdq_rewrite import to_uint8_activations
+
+    model = _graph(act_zp=np.int8(-3))
+    x = {"x": np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)}
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    to_uint8_activations(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zps = [inits[n.input[2]] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+           and n.input[0] not in inits]
+    assert zps and all(z.dtype == np.uint8 and int(z) == 125 for z in zps)
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    assert np.array_equal(before, after)

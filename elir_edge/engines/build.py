@@ -25,15 +25,17 @@ from elir_edge.model.settings import parse_image_size
 from elir_edge.runtime.engine_manifest import manifest_path
 
 TARGETS = ("rtx", "tensorrt")
+TURING = ("75",)  # the RTX 2080 Ti of the paper's FPS figure: the default TensorRT-RTX target
 
 
 @dataclass
 class BuildOptions:
     target: str = "rtx"
-    sms: list[str] = field(default_factory=lambda: ["75"])  # rtx: compute capabilities; 75 = RTX 2080 Ti
+    sms: list[str] = field(default_factory=lambda: list(TURING))  # rtx: compute capabilities
     output: Path | None = None  # default: beside the ONNX, named by target
     profile: tuple | None = None  # dynamic graphs: ((B,H,W) min, opt, max); default from the metadata
     workspace_gib: float = 2.0
+    tf32: bool = True  # False clears TensorRT's default TF32 flag: fp32 layers stay fp32 on Ampere and later
 
 
 class BuildError(UserError):
@@ -167,6 +169,8 @@ def build(trt, onnx_path: Path, opts: BuildOptions, configure, meta: dict, quiet
         for name, (lo, opt, hi) in shapes.items():
             profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
+    if not opts.tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
     monitor = _Progress.make(trt, stream, quiet)
     if monitor is not None:
         config.progress_monitor = monitor

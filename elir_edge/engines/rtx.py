@@ -8,11 +8,9 @@ from pathlib import Path
 from elir_edge.engines.build import BuilderMissing, BuildOptions, build
 from elir_edge.engines.support import RTX_MATRIX, rtx_support
 from elir_edge.errors import UserError
+from elir_edge.runtime.tensorrt_rtx import SMS  # the compute capabilities TensorRT-RTX targets, one table
 
 INSTALL = "pip install 'elir-edge[rtx]' (NVIDIA's tensorrt-rtx-cu12 from PyPI; no GPU needed to build)"
-# compute capability -> NVIDIA's name for it and the GPUs it covers (TensorRT-RTX targets Turing and later)
-SMS = {"75": "Turing (RTX 20xx: RTX 2080 Ti)", "80": "Ampere (A100)", "86": "Ampere (RTX 30xx, A10, A40)",
-       "89": "Ada (RTX 40xx, L4, L40)", "120": "Blackwell (RTX 50xx)", "121": "Blackwell (DGX Spark)"}
 
 
 def import_rtx():

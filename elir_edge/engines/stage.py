@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from elir_edge.common.files import ensure_writable_dir
-from elir_edge.engines.build import TARGETS, BuilderMissing, BuildOptions, default_output, write_engine
+from elir_edge.engines.build import TARGETS, TURING, BuilderMissing, BuildOptions, default_output, write_engine
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FP16, RTX_ENGINE, ExportFolder
 from elir_edge.runtime.engine_manifest import refuse_foreign_engine
 from elir_edge.runtime.interface import read_interface
-
-TURING = ["75"]  # the RTX 2080 Ti of the paper's FPS figure
 
 
 def engine_output(onnx_path: Path, output: Path | None, target: str = "rtx", what: str = "-o") -> Path:
@@ -64,7 +62,7 @@ def turing_engine(folder: ExportFolder, sms: list[str] | None = None, output: Pa
     try:
         if not fp16.is_file():
             raise BuilderMissing(f"{fp16} is missing (exported with --no-fp16): export again without it")
-        return build_engine(fp16, BuildOptions(sms=sms or TURING, output=output or folder / RTX_ENGINE), quiet=quiet)
+        return build_engine(fp16, BuildOptions(sms=sms or list(TURING), output=output or folder / RTX_ENGINE), quiet=quiet)
     except BuilderMissing as e:
         if required:
             raise UserError(f"engine {output}: {e}") from None

@@ -4,6 +4,8 @@ Strongly typed wherever the builder offers it (TensorRT 10.0 and later; the only
 precision is the ONNX's own (model_fp16.onnx, model_int8_fp16.onnx). `fp16_flag` builds an fp32 graph
 weakly typed with the FP16 builder flag instead, the way trtexec --fp16 does, where the flag exists
 (TensorRT 10.x). A timing cache is kept beside the engine; one made on another GPU is dropped, not fatal.
+TF32 is a default builder flag: fp32 layers on Ampere and later compute in TF32 unless it is turned off
+(`BuildOptions.tf32`), and the manifest's precision says which.
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ def import_tensorrt():
     return tensorrt
 
 
+def use_timing_cache(config, cache_path: Path) -> None:
+    """The timing cache kept beside the engine; one made on another GPU or TensorRT, or one TensorRT cannot
+    read (create_timing_cache returns None), is dropped for a fresh one; without even that, none is used."""
+    old = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(old)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return
+    if old:
+        print(f"elir-edge build: warning: timing cache {cache_path} does not fit this GPU or cannot be read; "
+              "not used", file=sys.stderr)
+        fresh = config.create_timing_cache(b"")
+        if fresh is not None:
+            config.set_timing_cache(fresh, False)
+
+
 def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp16_flag: bool = False) -> tuple:
     trt = import_tensorrt()
     try:
@@ -42,18 +59,15 @@ def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp1
     def configure(config, network, flags):
         if fp16_flag:
             config.set_flag(trt.BuilderFlag.FP16)
-        old = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(old)
-        if not config.set_timing_cache(cache, False):  # made on another GPU or TensorRT: start afresh
-            print(f"elir-edge build: warning: timing cache {cache_path} does not fit this GPU; not used",
-                  file=sys.stderr)
-            config.set_timing_cache(config.create_timing_cache(b""), False)
+        use_timing_cache(config, cache_path)
         state["config"] = config
 
     meta = {"builder": "tensorrt", "builder_version": trt.__version__, "tensorrt": trt.__version__,
             **{f"gpu_{k}": v for k, v in gpu.items()}, "fp16_flag": fp16_flag}
     data, manifest = build(trt, onnx_path, opts, configure, meta, quiet, strongly_typed=not fp16_flag,
                            using="with TensorRT on this GPU")
+    if manifest["precision"].endswith("fp32") and opts.tf32 and int(gpu["compute_capability"].split(".")[0]) >= 8:
+        manifest["precision"] += " (TF32 allowed)"  # TensorRT's default on Ampere and later
     cache = state["config"].get_timing_cache()
     if cache is not None:
         with atomic_file(cache_path) as tmp:

@@ -88,7 +88,8 @@ def gpu_info() -> dict:
 
 
 class Buffer:
-    """One tensor's pinned host memory (a numpy view of the right dtype and shape) and device memory."""
+    """One tensor's pinned host memory (a numpy view of the right dtype and shape) and device memory; where
+    the device memory cannot be had, the pinned memory is given back before the error is raised."""
 
     def __init__(self, rt, shape: tuple, dtype: np.dtype):
         self.rt, self.shape, self.dtype = rt, tuple(shape), np.dtype(dtype)
@@ -96,7 +97,12 @@ class Buffer:
         self.host_ptr = check(rt.cudaMallocHost(self.nbytes), "cudaMallocHost")
         raw = (ctypes.c_byte * self.nbytes).from_address(int(self.host_ptr))
         self.host = np.frombuffer(raw, np.uint8).view(self.dtype).reshape(self.shape)  # bytes, viewed as dtype
-        self.device = check(rt.cudaMalloc(self.nbytes), "cudaMalloc")
+        try:
+            self.device = check(rt.cudaMalloc(self.nbytes), "cudaMalloc")
+        except CudaError:
+            check(rt.cudaFreeHost(self.host_ptr), "cudaFreeHost")
+            self.host_ptr = self.host = None
+            raise
 
     def to_device(self, stream) -> None:
         check(self.rt.cudaMemcpyAsync(self.device, self.host_ptr, self.nbytes,
@@ -138,9 +144,11 @@ class Stream:
 
     def capture(self, enqueue) -> None:
         """Record `enqueue()` as a CUDA graph. The capture always ends, also when the enqueue fails (a stream
-        left capturing breaks every later call), and the graph is destroyed once instantiated."""
+        left capturing breaks every later call), and the graph is destroyed once instantiated. ThreadLocal, as
+        trtexec captures: Global would forbid unsafe CUDA calls on every other thread meanwhile (TensorRT-RTX's
+        compile thread among them)."""
         rt = self.rt
-        check(rt.cudaStreamBeginCapture(self.handle, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal),
+        check(rt.cudaStreamBeginCapture(self.handle, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture")
         failure = None
         try:

@@ -6,11 +6,16 @@ Timing of one `timed` call: host->device copies, the enqueue (its host cost meas
 compute, device->host copies, each between its own events. The compute figure comes from a second
 enqueue queued behind the first, so the GPU is already busy when it is enqueued: a GPU idling while the
 host enqueues is not counted as compute (it is in `end_to_end_ms`, as a caller would see it).
+
+A dynamic engine is fed at most its optimization profile's max batch at once. A new shape is run once on
+the real inputs before it is timed or captured, and a CUDA graph that cannot be captured is dropped with a
+warning, as trtexec does.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +64,33 @@ class EngineRunner(Runner):
             raise EngineError(f"{path}: TensorRT could not create an execution context (GPU memory full?): "
                               "free GPU memory or use a smaller batch")
         self.load_ms = (time.perf_counter() - t0) * 1000  # TensorRT-RTX: its JIT compile happens here
+        self.cuda_graph, self.first_run_ms, self.closed, self.warm = cuda_graph, None, False, False
         self.stream = cuda.Stream(self.rt)
         self.buffers: dict[str, cuda.Buffer] = {}
+        try:
+            self._open(meta)
+        except BaseException:  # noqa: BLE001 - re-raised: what was made so far is given back first
+            self._free()
+            raise
+
+    def _open(self, meta: dict[str, str] | None) -> None:
+        """The I/O tensors, the interface, the buffers of a static engine and the timing events."""
+        self._read_io()
+        lq_shape = tuple(self.engine.get_tensor_shape("lq"))
+        self.dynamic = any(d < 0 for d in lq_shape)
+        needs_eps = "eps" in self.modes
+        latent = tuple(self.engine.get_tensor_shape("eps"))[1] if needs_eps else LATENT_CHANNELS
+        n, _, h, w = (None if d < 0 else d for d in lq_shape)
+        self.interface = Interface(dict(meta or {}), h, w, n, latent, needs_eps)
+        self.max_batch = int(self.engine.get_tensor_profile_shape("lq", 0)[2][0]) if self.dynamic else n
+        self.shape = None
+        if not self.dynamic:
+            self._bind(lq_shape)
+        self.events = [self.stream.event() for _ in range(6)]
+
+    def _read_io(self) -> None:
+        """Each tensor's mode and dtype; refused unless it is an elir-edge graph's (lq [+ eps] -> one output)."""
+        path, trt = self.path, self.trt
         self.modes, self.dtypes = {}, {}
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
@@ -76,33 +106,24 @@ class EngineRunner(Runner):
             raise EngineError(f"{path} is not an elir-edge engine (tensors {sorted(self.modes)}): build it from a "
                               "graph written by `elir-edge export` or `quantize`")
         self.output = outputs[0]
-        lq_shape = tuple(self.engine.get_tensor_shape("lq"))
-        self.dynamic = any(d < 0 for d in lq_shape)
-        needs_eps = "eps" in self.modes
-        latent = tuple(self.engine.get_tensor_shape("eps"))[1] if needs_eps else LATENT_CHANNELS
-        n, _, h, w = (None if d < 0 else d for d in lq_shape)
-        self.interface = Interface(dict(meta or {}), h, w, n, latent, needs_eps)
-        self.shape = None
-        if not self.dynamic:
-            self._bind(lq_shape)
-        self.cuda_graph = cuda_graph
-        self.events = [self.stream.event() for _ in range(6)]
-        self.first_run_ms = None
-        self.closed = False
 
     # buffers -------------------------------------------------------------------------------------
     def _bind(self, lq_shape: tuple) -> None:
-        """Buffers for one input shape (a dynamic engine is told the shape first; outputs follow from it)."""
+        """Buffers for one input shape (a dynamic engine is told the shape first; outputs follow from it). Until
+        it succeeds no shape is bound, and the graph of the old buffers is gone."""
+        self.shape = None
         if self.dynamic:
             n, _, h, w = lq_shape
             shapes = {"lq": lq_shape, "eps": (n, self.interface.latent_channels, h // 8, w // 8)}
             for name in (n for n, m in self.modes.items() if m == "input"):
                 if not self.context.set_input_shape(name, shapes[name]):
+                    lo, _, hi = (tuple(d) for d in self.engine.get_tensor_profile_shape(name, 0))
                     raise EngineError(f"{self.path}: input {name} of shape {shapes[name]} is outside the engine's "
-                                      "optimization profile: rebuild it with a wider --profile")
-        for b in self.buffers.values():
-            b.free()
-        self.buffers = {}
+                                      f"optimization profile (min {lo}, max {hi}): give inputs within it or "
+                                      "rebuild the engine with a wider --profile")
+        self.stream.drop_graph()
+        self._free_buffers()
+        self.warm = False
         for name, mode in self.modes.items():
             shape = tuple(self.context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
@@ -119,7 +140,6 @@ class EngineRunner(Runner):
             if not self.dynamic:
                 raise EngineError(f"{self.path} takes {self.shape}, given {tuple(lq.shape)}")
             self._bind(tuple(lq.shape))
-            self.stream.drop_graph()
         for name, value in (("lq", lq), ("eps", eps)):
             if name in self.buffers:
                 host = self.buffers[name].host
@@ -137,14 +157,30 @@ class EngineRunner(Runner):
             raise EngineError(f"TensorRT failed to enqueue {self.path}")
 
     def _ready(self) -> None:
-        """First run of a shape: a plain enqueue lets TensorRT allocate outside any capture, then the graph."""
-        if self.first_run_ms is None:
+        """A new shape runs once, on the real inputs, before it is timed or captured: TensorRT does deferred
+        work (allocation, shape updates) in the first enqueue after a shape change, which a capture cannot
+        hold (trtexec: copy inputs, enqueue, synchronize, then capture). The first of all is `first_run_ms`."""
+        if not self.warm:
             t0 = time.perf_counter()
+            self._copy_in()
             self._enqueue()
             self.stream.synchronize()
-            self.first_run_ms = (time.perf_counter() - t0) * 1000
+            self.warm = True
+            if self.first_run_ms is None:
+                self.first_run_ms = (time.perf_counter() - t0) * 1000
         if self.cuda_graph and self.stream.graph_exec is None:
+            self._capture()
+
+    def _capture(self) -> None:
+        """One enqueue as a CUDA graph; an engine that cannot be captured runs without one, with a one-line
+        warning, as trtexec does (its kind then no longer says CUDA graph)."""
+        try:
             self.stream.capture(self._enqueue)
+        except (EngineError, cuda.CudaError) as e:
+            self.cuda_graph = False
+            self.kind = self.kind.removesuffix(" + CUDA graph")
+            warnings.warn(f"{self.path}: CUDA graph capture failed ({e}): running without a CUDA graph",
+                          stacklevel=3)
 
     def _copy_in(self) -> None:
         for name, b in self.buffers.items():
@@ -161,7 +197,8 @@ class EngineRunner(Runner):
         return self._result()
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
-        return in_batches(self.run_batch, self.interface.batch or len(lq), lq, eps)
+        """All of `lq` in chunks of the engine's batch (a dynamic engine's: up to its profile's max)."""
+        return in_batches(self.run_batch, self.interface.batch or min(len(lq), self.max_batch), lq, eps)
 
     def timed(self, lq: np.ndarray, eps: np.ndarray | None) -> dict:
         """One run of exactly one engine batch, with the CUDA-event breakdown (milliseconds):
@@ -192,9 +229,16 @@ class EngineRunner(Runner):
         """Give back buffers, CUDA graph, events and stream; the runner refuses to run afterwards."""
         if self.closed:
             return
-        for b in self.buffers.values():
-            b.free()
-        self.buffers = {}
-        self.stream.close()
+        self._free()
         self.context = self.engine = None
         self.closed = True
+
+    def _free_buffers(self) -> None:
+        buffers, self.buffers = self.buffers, {}
+        for b in buffers.values():
+            b.free()
+
+    def _free(self) -> None:
+        """Buffers, then the stream with its graph and events (also what a failed open made so far)."""
+        self._free_buffers()
+        self.stream.close()
