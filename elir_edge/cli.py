@@ -11,6 +11,8 @@ from pathlib import Path
 from elir_edge.errors import InternalError, UserError
 from elir_edge.model.presets import PRESETS
 from elir_edge.model.settings import parse_image_size
+from elir_edge.bench.options import BenchOptions
+from elir_edge.exporter.options import ExportOptions
 from elir_edge.quantize.options import ERROR_METHODS, PTQOptions, QuantizeOptions
 from elir_edge.runtime.open import RUNTIMES
 from elir_edge.runtime.ort import ORT_PROVIDERS
@@ -75,7 +77,8 @@ def add_export_parser(sub) -> None:
     p.add_argument("--noise", choices=["input", "baked"], default="input",
                    help="eps as a graph input (default) or a constant drawn from --seed")
     p.add_argument("--seed", type=int, default=0, help="seed of the verification inputs and of baked noise")
-    p.add_argument("--tolerance", type=_positive_float, default=1e-3, help="max abs error allowed vs PyTorch (default 1e-3)")
+    p.add_argument("--tolerance", type=_positive_float, default=ExportOptions.tolerance,
+                   help=f"max abs error allowed vs PyTorch (default {ExportOptions.tolerance:g})")
     p.add_argument("--no-fp16", dest="fp16", action="store_false", help="do not write model_fp16.onnx")
     p.add_argument("-o", "--output", type=Path, help="artifact folder (default export/<checkpoint stem>/)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the table")
@@ -85,7 +88,7 @@ def add_export_parser(sub) -> None:
 
 def run_export(args) -> int:
     from elir_edge.exporter.report import export_table
-    from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+    from elir_edge.exporter.stage import export_checkpoint
     opts = ExportOptions(task=args.task, steps=args.steps, sigma=args.sigma, image_size=args.image_size,
                          batch=args.batch, dynamic=args.dynamic, baked_noise=args.noise == "baked",
                          seed=args.seed, tolerance=args.tolerance, output=args.output, fp16=args.fp16)
@@ -284,9 +287,12 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--lq", type=Path, help="degraded inputs (paired with --hq by file name)")
     p.add_argument("--hq", type=Path, help="ground truth for --lq")
     p.add_argument("--task", choices=list(PRESETS), help="for an ONNX without elir-edge metadata")
-    p.add_argument("--iterations", type=_positive_int, default=10, help="at least this many timed runs (10)")
-    p.add_argument("--duration", type=_non_negative_float, default=3.0, help="and at least this many seconds (3)")
-    p.add_argument("--warmup", type=_non_negative_float, default=0.2, help="warm-up seconds (0.2)")
+    p.add_argument("--iterations", type=_positive_int, default=BenchOptions.iterations,
+                   help=f"at least this many timed runs ({BenchOptions.iterations})")
+    p.add_argument("--duration", type=_non_negative_float, default=BenchOptions.duration,
+                   help=f"and at least this many seconds ({BenchOptions.duration:g})")
+    p.add_argument("--warmup", type=_non_negative_float, default=BenchOptions.warmup,
+                   help=f"warm-up seconds ({BenchOptions.warmup:g})")
     p.add_argument("--threads", type=_positive_int, help="CPU threads (default: the runtime's)")
     p.add_argument("--seed", type=int, default=0, help="seed of degradations and eps")
     p.add_argument("--fid-weights", type=Path, help="torch-fidelity's Inception weights file (FID/KID)")
@@ -303,7 +309,6 @@ def run_bench(args) -> int:
     if not args.artifacts + args.engine:  # a usage error: answered before the stage (torch, runtimes) loads
         raise UserError("no artifact given: `elir-edge bench model.onnx [model_int8_cpu.onnx ...]`")
     from elir_edge.bench.report import bench_tables, save_json
-    from elir_edge.bench.stage import BenchOptions
     from elir_edge.bench.stage import run_bench as bench
 
     opts = BenchOptions(engines=args.artifacts + args.engine, data=args.data, lq=args.lq, hq=args.hq, task=args.task,
@@ -396,11 +401,13 @@ def run_demo(args) -> int:
     from elir_edge.demo.run import run_demo as demo
     from elir_edge.engines.report import engine_line
     from elir_edge.quantize.report import int8_sizes
+    from elir_edge.quantize.runtimes import runtimes_line
 
     r = demo(args.output, args.seed, args.quiet)
     q = r["quantize"]
     print(bench_tables(r["bench"]))
     print(f"\nint8 files against the float one: {int8_sizes(q['files'])}")
+    print(f"int8 files on this machine's CPU runtimes: {runtimes_line(q['runtimes_here'])}")
     print(f"RTX 2080 Ti engine (TensorRT-RTX, built here without a GPU): {engine_line(q['engine'])}")
     print(f"strip: {r['strip']}\nplot: {r['plot']}\nreport: {r['report']}")
     return 0

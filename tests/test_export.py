@@ -133,3 +133,16 @@ def test_an_existing_export_folder_is_updated_and_keeps_other_files(tmp_path, sm
     with pytest.raises(UserError, match="not an export folder"):
         export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), output=user), quiet=True)
     assert sorted(p.name for p in user.iterdir()) == ["photo.jpg"]
+
+
+def test_the_manifest_records_each_files_own_hash(tmp_path, small_ckpt):
+    """Each sha256 of the manifest (and the ONNX's source hash) computed here from the files' bytes."""
+    path, _ = small_ckpt
+    out = tmp_path / "e"
+    export_checkpoint(path, ExportOptions(task="denoising", image_size=(64, 64), output=out), quiet=True)
+    m = json.loads((out / "manifest.json").read_text())
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "model.onnx", out / "model_fp16.onnx",
+                                                                        out / "weights.safetensors", path)}
+    assert (m["onnx"]["sha256"], m["fp16"]["sha256"], m["weights"]["sha256"], m["source"]["sha256"]) == \
+        (digest["model.onnx"], digest["model_fp16.onnx"], digest["weights.safetensors"], digest[path.name])
+    assert read_metadata(out / "model.onnx")["source_sha256"] == digest[path.name]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from elir_edge.bench.fid import check_weights_file, fid_kid
 from elir_edge.bench.machine import machine
+from elir_edge.bench.options import BenchOptions
 from elir_edge.bench.report import is_our_report, plot
 from elir_edge.bench.speed import measure_interleaved
 from elir_edge.bench.stats import describe
@@ -24,30 +24,6 @@ from elir_edge.runtime.compare import per_image
 from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.probe import MARGIN_DB, WHY, probe_runner
 from elir_edge.runtime.runner import Runner
-
-
-@dataclass
-class BenchOptions:
-    engines: list[Path]
-    data: Path | None = None
-    lq: Path | None = None
-    hq: Path | None = None
-    task: str | None = None
-    iterations: int = 10
-    duration: float = 3.0
-    warmup: float = 0.2
-    threads: int | None = None
-    provider: str = "cpu"  # ONNX Runtime execution provider for .onnx artifacts: cpu, cuda, tensorrt
-    cuda_graph: bool = False  # replay engines (and PyTorch on CUDA) as CUDA graphs
-    device: str = "cpu"  # weights.safetensors: PyTorch on cpu or cuda
-    half: bool = False  # weights.safetensors on cuda: fp16
-    seed: int = 0
-    fid_weights: Path | None = None
-    plot: Path | None = None
-    json: Path | None = None  # checked before any work; written by the caller (bench.report.save_json)
-    cpu_roof: bool = True  # measure this CPU's conv roof and hold every CPU row to it
-    runtimes: list[str] = field(default_factory=lambda: ["ort"])  # runtimes for .onnx artifacts: ort, openvino
-    roofline: list[str] = field(default_factory=list)  # device names of data/devices.json, or "all"
 
 
 def label(runner: Runner) -> str:

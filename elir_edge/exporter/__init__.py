@@ -4,6 +4,14 @@ atomically into an artifact folder (`model.onnx`, `weights.safetensors`, `manife
     from elir_edge.exporter import ExportOptions, export_checkpoint
 """
 
-from elir_edge.exporter.stage import ExportOptions, export_checkpoint
+from elir_edge.exporter.options import ExportOptions
 
 __all__ = ["ExportOptions", "export_checkpoint"]
+
+
+def __getattr__(name: str):  # the stage (torch, onnx) loads on first use, not when options are imported
+    if name == "export_checkpoint":
+        from elir_edge.exporter.stage import export_checkpoint
+
+        return export_checkpoint
+    raise AttributeError(name)

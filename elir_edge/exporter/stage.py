@@ -22,6 +22,7 @@ from elir_edge.common.files import (
 from elir_edge.common.progress import Stages
 from elir_edge.errors import InternalError, UserError
 from elir_edge.exporter.fp16 import to_fp16
+from elir_edge.exporter.options import DEFAULT_TOLERANCE, ExportOptions
 from elir_edge.exporter.onnx_graph import OPSET, save, set_metadata, simplify, to_onnx
 from elir_edge.model.arch import build_elir
 from elir_edge.model.checkpoint import load_checkpoint
@@ -34,22 +35,6 @@ from elir_edge.runtime.interface import input_names
 from elir_edge.runtime.compare import agreement as compare
 from elir_edge.runtime.compare import run_graph
 
-DEFAULT_TOLERANCE = 1e-3
-
-
-@dataclass
-class ExportOptions:
-    task: str | None = None
-    steps: int | None = None
-    sigma: float | None = None
-    image_size: tuple[int, int] | None = None
-    batch: int = 1
-    dynamic: bool = False
-    baked_noise: bool = False
-    seed: int = 0
-    tolerance: float = DEFAULT_TOLERANCE
-    output: Path | None = None
-    fp16: bool = True  # also write model_fp16.onnx for NVIDIA's 16-bit paths
 
 
 def default_output(checkpoint: Path) -> Path:
