@@ -7,7 +7,7 @@ the sr (256 px, K=3) and bfr (512 px, K=5) presets with 9 and 64 calibration ima
 
 Checkpoints are random weights of the official shapes (time and memory do not depend on the values; the
 PSNR is a like-for-like check between code versions, not a quality figure of a trained model). The
-calibration set is made of seeded random crops and flips of the repository's calibration/ photographs,
+calibration set is made of seeded random crops and flips of the bundled calibration photographs (elir_edge/data/calibration/),
 one held-out set as the quantize command chooses. Each quantize runs in a fresh process under
 /usr/bin/time -v (wall time and maximum resident set size), with --no-engine where the code has it.
 """
@@ -38,7 +38,7 @@ def cli(code: Path) -> list[str]:
 
 def calibration_set(folder: Path, n: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((ROOT / "calibration").glob("*.png"))]
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((ROOT / "elir_edge" / "data" / "calibration").glob("*.png"))]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         img = photos[i % len(photos)]
