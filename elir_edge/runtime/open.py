@@ -84,9 +84,9 @@ def open_runner(path: Path, opts: RunnerOptions = RunnerOptions()) -> Runner:
                         "by elir-edge")
     if (opts.device != "cpu" or opts.half) and path.suffix != ".safetensors":
         raise UserError(f"--device/--half apply to PyTorch weights (weights.safetensors), not to {path.name}")
-    ExportFolder.check_artifact(path)  # a file copied in from another export is refused, not run
     if path.suffix == ".safetensors":
-        return open_weights(path, opts)
+        return open_weights(path, opts)  # load_folded checks the weights against the manifest
+    ExportFolder.check_artifact(path)  # a file copied in from another export is refused, not run
     if opts.runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {opts.runtime!r}: use {' or '.join(RUNTIMES)}")
     if opts.runtime == "openvino" and path.suffix != ".onnx":
