@@ -229,8 +229,20 @@ def add_restore_parser(sub) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="ort", help=".onnx artifacts: ONNX Runtime "
                    "(default) or OpenVINO")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png: input | restored")
+    p.add_argument("--resume", action="store_true", help="skip inputs whose output exists, was written by "
+                   "elir-edge from the same input, artifact and settings")
+    p.add_argument("--report", type=Path, help="per-image report, JSON lines (path, status, ms, output)")
+    add_ray_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_restore)
+
+
+def add_ray_arguments(p) -> None:
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the per-image work on a Ray cluster: alone, a Ray started here; `auto` or "
+                        "ray://host:port, that cluster (needs elir-edge[ray]; paths must be on storage every node sees)")
+    p.add_argument("--actors", type=_positive_int, help="with --ray: workers (default: the cluster's CPUs / "
+                   "--threads, or one per GPU for engines)")
 
 
 def run_restore(args) -> int:
@@ -239,7 +251,8 @@ def run_restore(args) -> int:
     from elir_edge.restore.stage import RestoreOptions, restore_images
 
     opts = RestoreOptions(output=args.output, task=args.task, tile=args.tile, overlap=args.overlap, seed=args.seed,
-                          batch=args.batch, compare=args.compare, threads=args.threads, runtime=args.runtime)
+                          batch=args.batch, compare=args.compare, threads=args.threads, runtime=args.runtime,
+                          resume=args.resume, report=args.report, ray=args.ray, actors=args.actors)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         artifact, inputs = (args.engine, args.inputs) if args.engine else (args.inputs[0], args.inputs[1:])
@@ -248,10 +261,12 @@ def run_restore(args) -> int:
         r = restore_images(artifact, inputs, opts, progress=not args.quiet)
     for w in caught:
         print(f"elir-edge restore: warning: {w.message}", file=sys.stderr)
-    n = len(r["restored"]) + len(r["failed"])
-    print(f"restored {len(r['restored'])} of {n} image(s) into {args.output} "
-          f"({'tiles of ' + str(r['tile']) if r['tile'] else 'resized to the graph input'}, task {r['task']})")
-    return 0 if r["restored"] else 1
+    kept = f"; {r['skipped_existing']} already restored, kept (--resume)" if r["skipped_existing"] else ""
+    rate = f", {r['images_per_s']:.2f} img/s" if r["images_per_s"] else ""
+    print(f"restored {len(r['restored'])} of {r['inputs']} image(s) into {args.output} "
+          f"({'tiles of ' + str(r['tile']) if r['tile'] else 'resized to the graph input'}, task {r['task']}, "
+          f"{r['where']}{rate}){kept}")
+    return 0 if r["restored"] or r["skipped_existing"] else 1
 
 
 BENCH_EXAMPLES = """examples:
@@ -302,6 +317,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--roofline", action="append", default=[], metavar="DEVICE",
                    help="on-paper FPS estimate for a GPU of elir_edge/data/devices.json (rtx2080ti, "
                         "orin-agx-64gb) or 'all'; needs the artifact's export folder")
+    p.add_argument("--report", type=Path, help="per-image quality rows, JSON lines (path, status, ms, figures)")
+    add_ray_arguments(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_bench)
 
 
@@ -316,7 +334,8 @@ def run_bench(args) -> int:
                         threads=args.threads, provider=args.provider, cuda_graph=args.cuda_graph, device=args.device,
                         half=args.half, seed=args.seed,
                         fid_weights=args.fid_weights, plot=args.plot, json=args.json, roofline=args.roofline,
-                        cpu_roof=args.cpu_roof, runtimes=args.runtime or ["ort"])
+                        cpu_roof=args.cpu_roof, runtimes=args.runtime or ["ort"], report=args.report, ray=args.ray,
+                        actors=args.actors, progress=not args.quiet)
     r = bench(opts)
     print(bench_tables(r, args.compare_paper))
     if args.json:

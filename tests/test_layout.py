@@ -17,7 +17,7 @@ ROOT = Path(elir_edge.__file__).parent
 # Lowest first. A module may import its own package and the packages of lower layers, nothing above.
 LAYERS = [
     {"elir_edge", "elir_edge.errors"},
-    {"elir_edge.common"},
+    {"elir_edge.common", "elir_edge.cluster"},  # cluster: Ray underneath --ray, knows no stage
     {"elir_edge.model"},
     {"elir_edge.runtime"},
     {"elir_edge.exporter"},

@@ -38,42 +38,79 @@ def check_weights_file(path: Path) -> None:
                         "unpickle it: give torch-fidelity's pt_inception-2015-12-05 weights") from None
 
 
-def fid_kid(real: np.ndarray, fake: np.ndarray, weights: Path | None) -> dict:
-    """real, fake: N x 3 x H x W in [0,1]. {"available": False, "reason": ...} when it cannot be computed."""
+def inception(weights: Path | None):
+    """(the Inception network, None) or (None, {"available": False, "reason": ...})."""
     weights = weights or cached_weights()
     if weights is None:
-        return {"available": False, "reason": "no Inception weights; pass --fid-weights"}
+        return None, {"available": False, "reason": "no Inception weights; pass --fid-weights"}
     if not Path(weights).is_file():
-        return {"available": False, "reason": f"--fid-weights {weights}: no such file"}
+        return None, {"available": False, "reason": f"--fid-weights {weights}: no such file"}
     from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
 
     if not _TORCH_FIDELITY_AVAILABLE:
-        return {"available": False, "reason": "torch-fidelity is not installed (pip install torch-fidelity)"}
-    from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
-    from torchmetrics.image.kid import KernelInceptionDistance
+        return None, {"available": False, "reason": "torch-fidelity is not installed (pip install torch-fidelity)"}
+    from torchmetrics.image.fid import NoTrainInceptionV3
 
     try:  # torch-fidelity unpickles the file with weights_only=False: check it holds tensors only first
         torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:
-        return {"available": False, "reason": f"--fid-weights {weights} is not a plain tensor file "
-                                              f"({type(e).__name__}); refusing to unpickle it"}
+        return None, {"available": False, "reason": f"--fid-weights {weights} is not a plain tensor file "
+                                                    f"({type(e).__name__}); refusing to unpickle it"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                  feature_extractor_weights_path=str(weights))
+    net.reference = sha256_file(Path(weights)).startswith(REFERENCE_SHA256_PREFIX)
+    return net, None
+
+
+def features(net, images: np.ndarray) -> np.ndarray:
+    """N x 2048 float32 Inception features, one image at a time on one thread: an image's features are then
+    the same bytes whichever process, worker or batch computes them on this kind of CPU (convolutions split
+    over more threads sum in another order), so the statistics of a Ray run equal one process's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return np.concatenate([net(_uint8(img[None])).numpy().astype(np.float32) for img in images])
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _Given(torch.nn.Module):
+    """Features computed already go through torchmetrics' FID and KID as they are."""
+    num_features = 2048
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def fid_kid_of(real: np.ndarray, fake: np.ndarray, reference: bool, seed: int = 0) -> dict:
+    """FID (float64 sums of the features) and KID (its subsets drawn from `seed`) of two feature sets."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     n = len(real)
-    # with a feature network passed in, torchmetrics skips its own float->uint8 step: Inception wants uint8
-    fid = FrechetInceptionDistance(feature=net)
-    kid = KernelInceptionDistance(feature=net, subsets=50, subset_size=min(n, 1000))
+    fid = FrechetInceptionDistance(feature=_Given())
+    kid = KernelInceptionDistance(feature=_Given(), subsets=50, subset_size=min(n, 1000))
     for metric in (fid, kid):
-        metric.update(_uint8(real), real=True)
-        metric.update(_uint8(fake), real=False)
-    kid_mean, kid_std = kid.compute()
-    reference = sha256_file(Path(weights)).startswith(REFERENCE_SHA256_PREFIX)
+        metric.update(torch.from_numpy(real), real=True)
+        metric.update(torch.from_numpy(fake), real=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        kid_mean, kid_std = kid.compute()
     return {"available": True, "fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
             "n": n, "fid_biased": n < UNBIASED_FID_N, "reference_weights": reference,
             **({} if reference else {"note": "not the reference Inception weights (pt_inception-2015-12-05): "
                                              "these values are not FID/KID as published"})}
+
+
+def fid_kid(real: np.ndarray, fake: np.ndarray, weights: Path | None, seed: int = 0) -> dict:
+    """real, fake: N x 3 x H x W in [0,1]. {"available": False, "reason": ...} when it cannot be computed."""
+    net, unavailable = inception(weights)
+    if net is None:
+        return unavailable
+    return fid_kid_of(features(net, real), features(net, fake), net.reference, seed)
 
 
 def _uint8(images: np.ndarray) -> torch.Tensor:

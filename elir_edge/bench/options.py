@@ -28,3 +28,8 @@ class BenchOptions:
     cpu_roof: bool = True  # measure this CPU's conv roof and hold every CPU row to it
     runtimes: list[str] = field(default_factory=lambda: ["ort"])  # runtimes for .onnx artifacts: ort, openvino
     roofline: list[str] = field(default_factory=list)  # device names of data/devices.json, or "all"
+    report: Path | None = None  # per-image quality rows, JSON lines
+    ray: str | None = None  # the quality pass on a Ray cluster: "local", "auto" or an address
+    actors: int | None = None  # with ray: workers (default: the cluster's CPUs / threads)
+    progress: bool = True  # a bar over the quality pass
+

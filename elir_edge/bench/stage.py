@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import numpy as np
 
-from elir_edge.bench.fid import check_weights_file, fid_kid
+from elir_edge.bench.fid import check_weights_file, inception
 from elir_edge.bench.machine import machine
+from elir_edge.bench.artifacts import artifact_runtimes, open_artifact
 from elir_edge.bench.options import BenchOptions
+from elir_edge.bench.quality import ImageScorer, ScoreSettings, aggregate, first_input, items
 from elir_edge.bench.report import is_our_report, plot
 from elir_edge.bench.speed import measure_interleaved
-from elir_edge.bench.stats import describe
 from elir_edge.common.files import ensure_writable_dir, refuse_foreign, sha256_file
-from elir_edge.common.images import load_images, written_by_us
+from elir_edge.common.images import list_images, written_by_us
+from elir_edge.common.progress import bar
+from elir_edge.common.rows import BENCH_REPORT, check_rows_path, write_rows
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT, ExportFolder
-from elir_edge.model.eval_inputs import EvalSet, eval_inputs, paired_inputs
 from elir_edge.model.noise import latent_noise
 from elir_edge.model.presets import PRESETS, is_paper_size
-from elir_edge.runtime.compare import per_image
-from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.probe import MARGIN_DB, WHY, probe_runner
 from elir_edge.runtime.runner import Runner
 
@@ -31,24 +32,16 @@ def label(runner: Runner) -> str:
     return f"{runner.path.parent.name}/{runner.name}"
 
 
-def open_artifact(path: Path, opts: "BenchOptions", runtime: str = "ort", spin: bool = True) -> Runner:
-    """Any artifact's runner (runtime.open_runner) with bench's options."""
-    return open_runner(path, RunnerOptions(runtime=runtime, threads=opts.threads, provider=opts.provider, spin=spin,
-                                           device=opts.device, half=opts.half, cuda_graph=opts.cuda_graph))
-
-
-def _pairs(lq_dir: Path, hq_dir: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """The images of two folders paired by name (any format each): lq, hq."""
-    lq = dict(load_images(lq_dir, "--lq folder"))
-    hq = dict(load_images(hq_dir, "--hq folder"))
-    key = {n: Path(n).with_suffix("").as_posix() for n in list(lq) + list(hq)}
-    lq_k, hq_k = {key[n]: n for n in lq}, {key[n]: n for n in hq}
-    if set(lq_k) != set(hq_k):
-        odd = sorted(set(lq_k) ^ set(hq_k))
+def _pairs(lq_dir: Path, hq_dir: Path) -> list[dict]:
+    """The images of two folders paired by name (any format each), as scorer items."""
+    lq = {p.relative_to(lq_dir).with_suffix("").as_posix(): p for p in list_images(lq_dir, "--lq folder")}
+    hq = {p.relative_to(hq_dir).with_suffix("").as_posix(): p for p in list_images(hq_dir, "--hq folder")}
+    if set(lq) != set(hq):
+        odd = sorted(set(lq) ^ set(hq))
         raise UserError(f"--lq and --hq do not pair up ({len(odd)} unmatched, e.g. {odd[0]}): "
                         "give both folders the same file names")
-    names = sorted(lq_k)
-    return names, [lq[lq_k[n]] for n in names], [hq[hq_k[n]] for n in names]
+    names = sorted(lq)
+    return items(names, [lq[n] for n in names], [hq[n] for n in names])
 
 
 def recorded_quality(path: Path) -> float | None:
@@ -76,13 +69,15 @@ def cpu_roof(rows: list[dict], float_path: Path, arts: list[Runner], threads: in
     return {**roof, "threads": threads, "model_gmacs": gmacs}
 
 
-def eval_set(opts: BenchOptions, task: str, h: int, w: int, latent: int) -> EvalSet | None:
+def eval_items(opts: BenchOptions) -> list[dict] | None:
+    """The quality pass's images, as files: paired --lq/--hq, or --data degraded the task's way."""
     if opts.lq or opts.hq:
         if not (opts.lq and opts.hq):
             raise UserError("--lq and --hq go together: give both folders of paired images")
-        return paired_inputs(*_pairs(opts.lq, opts.hq), h, w, latent, opts.seed)
+        return _pairs(opts.lq, opts.hq)
     if opts.data:
-        return eval_inputs(load_images(opts.data, "--data folder"), task, h, w, latent, opts.seed)
+        paths = list_images(opts.data, "--data folder")
+        return items([str(p.relative_to(opts.data)) for p in paths], paths)
     return None
 
 
@@ -101,6 +96,8 @@ def run_bench(opts: BenchOptions) -> dict:
             refuse_foreign(Path(out), ours, flag)
     if opts.fid_weights is not None:
         check_weights_file(Path(opts.fid_weights))
+    if opts.report is not None:
+        check_rows_path(Path(opts.report), BENCH_REPORT, opts.engines)
     with contextlib.ExitStack() as opened:
         # artifacts timed in turns: ONNX Runtime's threads must not spin on the cores the next one uses
         alone = len(opts.engines) * len(opts.runtimes) == 1
@@ -108,7 +105,7 @@ def run_bench(opts: BenchOptions) -> dict:
         def open_(path: Path, runtime: str = "ort") -> Runner:
             return opened.enter_context(open_artifact(path, opts, runtime, spin=alone))
 
-        arts = [open_(p, rt) for p in opts.engines for rt in (opts.runtimes if Path(p).suffix == ".onnx" else ["ort"])]
+        arts = [open_(p, rt) for p, rt in artifact_runtimes(opts)]
         return _bench(opts, arts, open_)
 
 
@@ -127,13 +124,15 @@ def _common_input(opts: BenchOptions, arts: list[Runner]) -> tuple[str, int, int
     return (task, *first.size, first.latent_channels)
 
 
-def _speed_rows(opts: BenchOptions, arts: list[Runner], es: EvalSet | None, h: int, w: int, latent: int) -> list[dict]:
-    """Every artifact timed in turns; an int8 file a runtime computes wrongly here is flagged beside its row."""
+def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None, h: int, w: int,
+                latent: int) -> list[dict]:
+    """Every artifact timed in turns (on `first`, the first image's input, or noise); an int8 file a runtime
+    computes wrongly here is flagged beside its row."""
     rng = np.random.default_rng(opts.seed)
     runs, batches = {}, {}
     for i, a in enumerate(arts):
         b = a.interface.batch or 1
-        lq = es.lq[:1].repeat(b, 0) if es is not None else rng.random((b, 3, h, w), dtype=np.float32)
+        lq = first[None].repeat(b, 0) if first is not None else rng.random((b, 3, h, w), dtype=np.float32)
         eps = latent_noise(latent, h, w, opts.seed)[None].repeat(b, 0)
         runs[i] = (lambda r=a, lq=lq, eps=eps: r.timed(lq, eps)) if a.on_gpu else \
             (lambda r=a, lq=lq, eps=eps: r(lq, eps))
@@ -154,21 +153,36 @@ def _speed_rows(opts: BenchOptions, arts: list[Runner], es: EvalSet | None, h: i
     return rows
 
 
-def _quality(opts: BenchOptions, arts: list[Runner], rows: list[dict], es: EvalSet, ref: Runner, latent: int) -> dict:
+def _scored(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list[dict], settings: ScoreSettings,
+            net) -> list[tuple[dict, bytes]]:
+    """Every image's (row, features), from this process or, with --ray, from the cluster's workers."""
+    if opts.ray is None:
+        scorer = ImageScorer(arts, ref, settings, net)
+        return [scorer(it) for it in bar(todo, len(todo), "quality", quiet=not opts.progress)]
+    from elir_edge.bench.on_ray import score_on_ray
+
+    return list(bar(score_on_ray(opts, arts, ref, todo, settings), len(todo), "quality (Ray)",
+                    quiet=not opts.progress))
+
+
+def _quality(opts: BenchOptions, arts: list[Runner], rows: list[dict], todo: list[dict], ref: Runner,
+             settings: ScoreSettings) -> dict:
     """Each artifact against the float reference and the ground truth, the noise floor, FID/KID."""
-    h, w = es.lq.shape[-2:]
-    ref_out = ref(es.lq, es.eps)
-    floor_eps = np.stack([latent_noise(latent, h, w, opts.seed + 10_000 + i) for i in range(len(es.names))])
-    floor_out = ref(es.lq, floor_eps)
-    quality = {"images": len(es.names), "reference": str(ref.path), "seed": opts.seed,
-               "noise_floor_vs_float": {m: describe(v, opts.seed) for m, v in per_image(floor_out, ref_out).items()},
-               "degraded_vs_gt": {m: describe(v, opts.seed) for m, v in per_image(es.lq, es.hq).items()}}
-    for a, r in zip(arts, rows):
-        out = ref_out if a is ref else a(es.lq, es.eps)
+    net, unavailable = inception(opts.fid_weights)
+    started = time.perf_counter()
+    scored = _scored(opts, arts, ref, todo, settings, net)
+    seconds = time.perf_counter() - started
+    q = aggregate([r for r, _ in scored], [b for _, b in scored], len(arts), opts.seed,
+                  {"reference": net.reference} if net is not None else unavailable)
+    if not q["images"]:
+        raise UserError(f"none of the {len(todo)} images could be read: check the files")
+    quality = {"images": q["images"], "failed": q["failed"], "reference": str(ref.path), "seed": opts.seed,
+               "noise_floor_vs_float": q["noise_floor_vs_float"], "degraded_vs_gt": q["degraded_vs_gt"],
+               "where": f"Ray cluster ({opts.ray})" if opts.ray is not None else "this process",
+               "seconds": seconds, "images_per_s": q["images"] / seconds}
+    for a, r, figures in zip(arts, rows, q["artifacts"]):
         r["is_reference"] = a is ref
-        if a is not ref:
-            r["vs_float"] = {m: describe(v, opts.seed) for m, v in per_image(out, ref_out).items()}
-        r["vs_gt"] = {m: describe(v, opts.seed) for m, v in per_image(out, es.hq).items()}
+        r.update(figures)
         r["recorded_vs_float_db"] = recorded_quality(a.path)
         measured = r.get("vs_float", {}).get("psnr", {}).get("mean", {}).get("value")
         if measured is not None and r["recorded_vs_float_db"] is not None and \
@@ -176,21 +190,22 @@ def _quality(opts: BenchOptions, arts: list[Runner], rows: list[dict], es: EvalS
             r["flag"] = (f"{measured:.1f} dB vs float here, {r['recorded_vs_float_db']:.1f} dB when quantized: "
                          f"{a.kind} computes this int8 graph wrongly on this machine ({WHY}); its speed is not a "
                          "fair figure")
-        r["fid_kid_vs_gt"] = fid_kid(es.hq, out, opts.fid_weights)
-        r["fid_kid_vs_float"] = fid_kid(ref_out, out, opts.fid_weights)
+    if opts.report is not None:
+        write_rows(Path(opts.report), BENCH_REPORT, quality, [r for r, _ in scored])
     return quality
 
 
 def _bench(opts: BenchOptions, arts: list[Runner], open_) -> dict:
     task, h, w, latent = _common_input(opts, arts)
-    es = eval_set(opts, task, h, w, latent)
+    todo = eval_items(opts)
+    settings = ScoreSettings(task, h, w, latent, opts.seed)
     float_path = arts[0].path.parent / FLOAT
     ref = next((a for a in arts if a.path == float_path), None)
     if ref is None and float_path.is_file():
         ref = open_(float_path)
     ref = ref or arts[0]
-    rows = _speed_rows(opts, arts, es, h, w, latent)
-    quality = _quality(opts, arts, rows, es, ref, latent) if es is not None else None
+    rows = _speed_rows(opts, arts, first_input(todo, settings), h, w, latent)
+    quality = _quality(opts, arts, rows, todo, ref, settings) if todo is not None else None
     preset = PRESETS.get(task)
     on_gpu = any(r["on_gpu"] for r in rows)
     report = {"task": task, "image_size": f"{h}x{w}", "machine": machine(on_gpu), "threads": opts.threads,

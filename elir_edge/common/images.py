@@ -87,17 +87,28 @@ def to_uint8(chw: np.ndarray) -> np.ndarray:
     return (np.clip(chw, 0, 1).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
 
 
-def save_png(img: np.ndarray | Image.Image, path: Path) -> None:
-    """Atomically (temp file, then rename), tagged as written by elir-edge."""
+def save_png(img: np.ndarray | Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
+    """Atomically (temp file, then rename), tagged as written by elir-edge, with any further text chunks."""
     from PIL.PngImagePlugin import PngInfo
 
     from elir_edge.common.files import atomic_file
 
     info = PngInfo()
     info.add_text("Software", SOFTWARE)
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     im = img if isinstance(img, Image.Image) else Image.fromarray(img)
     with atomic_file(Path(path)) as tmp:
         im.save(tmp, format="PNG", pnginfo=info)
+
+
+def png_text(path: Path) -> dict[str, str]:
+    """The text chunks of a PNG ({} for anything else or unreadable)."""
+    try:
+        with Image.open(path) as im:
+            return {k: v for k, v in im.info.items() if isinstance(v, str)} if im.format == "PNG" else {}
+    except UNREADABLE:
+        return {}
 
 
 def written_by_us(path: Path) -> bool:

@@ -51,6 +51,17 @@ def each(items, what: str, quiet: bool = False, stream=None, every_s: float = 10
             print(progress_line(what, i, len(items), now - start), file=stream, flush=True)
 
 
+def bar(items, total: int, what: str, quiet: bool = False):
+    """A bar over a whole run whose items arrive one by one (from this process or a cluster): done/total,
+    images/s, elapsed and time left."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=what, unit="img", disable=quiet) as b:
+        for item in items:
+            b.update(1)
+            yield item
+
+
 class _Stage:
     waiting: _Stage | None = None  # the stage whose header line still waits for its time
 

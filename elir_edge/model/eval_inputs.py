@@ -26,20 +26,41 @@ def _eps(n: int, latent_channels: int, height: int, width: int, seed: int) -> np
     return np.stack([latent_noise(latent_channels, height, width, seed + i) for i in range(n)])
 
 
+def eval_image(img: np.ndarray, index: int, task: str, height: int, width: int, latent_channels: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image `index` of a set on its own (lq, eps, hq), exactly as eval_inputs makes it: a worker that reads
+    one file gives it the same inputs as a process that reads the whole folder."""
+    clean = fit(img, height, width)
+    return (to_chw(degrade(task, clean, seed + index)), latent_noise(latent_channels, height, width, seed + index),
+            to_chw(clean))
+
+
+def paired_image(lq: np.ndarray, hq: np.ndarray, index: int, height: int, width: int, latent_channels: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A degraded image with its ground truth, as paired_inputs makes image `index`."""
+    return (to_chw(fit(lq, height, width)), latent_noise(latent_channels, height, width, seed + index),
+            to_chw(fit(hq, height, width)))
+
+
+def _stacked(names: list[str], parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> EvalSet:
+    lq, eps, hq = (np.stack(x) for x in zip(*parts))
+    return EvalSet(names, lq, eps, hq)
+
+
 def eval_inputs(images: list[tuple[str, np.ndarray]], task: str | None, height: int, width: int,
                 latent_channels: int, seed: int) -> EvalSet:
     """Clean images (HxWx3 uint8) -> degraded by `task` (image i with seed + i), the clean ones as ground
     truth; task None: the images are the inputs already (no ground truth)."""
-    clean = [fit(img, height, width) for _, img in images]
-    lq = [degrade(task, c, seed + i) for i, c in enumerate(clean)] if task else clean
-    return EvalSet([n for n, _ in images], np.stack([to_chw(x) for x in lq]),
-                   _eps(len(clean), latent_channels, height, width, seed),
-                   np.stack([to_chw(c) for c in clean]) if task else None)
+    names = [n for n, _ in images]
+    if task is None:
+        return EvalSet(names, np.stack([to_chw(fit(img, height, width)) for _, img in images]),
+                       _eps(len(images), latent_channels, height, width, seed), None)
+    return _stacked(names, [eval_image(img, i, task, height, width, latent_channels, seed)
+                            for i, (_, img) in enumerate(images)])
 
 
 def paired_inputs(names: list[str], lq: list[np.ndarray], hq: list[np.ndarray], height: int, width: int,
                   latent_channels: int, seed: int) -> EvalSet:
     """Degraded inputs with their ground truth, paired by the caller, eps drawn as in eval_inputs."""
-    return EvalSet(names, np.stack([to_chw(fit(x, height, width)) for x in lq]),
-                   _eps(len(names), latent_channels, height, width, seed),
-                   np.stack([to_chw(fit(x, height, width)) for x in hq]))
+    return _stacked(names, [paired_image(a, b, i, height, width, latent_channels, seed)
+                            for i, (a, b) in enumerate(zip(lq, hq))])

@@ -1,0 +1,50 @@
+"""`bench --ray`: the quality pass's images as a Ray Data dataset; each actor opens every artifact and the
+float reference once and scores one image per call. Rows (and Inception features) come back to the driver,
+which aggregates them as it does for one process. Speed is not measured here: it stays on one device."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+from elir_edge.bench.artifacts import artifact_runtimes, open_artifact
+from elir_edge.bench.options import BenchOptions
+from elir_edge.bench.quality import ImageScorer, ScoreSettings
+from elir_edge.cluster.ray_data import batch_rows, check_reach, cluster, map_actors
+from elir_edge.runtime.runner import Runner
+
+
+class ScoreActor:
+    """A Ray Data actor: the artifacts, the reference and the Inception network opened once."""
+
+    def __init__(self, settings: dict):
+        from elir_edge.bench.fid import inception
+
+        opts = BenchOptions(engines=[], threads=settings["threads"], provider=settings["provider"],
+                            device=settings["device"], half=settings["half"])
+        arts = [open_artifact(Path(p), opts, rt, spin=False) for p, rt in settings["arts"]]
+        ref = settings["ref"]
+        ref = arts[ref] if isinstance(ref, int) else open_artifact(Path(ref), opts, spin=False)
+        net, _ = inception(Path(settings["fid_weights"]) if settings["fid_weights"] else None)
+        self.score = ImageScorer(arts, ref, ScoreSettings(**settings["score"]), net)
+
+    def __call__(self, batch: dict) -> dict:
+        return batch_rows(batch, self.score)
+
+
+def score_on_ray(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list[dict],
+                 settings: ScoreSettings) -> Iterator[tuple[dict, bytes]]:
+    """(row, features) of every image, in the order the cluster finishes them."""
+    threads = opts.threads or 1
+    gpu = any(a.on_gpu for a in arts)
+    ref_at = next((i for i, a in enumerate(arts) if a is ref), str(ref.path))
+    actor_settings = {"arts": [(str(p), rt) for p, rt in artifact_runtimes(opts)], "ref": ref_at, "threads": threads,
+                      "provider": opts.provider, "device": opts.device, "half": opts.half,
+                      "fid_weights": str(opts.fid_weights) if opts.fid_weights else None, "score": asdict(settings)}
+    with cluster(opts.ray) as ray:
+        check_reach(ray, [Path(todo[0]["path"]), *(a.path for a in arts)])
+        resources = ray.cluster_resources()
+        actors = opts.actors or max(1, int(resources.get("GPU", 1) if gpu else resources.get("CPU", 1) // threads))
+        yield from map_actors(ray, todo, ScoreActor, actor_settings, actors, num_cpus=0 if gpu else threads,
+                              num_gpus=1 if gpu else 0)

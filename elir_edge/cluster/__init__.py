@@ -1,0 +1,1 @@
+"""Past one machine: the commands' `--ray` runs their per-image work on a Ray cluster (Ray Data)."""

@@ -1,0 +1,35 @@
+"""Per-image reports as JSON lines (restore --report, bench --report): a header line naming the kind of
+report and the run, then one row per image. One writer, so both commands' files read the same way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from elir_edge.common.files import atomic_file, ensure_writable_dir, refuse_foreign
+from elir_edge.errors import UserError
+
+RESTORE_REPORT, BENCH_REPORT = "elir-edge restore report", "elir-edge bench report"
+
+
+def is_rows_file(path: Path, kind: str) -> bool:
+    try:
+        with open(path) as f:
+            return json.loads(f.readline()).get("kind") == kind
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_rows_path(path: Path, kind: str, inputs: list[Path]) -> None:
+    """Before any work: a file name, not one of the inputs, writable, and not a user's own file."""
+    if path.is_dir():
+        raise UserError(f"--report {path} is a folder: give a file name")
+    if path.resolve() in {Path(f).resolve() for f in inputs}:
+        raise UserError(f"--report {path} is one of the inputs: choose another file")
+    ensure_writable_dir(path.parent)
+    refuse_foreign(path, lambda p: is_rows_file(p, kind), "--report")
+
+
+def write_rows(path: Path, kind: str, header: dict, rows: list[dict]) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in [{"kind": kind, **header}, *rows]))

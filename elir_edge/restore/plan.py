@@ -1,0 +1,95 @@
+"""What a restore run will do, decided once by whoever drives it: the inputs (path, size, content hash), the
+output path of each, and which outputs a `--resume` may keep. Workers only carry the plan out, so every
+output's name and bytes are the same whichever process or machine writes it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from elir_edge.common.files import sha256_file
+from elir_edge.common.images import SUFFIXES, png_text, written_by_us
+from elir_edge.errors import UserError
+
+STAMP = "elir-edge:restore"  # PNG text key: what made this output (input hash, artifact hash, settings)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and where its outputs go."""
+    index: int
+    source: str
+    size: int
+    sha256: str
+    target: str
+    compare: str | None = None
+    moved: str | None = None  # why the plain `<stem>.png` name was not free
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def collect_inputs(inputs: list[Path]) -> list[Path]:
+    files = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder: give image files or folders of images")
+    if not files:
+        raise UserError("no images found in the inputs: give image files or folders of images")
+    return files
+
+
+def plan_jobs(files: list[Path], out_dir: Path, compare: bool) -> list[Job]:
+    names = OutputNames(out_dir, files)
+    jobs = []
+    for i, path in enumerate(files):
+        target, moved = names.target(path, "")
+        strip = str(names.target(path, "_compare")[0]) if compare else None
+        jobs.append(Job(i, str(path.resolve()), path.stat().st_size, sha256_file(path), str(target), strip, moved))
+    return jobs
+
+
+def stamp(job: Job, settings: dict) -> str:
+    """The PNG text an output carries: enough to tell, on a later `--resume`, that it is this input's result
+    through this artifact with these settings."""
+    return json.dumps({"input_sha256": job.sha256, **settings}, sort_keys=True)
+
+
+def already_done(job: Job, settings: dict) -> bool:
+    """`--resume`: the output exists, elir-edge wrote it, and it is this input's result with these settings."""
+    paths = [Path(job.target)] + ([Path(job.compare)] if job.compare else [])
+    return all(p.is_file() and written_by_us(p) for p in paths) and \
+        png_text(Path(job.target)).get(STAMP) == stamp(job, settings)
+
+
+class OutputNames:
+    """Where each restored image goes: `<stem><suffix>.png` in the output folder, unless that path is one of
+    the inputs, was already written in this run, or holds a file elir-edge did not write; then the first
+    free `<stem><suffix>.restored[-N].png`. Inputs and a user's own files are never replaced."""
+
+    def __init__(self, folder: Path, inputs: list[Path]):
+        self.folder, self.inputs, self.taken = folder, {p.resolve() for p in inputs}, set()
+
+    def _blocked(self, p: Path) -> str | None:
+        if p.resolve() in self.inputs:
+            return f"{p} is one of the inputs"
+        if p.resolve() in self.taken:
+            return f"{p} was already written by this run (two inputs share the name {p.stem})"
+        if p.exists() and not written_by_us(p):
+            return f"{p} exists and was not written by elir-edge"
+        return None
+
+    def target(self, source: Path, suffix: str) -> tuple[Path, str | None]:
+        p, n = self.folder / f"{source.stem}{suffix}.png", 0
+        why = blocked = self._blocked(p)
+        while blocked:
+            n += 1
+            p = self.folder / f"{source.stem}{suffix}.restored{'' if n == 1 else f'-{n}'}.png"
+            blocked = self._blocked(p)
+        self.taken.add(p.resolve())
+        return p, why
