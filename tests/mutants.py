@@ -210,8 +210,45 @@ def _gt_is_the_float_output(mp):
     mp.setattr(stage, "paired_inputs", truth_replaced)
 
 
+def _train_returns_initial(mp):
+    import copy
+
+    import elir_edge.train as train
+
+    real = train.train_elir
+
+    def initial(model, *a, **k):  # a copy taken before training returned instead of the trained weights
+        before = copy.deepcopy(model)
+        real(model, *a, **k)
+        return before.eval()
+
+    mp.setattr(train, "train_elir", initial)
+
+
+def _train_returns_raw(mp):
+    import elir_edge.train as train
+
+    real = train.train_elir
+    mp.setattr(train, "train_elir", lambda model, *a, **k: (real(model, *a, **k), model.eval())[1])
+
+
+def _fp16_limit_ignored(mp):
+    import elir_edge.exporter.fp16 as fp16
+
+    mp.setattr(fp16, "NORM_SAFE", float("inf"))
+
+
+def _fp16_block_list_lost(mp):
+    from onnxconverter_common import float16
+
+    real = float16.convert_float_to_float16
+    mp.setattr(float16, "convert_float_to_float16", lambda *a, node_block_list=None, **k: real(*a, **k))
+
+
 EXPORT_TESTS = ["tests/test_unroll.py", "tests/test_export.py"]
 INDEPENDENT = "tests/test_independent.py"
+TRAIN_RETURNS = "tests/test_train.py::test_train_elir_returns_the_ema_of_the_trained_weights"
+FP16_KEEP = "tests/test_export.py::test_fp16_keeps_in_fp32_exactly_the_norms_whose_input_would_overflow"
 CALIBRATION = "tests/test_quantize.py::test_calibration_holds_the_tasks_inputs_and_the_same_eps_as_bench"
 
 # name -> (what the bug is, how to plant it, the tests that must turn red)
@@ -240,4 +277,11 @@ MUTANTS = {
                      ["tests/test_bench.py::test_lq_hq_pairs"]),
     "cpu_zero_point": ("the CPU form's activation zero point off by one from the int8 grid", _cpu_zero_point_127,
                        [INDEPENDENT]),
+    "train_returns_initial": ("train_elir returns the weights from before training", _train_returns_initial,
+                              [TRAIN_RETURNS]),
+    "train_returns_raw": ("train_elir returns the raw model, not its EMA", _train_returns_raw, [TRAIN_RETURNS]),
+    "fp16_limit_ignored": ("fp16 keeps no GroupNorm fp32, whatever its input peak", _fp16_limit_ignored,
+                           [FP16_KEEP]),
+    "fp16_block_list_lost": ("the norms to keep fp32 never reach the fp16 converter", _fp16_block_list_lost,
+                             [FP16_KEEP]),
 }

@@ -74,8 +74,45 @@ def test_conv_shapes_and_roof(tiny_quantized):
     through_qdq = conv_shapes(onnx.load(str(tiny_quantized[0] / "model_int8.onnx")))[0]
     assert {k: v for k, v in through_qdq.items() if k != "share"} == {k: v for k, v in shapes[0].items() if k != "share"}
     roof = conv_roof(shapes[:1], threads=1, seconds=0.05)
-    assert roof["fp32_gmac_s"] > 0 and roof["int8_gmac_s"] > 0
-    assert roof["int8_vs_fp32"] == pytest.approx(roof["int8_gmac_s"] / roof["fp32_gmac_s"])
+    assert roof["fp32_gmac_s"] > 0 and roof["int8_gmac_s"] > 0 and roof["int8_vs_fp32"] > 0
+
+
+def test_conv_roof_arithmetic_on_known_latencies(monkeypatch):
+    """Sessions that take a known time on a fake clock: shape A (share 0.6) runs fp32 in 2 ms and int8 in 1 ms,
+    shape B (share 0.2) 4 ms and 8 ms. MACs of each probe graph counted here from its Conv nodes; the roof is
+    the rate at which the shares' MACs would run (time-weighted), worked out by hand. Caught: an arithmetic
+    mean of the rates, the ratio inverted, MACs of one conv instead of the probe's whole stack."""
+    from types import SimpleNamespace
+
+    import elir_edge.runtime.cpu_roof as cpu
+
+    now = [0.0]
+
+    class Timed:
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def run(self, *_):
+            now[0] += self.seconds
+
+    shapes = [{"in": 8, "out": 8, "h": 16, "w": 16, "stride": 1, "share": 0.6},
+              {"in": 16, "out": 16, "h": 8, "w": 8, "stride": 1, "share": 0.2}]
+    cost = {(8, False): 0.002, (8, True): 0.001, (16, False): 0.004, (16, True): 0.008}  # (channels, int8): s
+    real_graph = cpu._conv_graph
+    monkeypatch.setattr(cpu, "_conv_graph", lambda s, int8: (s["in"], int8, real_graph(s, int8)))
+    monkeypatch.setattr(cpu, "ort_session_from_bytes", lambda g, *a, **k: Timed(cost[g[:2]]))
+    monkeypatch.setattr(cpu, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    roof = conv_roof(shapes, threads=1, seconds=0.05)
+
+    def macs(s):  # every Conv of the probe graph: Cout * H * W * Cin * 3 * 3
+        g = onnx.ModelProto.FromString(real_graph(s, False))
+        return sum(1 for n in g.graph.node if n.op_type == "Conv") * s["in"] * s["in"] * 9 * s["h"] * s["w"]
+
+    rate = {(s["in"], p): macs(s) / cost[(s["in"], p)] / 1e9 for s in shapes for p in (False, True)}
+    want = {p: 0.8 / (0.6 / rate[(8, p)] + 0.2 / rate[(16, p)]) for p in (False, True)}
+    assert roof["fp32_gmac_s"] == pytest.approx(want[False]) and roof["int8_gmac_s"] == pytest.approx(want[True])
+    assert roof["int8_vs_fp32"] == pytest.approx(want[True] / want[False])
+    assert [r["fp32_gmac_s"] for r in roof["shapes"]] == pytest.approx([rate[(8, False)], rate[(16, False)]])
 
 
 def _saturated_copy(folder, dst):

@@ -39,12 +39,29 @@ def test_inpainting_masks_90_percent_of_pixels():
     assert _mad_sigma(out[~masked].astype(np.float64) - 255) < 30  # kept pixels: 255 minus clipped noise
 
 
+def _amplitude(img: np.ndarray, period: float) -> float:
+    """Amplitude of the horizontal sinusoid of `period` pixels in an HxWx3 image (its Fourier coefficient)."""
+    x = np.arange(img.shape[1])
+    return float(2 * np.abs((img.astype(np.float64) * np.exp(-2j * np.pi * x / period)[None, :, None]).mean()))
+
+
 @pytest.mark.parametrize("task", ["bfr", "bsr"])
-def test_blind_chain_degrades_reproducibly(task):
-    rng = np.random.default_rng(2)
-    img = np.kron(rng.integers(0, 255, (16, 16, 3)), np.ones((16, 16, 1))).astype(np.uint8)
-    a, b, c = degrade(task, img, 5), degrade(task, img, 5), degrade(task, img, 6)
-    assert a.shape == img.shape and a.dtype == np.uint8
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    mse = np.mean((a.astype(np.float64) - img) ** 2)
-    assert 10 < 10 * np.log10(255 ** 2 / mse) < 35  # visibly degraded, still the same picture
+@pytest.mark.parametrize("seed", [2, 3, 4, 11])  # blur sigma 0.93, 0.44, 2.84, 0.56 (the first draw of the seed)
+def test_blind_chain_blurs_by_its_sigma_and_keeps_a_quarter_of_the_resolution(task, seed):
+    """Two sinusoids through the chain, with the blur sigma and noise std drawn as the chain draws them (the
+    seed's first two uniforms). A period of 64 px keeps exactly the Gaussian blur's transfer exp(-2 pi^2 s^2/P^2)
+    (resampling and JPEG pass a 16-px period of the 1/4 image), within 3 noise standard errors of the estimate;
+    a period of 6 px is below what a 1/4-resolution image can hold (8 px) and is gone, where a x2 chain with a
+    blur under 1 px would keep over half of it. Caught: x2 instead of x4, the blur's sigma not the drawn one."""
+    x = np.arange(256)
+    a = 50.0
+    img = 128 + a * np.sin(2 * np.pi * x / 64) + a * np.sin(2 * np.pi * x / 6)
+    img = np.broadcast_to(np.round(img)[None, :, None], (256, 256, 3)).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    blur, noise = rng.uniform(0.2, 3.0), rng.uniform(1, 25)
+    out = degrade(task, img, seed)
+    assert np.array_equal(out, degrade(task, img, seed)) and not np.array_equal(out, degrade(task, img, seed + 1))
+    kept = _amplitude(out, 64) / _amplitude(img, 64)
+    stderr = 2 * noise / np.sqrt(3 * 64 * 64) / a  # noise of the 1/4 image (3 x 64 x 64 samples) in the estimate
+    assert kept == pytest.approx(np.exp(-2 * np.pi ** 2 * blur ** 2 / 64 ** 2), abs=0.01 + 3 * stderr)
+    assert _amplitude(out, 6) / _amplitude(img, 6) < 0.1

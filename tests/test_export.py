@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import SMALL
 
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
 from elir_edge.model.checkpoint import load_checkpoint
@@ -146,3 +147,49 @@ def test_the_manifest_records_each_files_own_hash(tmp_path, small_ckpt):
     assert (m["onnx"]["sha256"], m["fp16"]["sha256"], m["weights"]["sha256"], m["source"]["sha256"]) == \
         (digest["model.onnx"], digest["model_fp16.onnx"], digest["weights.safetensors"], digest[path.name])
     assert read_metadata(out / "model.onnx")["source_sha256"] == digest[path.name]
+
+
+def _norm_input_peaks_in_torch(model, lq, eps) -> list[float]:
+    """max |x| at the input of every GroupNorm call of the PyTorch model, in call order (K steps unrolled)."""
+    peaks = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: peaks.append(float(i[0].abs().max())))
+             for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    try:
+        with torch.no_grad():
+            model(lq, eps)
+    finally:
+        for h in hooks:
+            h.remove()
+    return peaks
+
+
+def test_fp16_keeps_in_fp32_exactly_the_norms_whose_input_would_overflow(tmp_path):
+    """A model whose first U-Net block feeds its second GroupNorm x1000 (conv and time term scaled: the norm
+    output is unchanged, its input peaks ~2000). x*x overflows fp16 above sqrt(65504) = 255.9: those norms (one
+    per step) must stay fp32 in model_fp16.onnx, every other norm (peaks ~10) must be fp16, and the fp16 graph
+    still matches fp32 within a few fp16 rounding units of the output. Caught: the limit ignored (nothing
+    kept), the kept list not reaching the converter (the manifest says kept, the graph has it in fp16)."""
+    model = random_model(SMALL, k=2, sigma=0.1)
+    block = model.fmir.down_blocks[0][0]
+    with torch.no_grad():
+        for p in (block.block1.block[-1].weight, block.block1.block[-1].bias, block.mlp[1].weight, block.mlp[1].bias):
+            p.mul_(1000)
+    limit = float(np.sqrt(np.finfo(np.float16).max))
+    lq, eps = probe_inputs(0)
+    peaks = _norm_input_peaks_in_torch(model, lq, eps)
+    assert all(p > 4 * limit or p < limit / 4 for p in peaks)  # far from the limit on any input alike
+    over = sum(p > limit for p in peaks)
+    assert over == 2 and len(peaks) - over > 0
+    out = tmp_path / "e"
+    m = export_checkpoint(save_checkpoint(model, tmp_path / "big.pth", "release"),
+                          ExportOptions(task="denoising", steps=2, image_size=(64, 64), output=out), quiet=True)
+    half = onnx.shape_inference.infer_shapes(onnx.load(str(out / "model_fp16.onnx")))
+    types = {v.name: v.type.tensor_type.elem_type for v in (*half.graph.value_info, *half.graph.input)}
+    norms = [n for n in half.graph.node if n.op_type == "InstanceNormalization"]
+    kept = sorted(n.name for n in norms if types[n.input[0]] == onnx.TensorProto.FLOAT)
+    assert len(norms) == len(peaks) and len(kept) == over and kept == m["fp16"]["norms_kept_fp32"]
+    assert sum(types[n.input[0]] == onnx.TensorProto.FLOAT16 for n in norms) == len(peaks) - over
+    feeds = {"lq": lq.numpy(), "eps": eps.numpy()}
+    ref, got = _run_onnx(out / "model.onnx", feeds), _run_onnx(out / "model_fp16.onnx", feeds)
+    u = 2.0 ** -11  # fp16's unit roundoff
+    assert np.isfinite(got).all() and np.sqrt(np.mean((got - ref) ** 2)) <= 8 * u * np.sqrt(np.mean(ref ** 2))

@@ -86,3 +86,36 @@ def test_autoencoder_stage_lowers_its_loss():
     with torch.no_grad():
         after = F.mse_loss(model.dec(model.enc(x)), x)
     assert after < 0.5 * before
+
+
+def test_train_elir_returns_the_ema_of_the_trained_weights():
+    """train_elir promises the EMA model: worked out here from the weights the training model held after each
+    step (W_1 after the first step, then W = d W + (1 - d) W_k), with the decoder the frozen auto-encoder's.
+    Caught: the initial weights returned, the raw (non-averaged) model returned, the EMA decay not cfg's."""
+    import copy
+
+    from elir_edge.train import train_elir
+
+    torch.manual_seed(0)
+    images = [(torch.rand(48, 48, 3, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy()
+              for i in range(2)]
+    cfg = TrainConfig(arch=SMALL, k_steps=2, sigma_s=0.1, elir_steps=3, elir_crop=32, elir_batch=1, ema_decay=0.5)
+    model = build_elir(SMALL, 2, 0.1).train()
+    initial = copy.deepcopy(model.state_dict())
+    sampler, held = CropSampler(images, "denoising", 0), []
+    real_batch = sampler.batch
+    sampler.batch = lambda *a, **k: held.append(copy.deepcopy(model.state_dict())) or real_batch(*a, **k)
+    returned = train_elir(model, sampler, cfg, log_every=1000)
+    steps = held[1:] + [model.state_dict()]  # the weights after step 1, 2, 3 (held[0]: before any step)
+    assert len(steps) == cfg.elir_steps and not returned.training
+    got = returned.state_dict()
+    for key, w0 in initial.items():
+        want = steps[0][key].double()
+        for w in steps[1:]:
+            want = cfg.ema_decay * want + (1 - cfg.ema_decay) * w[key].double()
+        scale = float(want.abs().max()) + 1e-12
+        assert float((got[key].double() - want).abs().max()) <= 1e-6 * scale, key
+        if key.startswith("dec."):
+            assert torch.equal(got[key], w0), key  # frozen: still the auto-encoder's decoder
+    moved = [k for k in initial if not k.startswith("dec.") and not torch.equal(steps[-1][k], steps[-2][k])]
+    assert moved  # the last step changed weights, so the EMA and the raw model differ there
