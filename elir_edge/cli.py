@@ -255,6 +255,7 @@ def run_restore(args) -> int:
                           resume=args.resume, report=args.report, ray=args.ray, actors=args.actors)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", DeprecationWarning)  # libraries' notes to their own developers (Ray's)
         artifact, inputs = (args.engine, args.inputs) if args.engine else (args.inputs[0], args.inputs[1:])
         if not inputs:
             raise UserError("no images given: `elir-edge restore ARTIFACT IMAGES... -o DIR`")

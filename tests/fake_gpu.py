@@ -9,7 +9,10 @@ right:
 - device memory lives outside the host's address space: only cudaMemcpy reaches it, and a copy whose
   kind does not match its pointers is refused (cudaErrorInvalidValue);
 - events carry simulated device time on a virtual clock; every host call costs modelled host time and
-  an enqueue costs `enqueue_ms`, so a GPU idling while the host enqueues shows in the events;
+  an enqueue costs `enqueue_ms`, made in `launches` steps, each launching its share of the kernels as it
+  is made, so the GPU starts while the host still enqueues (real kernels do): a GPU idling while the host
+  enqueues shows in the events, and where the enqueue outlasts the kernels the run is host-bound
+  (`real_host` also spends the host costs for real, for a runner that reads the host's own clock);
 - calls that are illegal during stream capture are refused (cudaErrorStreamCaptureUnsupported) by CUDA's
   capture-mode rules (Global forbids them on every thread, ThreadLocal on the capturing one, Relaxed
   nowhere), and a refused call invalidates the capture, so cudaStreamEndCapture fails and returns no graph;
@@ -22,6 +25,14 @@ right:
   missing, and the first enqueue after the context is made or an input shape changes does deferred work
   that a stream capture cannot hold (inside one it returns False and invalidates the capture: enqueue
   once before capturing, as trtexec does);
+- TensorRT-RTX only (`FakeTrt(name="tensorrt_rtx")`, what `install` puts in place; `full_tensorrt` is
+  TensorRT 10 without these): a stream capture by the user of an engine built without
+  REQUIRE_USER_ALLOCATION is refused (`is_stream_capturable` says so), while an IRuntimeConfig with
+  `cuda_graph_strategy = WHOLE_GRAPH_CAPTURE` makes the context capture and replay its own graphs; a
+  dynamic engine's new shape runs fallback kernels (`fallback_x` times slower) until its JIT compile ends
+  (LAZY, the default: `jit_ms` of host time later, in the background), compiles in the enqueue (EAGER), or
+  never (NONE); the compiled shapes are kept in the runtime cache, which serializes, and which
+  `deserialize` refuses (False) when it was made on another GPU or TensorRT-RTX version.
 Faults are injected by name (`faults`), one per defect the runner has had.
 """
 
@@ -30,6 +41,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 import types
 
 import numpy as np
@@ -45,11 +57,13 @@ DEVICE_BASE = 0x7F00_0000_0000  # fake device addresses: never mapped in this pr
 
 
 def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False,
-              profile: tuple | None = None) -> bytes:
+              profile: tuple | None = None, user_allocation: bool = False) -> bytes:
     """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims, the
-    optimization profile of `lq` as (B, H, W) min, opt, max) and the ONNX graph it 'runs'. A dynamic plan
-    without a profile gets the one `elir-edge build` sets by default (written out here, not imported)."""
-    header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile}).encode()
+    optimization profile of `lq` as (B, H, W) min, opt, max, whether it was built with
+    BuilderFlag.REQUIRE_USER_ALLOCATION) and the ONNX graph it 'runs'. A dynamic plan without a profile gets
+    the one `elir-edge build` sets by default (written out here, not imported)."""
+    header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile,
+                         "user_allocation": user_allocation}).encode()
     return b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + onnx_bytes
 
 
@@ -78,9 +92,12 @@ class FakeCuda(types.ModuleType):
     cudaStreamCaptureMode = real_rt.cudaStreamCaptureMode
 
     def __init__(self, *, enqueue_ms: float = 5.0, kernel_ms: float = 2.0, gb_s: float = 10.0,
-                 gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, faults: set[str] = frozenset()):
+                 gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, faults: set[str] = frozenset(),
+                 launches: int = 4, jit_ms: float = 200.0, fallback_x: float = 3.0, real_host: bool = False):
         super().__init__("cuda.bindings.runtime")
         self.enqueue_ms, self.kernel_ms, self.gb_s, self.gpu, self.driver = enqueue_ms, kernel_ms, gb_s, gpu, driver
+        self.launches, self.jit_ms, self.fallback_x = launches, jit_ms, fallback_x
+        self.real_host = real_host  # host costs also spent for real (sleeps), for what the host's clock measures
         self.faults = set(faults)
         self.host_now = 0.0  # virtual host clock (ms)
         self.device_free = 0.0  # when the GPU finishes what is queued (ms)
@@ -100,6 +117,8 @@ class FakeCuda(types.ModuleType):
     def _tick(self, name: str, ms: float = 0.01):
         self.calls.append(name)
         self.host_now += ms
+        if self.real_host and ms >= 1:
+            time.sleep(ms / 1000)
 
     def _handle(self) -> int:
         self.handles += 1
@@ -255,19 +274,22 @@ class FakeCuda(types.ModuleType):
                 self._do_copy(kind, dst, src, count)
                 self.device_free = start + count / (self.gb_s * 1e6)
             elif op[0] == "kernel":
-                op[1]()
-                self.device_free = start + self.kernel_ms
-            elif op[0] == "graph":
+                self._kernel(op, start)
+            elif op[0] == "graph":  # its kernels back to back, from the launch on
                 for inner in op[1]:
                     if inner[0] == "kernel":
-                        inner[1]()
-                        start = max(self.device_free, start)
-                        self.device_free = start + self.kernel_ms
+                        self._kernel(inner, max(self.device_free, start))
                     elif inner[0] == "copy":
                         self._do_copy(*inner[1:])
             elif op[0] == "event":
                 self.events[op[1]].update(t=max(self.device_free, queued_at), pending=False)
         s["queue"] = []
+
+    def _kernel(self, op, start: float) -> None:
+        """("kernel", work or None, ms): the work (an enqueue's last launch runs the graph) and its device time."""
+        if op[1] is not None:
+            op[1]()
+        self.device_free = start + op[2]
 
     def _do_copy(self, kind, dst, src, count) -> None:
         import ctypes
@@ -349,8 +371,13 @@ class FakeCuda(types.ModuleType):
         return (OK,)
 
 
+GRAPHS = real_trt.CudaGraphStrategy
+SPECIALISE = real_trt.DynamicShapesKernelSpecializationStrategy
+
+
 class FakeTrt(types.ModuleType):
-    """tensorrt_rtx (or tensorrt) for running plans: the real DataType / TensorIOMode enums, nptype."""
+    """tensorrt_rtx (or, with name="tensorrt", TensorRT 10) for running plans: the real DataType /
+    TensorIOMode enums, nptype; TensorRT-RTX adds its runtime-config enums, with their real values."""
 
     DataType = real_trt.DataType
     TensorIOMode = real_trt.TensorIOMode
@@ -358,7 +385,9 @@ class FakeTrt(types.ModuleType):
 
     def __init__(self, cuda: FakeCuda, version: str = real_trt.__version__, name: str = "tensorrt_rtx"):
         super().__init__(name)
-        self.cuda, self.__version__ = cuda, version
+        self.cuda, self.__version__, self.is_rtx = cuda, version, name == "tensorrt_rtx"
+        if self.is_rtx:
+            self.CudaGraphStrategy, self.DynamicShapesKernelSpecializationStrategy = GRAPHS, SPECIALISE
 
         class Logger:
             ERROR = WARNING = 0
@@ -399,6 +428,7 @@ class FakeEngine:
             self.io[t.name] = (mode, tuple(shape), getattr(real_trt.DataType, header["io"].get(t.name, "FLOAT")))
         self.profile = self._profile(header.get("profile")) if self.dynamic else {}
         self.unknown_names: list[str] = []  # names asked of get_tensor_shape that the engine does not have
+        self.user_allocation = header.get("user_allocation", False)  # BuilderFlag.REQUIRE_USER_ALLOCATION
 
     def _profile(self, lq: list | None) -> dict[str, list[tuple]]:
         """min/opt/max per input; by default engines/build.py's: (1, 32, 32), (1, H, W), (4, 2H, 2W) from the
@@ -444,15 +474,72 @@ class FakeEngine:
         lo, _, hi = self.profile[name]
         return all(a <= d <= b for a, d, b in zip(lo, shape, hi))
 
-    def create_execution_context(self):
-        return None if "no_context" in self.cuda.faults else FakeContext(self)
+    def create_runtime_config(self):
+        return FakeRuntimeConfig(self.trt)
+
+    def create_execution_context(self, runtime_config=None):
+        """Without a runtime config, TensorRT-RTX's defaults: LAZY specialisation, no CUDA graphs."""
+        if "no_context" in self.cuda.faults:
+            return None
+        return FakeContext(self, runtime_config or FakeRuntimeConfig(self.trt))
+
+
+class FakeRuntimeConfig:
+    """IRuntimeConfig: TensorRT-RTX's defaults until set, and the runtime cache it is given."""
+
+    def __init__(self, trt: FakeTrt):
+        self.trt, self.cache = trt, None
+        self.cuda_graph_strategy = GRAPHS.DISABLED
+        self.dynamic_shapes_kernel_specialization_strategy = SPECIALISE.LAZY
+
+    def create_runtime_cache(self):
+        return FakeRuntimeCache(self.trt)
+
+    def set_runtime_cache(self, cache):
+        self.cache = cache
+        return True
+
+    def get_runtime_cache(self):
+        return self.cache
+
+
+class FakeRuntimeCache:
+    """IRuntimeCache: the shapes the JIT compiled (shape -> host time the kernels are ready), serialized
+    with the GPU and TensorRT-RTX version it was made with; another's is refused (False), as NVIDIA's
+    deserialize validates the environment first."""
+
+    def __init__(self, trt: FakeTrt):
+        self.trt, self.entries = trt, {}
+
+    def _made_on(self) -> dict:
+        return {"gpu": list(self.trt.cuda.gpu), "tensorrt_rtx": self.trt.__version__}
+
+    def serialize(self) -> bytes:
+        return b"FAKERTC" + json.dumps({**self._made_on(), "shapes": [list(s) for s in self.entries]}).encode()
+
+    def deserialize(self, blob) -> bool:
+        blob = bytes(blob)
+        try:
+            data = json.loads(blob[7:]) if blob.startswith(b"FAKERTC") else {}
+        except ValueError:
+            data = {}
+        if {k: data.get(k) for k in self._made_on()} != self._made_on():
+            return False
+        self.entries.update({tuple(s): float("-inf") for s in data["shapes"]})
+        return True
 
 
 class FakeContext:
-    def __init__(self, engine: FakeEngine):
-        self.engine, self.cuda = engine, engine.cuda
+    def __init__(self, engine: FakeEngine, config: FakeRuntimeConfig):
+        self.engine, self.cuda, self.config = engine, engine.cuda, config
         self.addresses, self.shapes = {}, {n: s for n, (_, s, _) in engine.io.items()}
         self.deferred = True  # the first enqueue does TensorRT's deferred setup
+        self.compiled: dict[tuple, float] = {}  # without a runtime cache: this context's JIT results
+        self.graphs: dict[tuple, list] = {}  # WHOLE_GRAPH_CAPTURE: TensorRT-RTX's own graphs
+        self.fallback_kernels = self.graph_launches = 0
+
+    def get_runtime_config(self):
+        return self.config
 
     def set_input_shape(self, name, shape):
         """False outside the profile (the real API's answer); a new shape defers work to the next enqueue."""
@@ -475,28 +562,76 @@ class FakeContext:
         self.addresses[name] = int(ptr)
         return True
 
+    def is_stream_capturable(self, stream) -> bool:
+        """TensorRT-RTX: a user's stream capture needs an engine built with REQUIRE_USER_ALLOCATION."""
+        return self.engine.user_allocation or not self.engine.trt.is_rtx
+
     def _refuses(self, stream) -> bool:
-        """TensorRT's False: an address or an input shape missing, or deferred work asked inside a capture
-        (which it invalidates)."""
+        """TensorRT's False: an address or an input shape missing; or, inside a user's capture (which it
+        invalidates), TensorRT-RTX without REQUIRE_USER_ALLOCATION, or deferred work."""
         io = self.engine.io
         if any(n not in self.addresses for n in io) or any(
                 d < 0 for n, (m, _, _) in io.items() if m == real_trt.TensorIOMode.INPUT for d in self.shapes[n]):
             return True
         s = self.cuda.streams[int(stream)]
-        if self.deferred and s["capture"] is not None:
+        if s["capture"] is not None and (self.deferred or not self.is_stream_capturable(stream)):
             s["invalidated"] = True
             return True
         self.deferred = False
         return False
 
     def execute_async_v3(self, stream):
+        """The enqueue: refused (False), a replay of TensorRT-RTX's own graph of this shape, or its launches
+        (captured as that graph where the strategy is WHOLE_GRAPH_CAPTURE and the setup is done)."""
         cuda = self.cuda
-        cuda._tick("execute_async_v3", cuda.enqueue_ms)  # the host cost of an enqueue
-        if "enqueue_fails" in cuda.faults or ("enqueue_fails_in_capture" in cuda.faults and cuda._capturing()):
+        faulty = "enqueue_fails" in cuda.faults or ("enqueue_fails_in_capture" in cuda.faults and cuda._capturing())
+        was_deferred = self.deferred
+        if faulty or self._refuses(stream):
+            cuda._tick("execute_async_v3", cuda.enqueue_ms)  # the host cost of an enqueue
             return False
-        if self._refuses(stream):
-            return False
-        addresses, shapes, io = dict(self.addresses), dict(self.shapes), self.engine.io
+        key = (tuple(sorted(self.shapes.items())), tuple(sorted(self.addresses.items())))
+        if key in self.graphs:
+            cuda._tick("execute_async_v3: graph launch")
+            cuda._queue(stream, ("graph", self.graphs[key]))
+            self.graph_launches += 1
+            return True
+        ops = self._launch(stream, self._kernel_ms())
+        if self.config.cuda_graph_strategy == GRAPHS.WHOLE_GRAPH_CAPTURE and not was_deferred:
+            self.graphs[key] = ops  # whatever kernels ran now, fallback ones too, are frozen in the graph
+        return True
+
+    def _kernel_ms(self) -> float:
+        """Device time of this enqueue's kernels: `kernel_ms` once specialised; TensorRT-RTX runs a dynamic
+        engine's new shape on fallback kernels (`fallback_x` slower) until its JIT compile is done: LAZY in
+        the background for `jit_ms`, EAGER inside this enqueue (host time), NONE never."""
+        cuda = self.cuda
+        if not (self.engine.trt.is_rtx and self.engine.dynamic):
+            return cuda.kernel_ms
+        strategy, shape = self.config.dynamic_shapes_kernel_specialization_strategy, self.shapes["lq"]
+        compiled = self.config.cache.entries if self.config.cache is not None else self.compiled
+        if strategy != SPECIALISE.NONE and shape not in compiled:
+            if strategy == SPECIALISE.EAGER:
+                cuda._tick("JIT compile", cuda.jit_ms)
+            compiled[shape] = cuda.host_now + (cuda.jit_ms if strategy == SPECIALISE.LAZY else 0)
+        if strategy == SPECIALISE.NONE or cuda.host_now < compiled[shape]:
+            self.fallback_kernels += 1
+            return cuda.kernel_ms * cuda.fallback_x
+        return cuda.kernel_ms
+
+    def _launch(self, stream, ms: float) -> list:
+        """The enqueue's host cost in `launches` steps, each launching its share of the kernels as it is made
+        (the last one computes the output), so the GPU starts while the host is still enqueueing."""
+        cuda, n = self.cuda, self.cuda.launches
+        ops = []
+        for i in range(n):
+            cuda._tick("execute_async_v3" if i == 0 else "kernel launch", cuda.enqueue_ms / n)
+            ops.append(("kernel", self._work() if i == n - 1 else None, ms / n))
+            cuda._queue(stream, ops[-1])
+        return ops
+
+    def _work(self):
+        """The engine's computation at the current addresses and shapes, run when the GPU reaches it."""
+        cuda, addresses, shapes, io = self.cuda, dict(self.addresses), dict(self.shapes), self.engine.io
 
         def kernel():
             feeds = {}
@@ -509,8 +644,7 @@ class FakeContext:
             result = _from_float(self.engine.session.run(None, feeds)[0], io[out_name][2])
             cuda._write_device(addresses[out_name], result.tobytes())
 
-        cuda._queue(stream, ("kernel", kernel))
-        return True
+        return kernel
 
 
 def _np(dt):
@@ -531,6 +665,12 @@ def _from_float(x: np.ndarray, dt) -> np.ndarray:
     return x.astype(_np(dt))
 
 
+def full_tensorrt(cuda: FakeCuda, version: str = "10.8.0") -> FakeTrt:
+    """TensorRT 10 for running plans: no runtime-config strategies, no JIT; a user's capture is allowed
+    (after the enqueue that does the deferred work)."""
+    return FakeTrt(cuda, version, name="tensorrt")
+
+
 def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
     """Put the stand-ins where the runtime imports them: cuda.bindings.runtime and tensorrt_rtx (and
     tensorrt, for TensorRT engines)."""
@@ -543,8 +683,9 @@ def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
     monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", fake)
     monkeypatch.setitem(sys.modules, "tensorrt_rtx", trt)
-    cuda_module.gpu_info.cache_clear()
-    monkeypatch.setattr(cuda_module, "gpu_info", cuda_module.gpu_info.__wrapped__)
+    if hasattr(cuda_module.gpu_info, "cache_clear"):  # not yet installed in this test: the probe asks each time
+        cuda_module.gpu_info.cache_clear()
+        monkeypatch.setattr(cuda_module, "gpu_info", cuda_module.gpu_info.__wrapped__)
     return fake, trt
 
 

@@ -75,9 +75,10 @@ def test_execute_refuses_a_missing_address_or_input_shape(gpu):
 
 def test_the_first_enqueue_of_a_shape_cannot_be_captured(gpu):
     """TensorRT does deferred work in the first enqueue after a shape change: inside a capture it fails and
-    the capture is invalidated; after one plain enqueue the same capture succeeds."""
-    fake, trt = gpu
-    engine, context = _context(trt, dynamic=False)
+    the capture is invalidated; after one plain enqueue the same capture succeeds (the full TensorRT: for
+    TensorRT-RTX see the REQUIRE_USER_ALLOCATION rule)."""
+    fake, _ = gpu
+    engine, context = _context(fake_gpu.full_tensorrt(fake), dynamic=False)
     stream = _bind(fake, engine, context)
     thread_local = MODE.cudaStreamCaptureModeThreadLocal
     cuda.check(fake.cudaStreamBeginCapture(stream, thread_local))
@@ -169,3 +170,120 @@ def test_create_timing_cache_can_return_none_and_set_timing_cache_refuses_it():
     with pytest.raises(TypeError, match="incompatible function arguments"):
         config.set_timing_cache(None, False)
     assert config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
+def _device_span(fake, stream, work) -> float:
+    """Device time between an event recorded before `work()` and one after it."""
+    start, end = cuda.check(fake.cudaEventCreate()), cuda.check(fake.cudaEventCreate())
+    cuda.check(fake.cudaEventRecord(start, stream))
+    work()
+    cuda.check(fake.cudaEventRecord(end, stream))
+    cuda.check(fake.cudaStreamSynchronize(stream))
+    return cuda.check(fake.cudaEventElapsedTime(start, end))
+
+
+@pytest.mark.parametrize("enqueue_ms, kernel_ms, one, behind", [(4.0, 20.0, 1.0 + 20.0, 20.0),
+                                                                 (20.0, 8.0, 20.0 + 2.0, 20.0)])
+def test_kernels_start_while_the_enqueue_is_still_launching(monkeypatch, enqueue_ms, kernel_ms, one, behind):
+    """An enqueue launches its kernels in 4 steps as it goes. One inference on an idle GPU: the first step's
+    launch plus the kernels when the GPU is the bound (not enqueue + kernels); the launches plus the last
+    step's kernels when the host is (host-bound: the GPU waits for each launch). A second enqueue queued
+    behind a first: the kernels' time, or, host-bound, the launches' (20 ms, not the 8 ms of kernels)."""
+    fake, trt = fake_gpu.install(monkeypatch, enqueue_ms=enqueue_ms, kernel_ms=kernel_ms)
+    engine, context = _context(trt, dynamic=False)
+    stream = _bind(fake, engine, context)
+    assert context.execute_async_v3(int(stream))  # TensorRT's deferred setup
+    cuda.check(fake.cudaStreamSynchronize(stream))
+    assert _device_span(fake, stream, lambda: context.execute_async_v3(int(stream))) == pytest.approx(one, abs=0.05)
+    assert context.execute_async_v3(int(stream))
+    assert _device_span(fake, stream, lambda: context.execute_async_v3(int(stream))) == pytest.approx(behind, abs=0.05)
+
+
+def test_real_host_spends_the_host_costs_for_real(monkeypatch):
+    """With `real_host` an enqueue takes its modelled host time on the host's own clock too."""
+    import time
+
+    fake, trt = fake_gpu.install(monkeypatch, enqueue_ms=20.0, real_host=True)
+    engine, context = _context(trt, dynamic=False)
+    stream = _bind(fake, engine, context)
+    t0 = time.perf_counter()
+    assert context.execute_async_v3(int(stream))
+    assert time.perf_counter() - t0 >= 0.020
+
+
+@pytest.mark.parametrize("user_allocation", [False, True])
+def test_tensorrt_rtx_refuses_a_users_capture_without_require_user_allocation(gpu, user_allocation):
+    """TensorRT-RTX 1.2's release notes: REQUIRE_USER_ALLOCATION "is required when using CUDA stream capture";
+    without it is_stream_capturable() is False and an enqueue inside the capture fails and invalidates it."""
+    fake, trt = gpu
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=user_allocation)
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
+    context = engine.create_execution_context()
+    stream = _bind(fake, engine, context)
+    assert context.execute_async_v3(int(stream))  # the deferred work, outside any capture
+    assert context.is_stream_capturable(int(stream)) == user_allocation
+    cuda.check(fake.cudaStreamBeginCapture(stream, MODE.cudaStreamCaptureModeThreadLocal))
+    assert context.execute_async_v3(int(stream)) == user_allocation
+    err, graph = fake.cudaStreamEndCapture(stream)
+    assert (graph is not None) == user_allocation
+    full_engine, full_context = _context(fake_gpu.full_tensorrt(fake), dynamic=False)
+    assert full_context.is_stream_capturable(0) and not hasattr(fake_gpu.full_tensorrt(fake), "CudaGraphStrategy")
+
+
+def test_whole_graph_capture_makes_tensorrt_rtx_replay_its_own_graph(gpu):
+    """cuda_graph_strategy = WHOLE_GRAPH_CAPTURE: after the deferred first enqueue, TensorRT-RTX captures the
+    next one and replays it from then on: one cheap graph launch on the host, the same kernels on the GPU."""
+    fake, trt = gpu
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False))
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
+    config = engine.create_runtime_config()
+    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    context = engine.create_execution_context(runtime_config=config)
+    stream = _bind(fake, engine, context)
+    for _ in range(2):
+        assert context.execute_async_v3(int(stream))
+    t0 = fake.host_now
+    assert context.execute_async_v3(int(stream)) and context.graph_launches == 1
+    assert fake.host_now - t0 < fake.enqueue_ms / 10
+    default = engine.create_execution_context()
+    assert default.get_runtime_config().cuda_graph_strategy == trt.CudaGraphStrategy.DISABLED
+
+
+@pytest.mark.parametrize("strategy, fallback_runs", [("LAZY", 2), ("EAGER", 0), ("NONE", 3)])
+def test_tensorrt_rtx_runs_fallback_kernels_until_a_shape_is_specialised(monkeypatch, strategy, fallback_runs):
+    """A dynamic engine's new shape: LAZY (the default) runs fallback kernels until the background compile ends
+    (jit_ms later on the host's clock), EAGER compiles in the first enqueue (host time), NONE never compiles."""
+    fake, trt = fake_gpu.install(monkeypatch, enqueue_ms=5.0, kernel_ms=20.0, jit_ms=8.0)
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(), dynamic=True)
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
+    config = engine.create_runtime_config()
+    config.dynamic_shapes_kernel_specialization_strategy = getattr(trt.DynamicShapesKernelSpecializationStrategy,
+                                                                   strategy)
+    context = engine.create_execution_context(runtime_config=config)
+    assert context.set_input_shape("lq", (1, 3, 64, 64)) and context.set_input_shape("eps", (1, 16, 8, 8))
+    stream = _bind(fake, engine, context)
+    t0 = fake.host_now
+    for _ in range(3):  # 5 ms of host time each: LAZY's 8 ms compile is done by the third
+        assert context.execute_async_v3(int(stream))
+    assert context.fallback_kernels == fallback_runs
+    assert fake.host_now - t0 == pytest.approx(3 * 5.0 + (8.0 if strategy == "EAGER" else 0), abs=0.1)
+    assert ((1, 3, 64, 64) in context.compiled) == (strategy != "NONE")
+
+
+def test_a_runtime_cache_from_another_gpu_or_version_is_refused(gpu):
+    """IRuntimeCache.deserialize validates the blob against this GPU and TensorRT-RTX version (False on a
+    mismatch or a damaged blob, the cache unchanged); a matching one brings its compiled shapes."""
+    fake, trt = gpu
+    engine, _ = _context(trt)
+    made = engine.create_runtime_config().create_runtime_cache()
+    made.entries[(1, 3, 64, 64)] = 0.0
+    blob = made.serialize()
+    assert engine.create_runtime_config().create_runtime_cache().deserialize(blob)
+    for damaged in (blob[:-3], b"not a cache"):
+        assert not made.deserialize(damaged)
+    trt.__version__ = "1.6.0"
+    assert not engine.create_runtime_config().create_runtime_cache().deserialize(blob)
+    trt.__version__ = tensorrt_rtx.__version__
+    fake.gpu = ("NVIDIA GeForce RTX 3090", 8, 6)
+    other = engine.create_runtime_config().create_runtime_cache()
+    assert not other.deserialize(blob) and other.entries == {}

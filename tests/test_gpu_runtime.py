@@ -4,6 +4,7 @@ defect the TensorRT runner had; and the stand-in's own behaviour, so it is known
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import fake_gpu
@@ -120,16 +121,18 @@ def test_4_compute_time_excludes_the_hosts_enqueue(gpu, tiny_quantized, tmp_path
     runner = EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX")
     t = runner.timed(*_inputs(1))
     assert t["compute_ms"] == pytest.approx(20.0, abs=0.5)
-    assert t["end_to_end_ms"] >= 25.0  # the caller's view includes the idle enqueue gap
+    # the caller's view: the GPU starts at the enqueue's first launch (5 ms in 4 launches), not after it all
+    assert 20.0 + 5.0 / fake.launches <= t["end_to_end_ms"] < 25.0
     assert t["enqueue_ms"] >= 0 and t["h2d_ms"] >= 0 and t["d2h_ms"] >= 0
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_6_close_gives_everything_back_and_refuses_later_runs(gpu, tiny_quantized, tmp_path, cuda_graph):
-    fake, trt = gpu
+    """On the full TensorRT, whose CUDA graph the runner captures itself (TensorRT-RTX makes its own)."""
+    fake, _ = gpu
     before = fake.live()
     path = _engine(tiny_quantized[0], tmp_path)
-    runner = EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX", cuda_graph=cuda_graph)
+    runner = EngineRunner(fake_gpu.full_tensorrt(fake), path.read_bytes(), path, "TensorRT", cuda_graph=cuda_graph)
     lq, eps = _inputs(3)
     out = runner(lq, eps)  # three images through a batch-1 engine
     assert psnr(out, OrtRunner(tiny_quantized[0] / "model.onnx")(lq, eps)) > 80
@@ -142,17 +145,17 @@ def test_6_close_gives_everything_back_and_refuses_later_runs(gpu, tiny_quantize
 
 def test_5_a_failed_enqueue_inside_capture_leaves_no_capture_and_no_graph(gpu, tiny_quantized, tmp_path):
     """Since issue 22 (its defect 2) a failed capture is not fatal: the runner goes on without a graph, with a
-    one-line warning, as trtexec does."""
-    fake, trt = gpu
+    one-line warning, as trtexec does. On the full TensorRT, where the runner captures."""
+    fake, _ = gpu
     fake.faults.add("enqueue_fails_in_capture")
     path = _engine(tiny_quantized[0], tmp_path)
-    runner = EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX", cuda_graph=True)
+    runner = EngineRunner(fake_gpu.full_tensorrt(fake), path.read_bytes(), path, "TensorRT", cuda_graph=True)
     lq, eps = _inputs(1)
     with pytest.warns(UserWarning, match="CUDA graph capture failed .*failed to enqueue.*: running without"):
         out = runner(lq, eps)
     status = cuda.check(fake.cudaStreamIsCapturing(runner.stream.handle))
     assert int(status) == 0 and fake.live()["graphs"] == 0  # capture ended, the graph destroyed
-    assert runner.kind == "TensorRT-RTX" and runner.stream.graph_exec is None
+    assert runner.kind == "TensorRT" and runner.stream.graph_exec is None
     assert psnr(out, OrtRunner(tiny_quantized[0] / "model.onnx")(lq, eps)) > 80  # the stream still works
 
 
@@ -270,10 +273,12 @@ def test_an_rtx_engine_on_a_machine_without_gpu_says_where_it_runs(tiny_quantize
 
 # issue 22: one test per defect fixed (its numbers), each failing on the code before the fix -------------
 
-def _identity_runner(trt, tmp_path, eps=True, dynamic=True, cuda_graph=False, profile=None):
+def _identity_runner(trt, tmp_path, eps=True, dynamic=True, cuda_graph=False, profile=None, user_allocation=False):
     """An engine of fake_gpu.identity_graph (hq = lq), so every output is known without a reference run."""
-    plan = fake_gpu.make_plan(fake_gpu.identity_graph(eps=eps, dynamic=dynamic), dynamic=dynamic, profile=profile)
-    return EngineRunner(trt, plan, tmp_path / "identity.rtx.engine", "TensorRT-RTX", cuda_graph=cuda_graph)
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(eps=eps, dynamic=dynamic), dynamic=dynamic, profile=profile,
+                              user_allocation=user_allocation)
+    kind = "TensorRT-RTX" if trt.is_rtx else "TensorRT"
+    return EngineRunner(trt, plan, tmp_path / "identity.rtx.engine", kind, cuda_graph=cuda_graph)
 
 
 def test_i22_1_a_dynamic_engine_is_fed_at_most_its_profiles_max_batch(gpu, tmp_path):
@@ -293,26 +298,27 @@ def test_i22_1_a_dynamic_engine_is_fed_at_most_its_profiles_max_batch(gpu, tmp_p
 def test_i22_2_a_new_shape_is_run_once_on_real_inputs_before_its_capture(gpu, tmp_path):
     """Defect 2: after a shape change the graph was captured straight away, so TensorRT's deferred work of the
     first enqueue fell inside the capture (the stand-in refuses it, as the real capture would); and the first
-    warm-up ran before any input was copied in."""
+    warm-up ran before any input was copied in. On the full TensorRT, whose graphs the runner captures."""
     import warnings
 
-    fake, trt = gpu
-    runner = _identity_runner(trt, tmp_path, cuda_graph=True)
+    fake, _ = gpu
+    runner = _identity_runner(fake_gpu.full_tensorrt(fake), tmp_path, cuda_graph=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback to plain enqueues either
         for size in (64, 96, 64):
             lq, eps = _inputs(2, size=size)
             assert np.array_equal(runner(lq, eps), lq)
-            assert runner.stream.graph_exec is not None and runner.kind == "TensorRT-RTX + CUDA graph"
+            assert runner.stream.graph_exec is not None and runner.kind == "TensorRT + CUDA graph"
     assert fake.uninitialised_reads == 0
 
 
 def test_i22_5_streams_are_captured_thread_local(gpu, tiny_quantized, tmp_path):
     """Defect 5: Global capture mode forbids unsafe CUDA calls on every other thread while it lasts
-    (TensorRT-RTX's compile thread among them); trtexec captures ThreadLocal."""
-    fake, trt = gpu
+    (TensorRT-RTX's compile thread among them); trtexec captures ThreadLocal. On the full TensorRT, where the
+    runner captures."""
+    fake, _ = gpu
     path = _engine(tiny_quantized[0], tmp_path)
-    EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX", cuda_graph=True)(*_inputs(1))
+    EngineRunner(fake_gpu.full_tensorrt(fake), path.read_bytes(), path, "TensorRT", cuda_graph=True)(*_inputs(1))
     assert fake.capture_modes == [fake.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal]
 
 
@@ -401,3 +407,159 @@ def test_i22_10_fp32_engines_say_whether_they_compute_in_tf32(tiny_quantized, tm
     m = _tensorrt_build(monkeypatch, tiny_quantized, tmp_path, trt, tf32=tf32)
     assert m["precision"] == precision
     assert trt.seen["cleared_flags"] == (set() if tf32 else {trt.BuilderFlag.TF32})
+
+
+# issue 22's runtime defects 3, 4, 6, 12, 13 (and its timing item 4), on the stand-in's TensorRT-RTX rules
+
+def test_i22_3_tensorrt_rtx_makes_its_own_cuda_graph(gpu, tmp_path):
+    """Defect 3: with --cuda-graph the runner captured TensorRT-RTX's stream itself, which TensorRT-RTX allows
+    only for engines built with REQUIRE_USER_ALLOCATION (the stand-in refuses the rest, as is_stream_capturable
+    says); NVIDIA's route is IRuntimeConfig.cuda_graph_strategy = WHOLE_GRAPH_CAPTURE."""
+    import warnings
+
+    fake, trt = gpu
+    runner = _identity_runner(trt, tmp_path, dynamic=False, cuda_graph=True)
+    lq, eps = _inputs(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to plain enqueues
+        for _ in range(3):
+            assert np.array_equal(runner(lq, eps), lq)
+    assert runner.context.get_runtime_config().cuda_graph_strategy == trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    assert runner.context.graph_launches == 2 and fake.capture_modes == []  # TensorRT-RTX's graph, not ours
+    assert runner.kind == "TensorRT-RTX + CUDA graph"
+
+
+def test_i22_3_without_the_strategy_only_a_capturable_context_is_captured(gpu, tmp_path, monkeypatch):
+    """Defect 3, where the API has no CudaGraphStrategy: the runner captures only where is_stream_capturable()
+    is True (an engine built with REQUIRE_USER_ALLOCATION); otherwise one warning and no graph."""
+    import warnings
+
+    fake, trt = gpu
+    monkeypatch.delattr(trt, "CudaGraphStrategy")
+    lq, eps = _inputs(1)
+    for user_allocation in (False, True):
+        runner = _identity_runner(trt, tmp_path, dynamic=False, cuda_graph=True, user_allocation=user_allocation)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert np.array_equal(runner(lq, eps), lq)
+        assert (runner.stream.graph_exec is not None) == user_allocation and fake.live()["graphs"] == 0
+        refusal = "CUDA graph capture failed (is_stream_capturable() is False"
+        assert [refusal in str(w.message) for w in caught] == ([] if user_allocation else [True])
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_i22_4_a_dynamic_rtx_engine_is_timed_on_specialised_kernels(monkeypatch, tmp_path, cuda_graph):
+    """Defect 4: without an IRuntimeConfig TensorRT-RTX specialises LAZY: fallback kernels (3x slower here)
+    until a background compile ends (10 s here), so the timed runs, and a CUDA graph captured meanwhile, were
+    the fallback's. EAGER compiles each shape in its first enqueue, before anything is timed."""
+    fake, trt = fake_gpu.install(monkeypatch, enqueue_ms=5.0, kernel_ms=20.0, jit_ms=10_000.0)
+    runner = _identity_runner(trt, tmp_path, cuda_graph=cuda_graph)
+    for _ in range(2):
+        assert runner.timed(*_inputs(2))["compute_ms"] == pytest.approx(20.0, abs=0.5)
+    strategy = runner.context.get_runtime_config().dynamic_shapes_kernel_specialization_strategy
+    assert strategy == trt.DynamicShapesKernelSpecializationStrategy.EAGER and runner.context.fallback_kernels == 0
+
+
+def _timed_summary(monkeypatch, tmp_path, enqueue_ms, kernel_ms):
+    from elir_edge.bench.speed import measure
+
+    _, trt = fake_gpu.install(monkeypatch, enqueue_ms=enqueue_ms, kernel_ms=kernel_ms, real_host=True)
+    runner = _identity_runner(trt, tmp_path, dynamic=False)
+    lq, eps = _inputs(1)
+    return measure(lambda: runner.timed(lq, eps), warmup_s=0, iterations=3, duration_s=0)
+
+
+def test_i22_6_a_host_bound_run_is_said_to_be_one(monkeypatch, tmp_path):
+    """Defect 6: "compute (host's enqueue excluded)" is the launch time when the enqueue outlasts the GPU's
+    work (20 ms of launches for 5 ms of kernels); trtexec warns when the median enqueue exceeds 0.8x the median
+    compute. One line in the JSON row and in the table; none where the GPU is the bound."""
+    bound = _timed_summary(monkeypatch, tmp_path, enqueue_ms=20.0, kernel_ms=5.0)
+    assert bound["device"]["compute"]["median_ms"] == pytest.approx(20.0, abs=0.5)  # the launches, not 5 ms
+    assert bound["device"]["enqueue"]["median_ms"] >= 20.0  # the host's time, spent for real (real_host)
+    assert re.match(r"host-bound: median enqueue 2\d\.\d\d ms > 0\.8x median compute 20\.0\d ms, so compute is the "
+                    r"host's launch time.*a CUDA graph removes the launches$", bound["host_bound"])
+    assert "one inference at a time" in bound["throughput_is"]
+    from elir_edge.bench.report import _speed_lines
+
+    report = {"task": "denoising", "image_size": "64x64", "threads": None, "machine": {"cpu": "cpu", "gpu": {}},
+              "rows": [{"label": "e/identity", "runner": "TensorRT-RTX", "speed": {**bound, "ratio_vs_first": 1.0}}]}
+    text = "\n".join(_speed_lines(report))
+    assert f"HOST-BOUND e/identity: {bound['host_bound']}" in text and "one inference at a time" in text
+    assert "host_bound" not in _timed_summary(monkeypatch, tmp_path, enqueue_ms=5.0, kernel_ms=20.0)
+
+
+def test_i22_6_percentiles_are_nearest_rank_as_trtexec():
+    """Timing item 4: p90/p95/p99 are measured runs (trtexec's findPercentile), not interpolations between two."""
+    from elir_edge.bench.stats import latency_summary
+
+    s = latency_summary([i / 1000 for i in range(10, 0, -1)])  # 1..10 ms, unsorted
+    assert (s["p90_ms"], s["p95_ms"], s["p99_ms"]) == pytest.approx((9.0, 10.0, 10.0))
+    s = latency_summary([i / 1000 for i in range(1, 101)])
+    assert (s["p90_ms"], s["p95_ms"], s["p99_ms"], s["median_ms"]) == pytest.approx((90.0, 95.0, 99.0, 50.5))
+
+
+def test_i22_12_the_runtime_cache_is_kept_beside_the_engine_and_loaded_next_time(gpu, tmp_path):
+    """Defect 12: every process repeated TensorRT-RTX's JIT. The runtime cache is written beside the engine on
+    close and loaded on the next open (no compile then); one from another GPU is dropped with one line and
+    replaced."""
+    fake, trt = gpu
+    cache = tmp_path / "identity.rtx.engine.runtime_cache"
+    lq, eps = _inputs(2)
+
+    def one_run():
+        runner = _identity_runner(trt, tmp_path)
+        before = fake.calls.count("JIT compile")
+        assert np.array_equal(runner(lq, eps), lq)
+        runner.close()
+        return fake.calls.count("JIT compile") - before
+
+    assert one_run() == 1 and cache.is_file() and not list(tmp_path.glob(".*.tmp"))
+    assert one_run() == 0  # the shape compiled by the first process
+    fake.gpu = ("NVIDIA GeForce RTX 2070", 7, 5)
+    with pytest.warns(UserWarning, match=r"^runtime cache .*identity.rtx.engine.runtime_cache was made on another "
+                                         r"GPU, driver or TensorRT-RTX version: dropped"):
+        assert one_run() == 1
+    assert one_run() == 0  # the cache written for this GPU
+
+
+def test_i22_13_the_pytorch_rows_copy_through_pinned_memory(monkeypatch, tmp_path):
+    """Defect 13: the PyTorch-CUDA rows copied from pageable numpy memory, the engine rows from pinned buffers.
+    On a GPU the runner stages inputs and outputs in page-locked tensors (one per shape, reused) and copies
+    them non-blocking; shown here with torch.empty recording what it is asked for (no CUDA on this machine)."""
+    import torch
+
+    from elir_edge.runtime.pytorch import Staging, TorchRunner
+    from elir_edge.runtime.runner import Interface
+
+    class Doubler(torch.nn.Module):
+        def forward(self, lq, eps):
+            return lq * 2
+
+    asked, empty = [], torch.empty
+    monkeypatch.setattr(torch, "empty", lambda shape, **kw: asked.append((shape, kw.pop("pin_memory"))) or
+                        empty(shape, **kw))
+    runner = TorchRunner(Doubler(), tmp_path / "weights.safetensors", Interface({}, 64, 64, 1, 16, True))
+    assert runner.staging.pin == runner.on_gpu is False  # pinned exactly where the copies reach a GPU
+    runner.staging = Staging(torch, pin=True)
+    for seed in (0, 1):
+        lq, eps = _inputs(1, seed=seed)
+        assert np.array_equal(runner(lq, eps), lq * 2)
+    assert asked == [((1, 3, 64, 64), True), ((1, 16, 8, 8), True), ((1, 3, 64, 64), True)]  # lq, eps, out: once
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (the test above "
+                    "covers the staging on the CPU)")
+def test_i22_13_on_a_gpu_the_staging_tensors_are_page_locked(tmp_path):
+    import torch
+
+    from elir_edge.runtime.pytorch import TorchRunner
+    from elir_edge.runtime.runner import Interface
+
+    class Doubler(torch.nn.Module):
+        def forward(self, lq, eps):
+            return lq * 2
+
+    runner = TorchRunner(Doubler(), tmp_path / "w.safetensors", Interface({}, 64, 64, 1, 16, True), device="cuda")
+    lq, eps = _inputs(1)
+    assert np.array_equal(runner.timed(lq, eps) and runner(lq, eps), lq * 2)
+    assert all(t.is_pinned() for t in runner.staging.tensors.values()) and len(runner.staging.tensors) == 3

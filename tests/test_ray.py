@@ -112,6 +112,18 @@ def test_without_ray_installed_the_fix_is_named(tiny_quantized, photos, tmp_path
     assert len(err) == 1 and "pip install 'elir-edge[ray]'" in err[0]
 
 
+def test_a_cluster_that_does_not_answer_is_one_line(tiny_quantized, photos, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert _restore(tiny_quantized[0], photos, tmp_path / "out", "--ray", f"ray://127.0.0.1:{port}") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot reach the Ray cluster at ray://127.0.0.1:{port}" in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_a_node_that_cannot_see_the_output_folder_is_named(tmp_path):
     from elir_edge.cluster.ray_data import _sees
 

@@ -39,7 +39,8 @@ def _speed_lines(r: dict) -> list[str]:
     feats = r["machine"].get("cpu_features", {}).get("features")
     out = [f"{r['task']} {r['image_size']} on {r['machine']['cpu']} ({', '.join(feats) if feats else 'no SIMD flags read'})"
            f"{where}, threads {r['threads'] or 'default'}",
-           "host wall clock per run (artifacts taking turns):", table(speed, header=header)]
+           "host wall clock per run (artifacts taking turns; img/s: one inference at a time, batch / median, "
+           "no second one in flight):", table(speed, header=header)]
     parts = ("h2d", "enqueue", "compute", "d2h", "end_to_end")
     device = [[row["label"]] + [f"{row['speed']['device'][k]['median_ms']:.2f}" for k in parts]
               + [f"{row['speed']['device']['compute']['p99_ms']:.2f}",
@@ -50,6 +51,8 @@ def _speed_lines(r: dict) -> list[str]:
                 "copy in, enqueue, compute, copy out, as a caller sees it; enqueue: host time of the call):",
                 table(device, header=["artifact", "h2d", "enqueue", "compute", "d2h", "end to end", "compute p99",
                                       "img/s (compute)"])]
+    out += [f"HOST-BOUND {row['label']}: {row['speed']['host_bound']}" for row in r["rows"]
+            if "host_bound" in row["speed"]]
     return out
 
 

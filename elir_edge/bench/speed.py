@@ -49,14 +49,34 @@ def measure(run: Callable[[], object], warmup_s: float = 0.2, iterations: int = 
     return measure_interleaved({"run": run}, warmup_s, iterations, duration_s, {"run": batch})["run"]
 
 
+THROUGHPUT_IS = "one inference at a time: batch / median latency (no second inference in flight)"
+ENQUEUE_BOUND = 0.8  # trtexec's kENQUEUE_BOUND_REPORTING_THRESHOLD (samples/common/sampleReporting.cpp, printEpilog)
+
+
 def _summary(times: list[float], device: list[dict], batch: int) -> dict:
     s = _with_throughput(latency_summary(times), batch)
     s["batch"] = batch
+    s["throughput_is"] = THROUGHPUT_IS
     s["samples_ms"] = [t * 1000 for t in times]
     if device:
         s["device"] = {k.removesuffix("_ms"): _with_throughput(latency_summary([d[k] / 1000 for d in device]), batch)
                        for k in device[0]}
+        warning = host_bound(s["device"])
+        if warning:
+            s["host_bound"] = warning
     return s
+
+
+def host_bound(device: dict) -> str | None:
+    """trtexec's warning, by its rule: a median enqueue above 0.8x the median compute means the GPU waits for
+    the host's launches, so the compute figure is then the launch time, not the GPU's work."""
+    if "enqueue" not in device or "compute" not in device:
+        return None
+    enqueue, compute = device["enqueue"]["median_ms"], device["compute"]["median_ms"]
+    if enqueue <= ENQUEUE_BOUND * compute:
+        return None
+    return (f"host-bound: median enqueue {enqueue:.2f} ms > {ENQUEUE_BOUND}x median compute {compute:.2f} ms, so "
+            "compute is the host's launch time, not the GPU's work (trtexec's rule); a CUDA graph removes the launches")
 
 
 def _with_throughput(summary: dict, batch: int) -> dict:

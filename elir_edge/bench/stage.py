@@ -98,6 +98,10 @@ def run_bench(opts: BenchOptions) -> dict:
         check_weights_file(Path(opts.fid_weights))
     if opts.report is not None:
         check_rows_path(Path(opts.report), BENCH_REPORT, opts.engines)
+    if opts.ray is not None:
+        from elir_edge.cluster.ray_data import precheck
+
+        precheck(opts.ray)
     with contextlib.ExitStack() as opened:
         # artifacts timed in turns: ONNX Runtime's threads must not spin on the cores the next one uses
         alone = len(opts.engines) * len(opts.runtimes) == 1

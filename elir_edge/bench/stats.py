@@ -7,12 +7,20 @@ import numpy as np
 PERCENTILES = (90, 95, 99)
 
 
+def nearest_rank(sorted_ms: np.ndarray, p: int) -> float:
+    """The p-th percentile as trtexec reports it (samples/common/sampleReporting.cpp, findPercentile): the
+    sorted sample with floor((1 - p/100) n) samples above it, a time that was measured, never interpolated
+    (integer arithmetic, so 99 % of 100 runs is the 99th, not a float rounding's pick)."""
+    n = sorted_ms.size
+    return float(sorted_ms[max(n - 1 - (100 - p) * n // 100, 0)])
+
+
 def latency_summary(seconds: list[float]) -> dict:
-    """min / median / mean / p90 / p95 / p99 in milliseconds (linear-interpolated percentiles)."""
-    a = np.asarray(seconds, np.float64) * 1000
-    out = {"n": int(a.size), "min_ms": float(a.min()), "median_ms": float(np.median(a)), "mean_ms": float(a.mean()),
-           "max_ms": float(a.max())}
-    out.update({f"p{p}_ms": float(np.percentile(a, p)) for p in PERCENTILES})
+    """min / median / mean / p90 / p95 / p99 in milliseconds (nearest-rank percentiles, as trtexec)."""
+    a = np.sort(np.asarray(seconds, np.float64) * 1000)
+    out = {"n": int(a.size), "min_ms": float(a[0]), "median_ms": float(np.median(a)), "mean_ms": float(a.mean()),
+           "max_ms": float(a[-1])}
+    out.update({f"p{p}_ms": nearest_rank(a, p) for p in PERCENTILES})
     return out
 
 

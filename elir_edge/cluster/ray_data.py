@@ -35,7 +35,7 @@ def _ray():
 def cluster(address: str = LOCAL, num_cpus: int | None = None):
     """Connected to the cluster at `address` (LOCAL: a Ray started here, given back at the end). A Ray this
     process already joined is used as it is."""
-    ray = _ray()
+    ray = precheck(address)
     if ray.is_initialized():
         yield ray
         return
@@ -51,6 +51,24 @@ def cluster(address: str = LOCAL, num_cpus: int | None = None):
         yield ray
     finally:
         ray.shutdown()
+
+
+def precheck(address: str | None, timeout_s: float = 5.0):
+    """Before any work: Ray is installed, and a host:port (or ray://host:port) takes a connection, named at
+    once rather than after Ray's own retries (a minute). `auto` is left to Ray. Returns the ray module."""
+    import socket
+
+    ray = _ray()
+    host, _, port = (address or LOCAL).removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or type(e).__name__}): start it "
+                        "with `ray start --head` and pass its address (or `auto`), or run `--ray` alone to start "
+                        "one here") from None
+    return ray
 
 
 def check_reach(ray, reads: list[Path], writes: Path | None = None) -> None:

@@ -38,6 +38,10 @@ class RestoreOptions:
 
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
     artifact, out_dir = Path(artifact), Path(opts.output)
+    if opts.ray is not None:
+        from elir_edge.cluster.ray_data import precheck
+
+        precheck(opts.ray)
     files = collect_inputs(inputs)
     ensure_writable_dir(out_dir)
     if opts.report is not None:
@@ -53,9 +57,9 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         todo = [j for j in jobs if not (opts.resume and already_done(j, settings.stamped()))]
         started = time.perf_counter()
         if opts.ray is None:
-            rows = _collect(map(ImageRestorer(settings, runner), todo), len(todo), progress)
+            rows = _collect(map(ImageRestorer(settings, runner), todo), len(todo), progress, started)
     if opts.ray is not None:
-        rows = _on_cluster(settings, todo, out_dir, opts, progress)
+        rows = _on_cluster(settings, todo, out_dir, opts, progress, started)
     result = _summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, opts.ray)
     if opts.report is not None:
         header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
@@ -63,22 +67,25 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     return result
 
 
-def _on_cluster(settings: Settings, todo: list[Job], out_dir: Path, opts: RestoreOptions, progress: bool) -> list:
+def _on_cluster(settings: Settings, todo: list[Job], out_dir: Path, opts: RestoreOptions, progress: bool,
+                started: float) -> list:
     from elir_edge.cluster.ray_data import cluster
     from elir_edge.restore.on_ray import restore_on_ray
 
     try:
         with cluster(opts.ray) as ray:
             return _collect(restore_on_ray(ray, settings, todo, out_dir, opts.actors) if todo else iter(()),
-                            len(todo), progress)
+                            len(todo), progress, started)
     finally:  # a worker killed mid-write leaves its temporary file: none may outlive the run
         sweep_temporaries(out_dir, [Path(j.target) for j in todo] + [Path(j.compare) for j in todo if j.compare])
 
 
-def _collect(rows: Iterator[dict], total: int, progress: bool) -> list[dict]:
-    """Every row, with the run's progress bar (done/total, images/s, time left); notes re-raised as warnings."""
+def _collect(rows: Iterator[dict], total: int, progress: bool, started: float) -> list[dict]:
+    """Every row, with the run's progress bar (done/total, images/s, time left) and when it arrived (`at_s`,
+    seconds into the run); notes re-raised as warnings."""
     out = []
     for row in bar(rows, total, "restore", quiet=not progress):
+        row["at_s"] = time.perf_counter() - started
         for note in row.get("notes", []):
             warnings.warn(f"{row['path']}: {note}", stacklevel=2)
         if row.get("moved"):
@@ -95,7 +102,14 @@ def _summary(settings: Settings, jobs: list[Job], rows: list[dict], kept: int, s
             "renamed": [r["output"] for r in done if r.get("moved")], "skipped_existing": kept,
             "task": settings.task, "tile": settings.tile, "artifact": settings.artifact, "inputs": len(jobs),
             "seconds": seconds, "images_per_s": len(done) / seconds if done and seconds > 0 else None,
+            "steady_images_per_s": _steady(rows),
             "where": f"Ray cluster ({ray})" if ray is not None else "this process"}
+
+
+def _steady(rows: list[dict]) -> float | None:
+    """Images/s between the first result and the last: the rate once every worker runs (start-up apart)."""
+    at = sorted(r["at_s"] for r in rows)
+    return (len(at) - 1) / (at[-1] - at[0]) if len(at) > 2 and at[-1] > at[0] else None
 
 
 def _warn_if_int8_does_not_pay(runner) -> None:

@@ -9,7 +9,8 @@ host enqueues is not counted as compute (it is in `end_to_end_ms`, as a caller w
 
 A dynamic engine is fed at most its optimization profile's max batch at once. A new shape is run once on
 the real inputs before it is timed or captured, and a CUDA graph that cannot be captured is dropped with a
-warning, as trtexec does.
+warning, as trtexec does. TensorRT-RTX gets a runtime config (runtime_config.py): EAGER kernel
+specialisation, its own CUDA graphs (WHOLE_GRAPH_CAPTURE) instead of ours, a runtime cache beside the engine.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from elir_edge.errors import UserError
-from elir_edge.runtime import cuda
+from elir_edge.runtime import cuda, runtime_config
 from elir_edge.runtime.batching import in_batches
 from elir_edge.runtime.interface import LATENT_CHANNELS
 from elir_edge.runtime.runner import Interface, Runner
@@ -59,7 +60,9 @@ class EngineRunner(Runner):
         if self.engine is None:
             raise EngineError(f"{path} cannot be deserialized (damaged, truncated, or built by another "
                               "version or for another GPU): build it again with `elir-edge build`")
-        self.context = self.engine.create_execution_context()
+        self.setup = runtime_config.configure(trt, self.engine, cuda_graph, self.path)
+        self.context = self.engine.create_execution_context() if self.setup.config is None else \
+            self.engine.create_execution_context(runtime_config=self.setup.config)
         if self.context is None:
             raise EngineError(f"{path}: TensorRT could not create an execution context (GPU memory full?): "
                               "free GPU memory or use a smaller batch")
@@ -168,13 +171,18 @@ class EngineRunner(Runner):
             self.warm = True
             if self.first_run_ms is None:
                 self.first_run_ms = (time.perf_counter() - t0) * 1000
-        if self.cuda_graph and self.stream.graph_exec is None:
+        if self.cuda_graph and not self.setup.graph_by_tensorrt and self.stream.graph_exec is None:
             self._capture()
 
     def _capture(self) -> None:
-        """One enqueue as a CUDA graph; an engine that cannot be captured runs without one, with a one-line
-        warning, as trtexec does (its kind then no longer says CUDA graph)."""
+        """One enqueue as a CUDA graph, where the context says it can be captured (TensorRT-RTX: only an
+        engine built with REQUIRE_USER_ALLOCATION); an engine that cannot be captured runs without one, with
+        a one-line warning, as trtexec does (its kind then no longer says CUDA graph)."""
+        capturable = getattr(self.context, "is_stream_capturable", None)
         try:
+            if capturable is not None and not capturable(int(self.stream.handle)):
+                raise EngineError("is_stream_capturable() is False: TensorRT-RTX captures only engines built "
+                                  "with REQUIRE_USER_ALLOCATION")
             self.stream.capture(self._enqueue)
         except (EngineError, cuda.CudaError) as e:
             self.cuda_graph = False
@@ -229,6 +237,7 @@ class EngineRunner(Runner):
         """Give back buffers, CUDA graph, events and stream; the runner refuses to run afterwards."""
         if self.closed:
             return
+        runtime_config.save_cache(self.setup)
         self._free()
         self.context = self.engine = None
         self.closed = True
