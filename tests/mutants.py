@@ -198,16 +198,15 @@ def _manifest_hash_reversed(mp):
 
 
 def _gt_is_the_float_output(mp):
-    import elir_edge.bench.stage as stage
+    import elir_edge.bench.quality as quality
 
-    real = stage.paired_inputs
+    real = quality.paired_image
 
     def truth_replaced(*a, **k):  # ground truth swapped for the degraded input: figures vs the wrong reference
-        es = real(*a, **k)
-        es.hq = es.lq.copy()
-        return es
+        lq, eps, _ = real(*a, **k)
+        return lq, eps, lq.copy()
 
-    mp.setattr(stage, "paired_inputs", truth_replaced)
+    mp.setattr(quality, "paired_image", truth_replaced)
 
 
 def _train_returns_initial(mp):

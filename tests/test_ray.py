@@ -151,6 +151,10 @@ def test_bench_quality_through_ray_equals_one_process(ray_local, tiny_quantized,
 
     one, fleet = bench(), bench(ray="local", actors=2, report=tmp_path / "rows.jsonl")
     assert fleet["quality"]["where"].startswith("Ray") and one["quality"]["where"] == "this process"
+    from elir_edge.bench.report import bench_tables
+
+    assert "quality pass on the Ray cluster (local)" in bench_tables(fleet) and "1 image(s) could not be read" \
+        in bench_tables(one) and "over the cluster" not in bench_tables(one)
     for key in ("images", "failed", "noise_floor_vs_float", "degraded_vs_gt"):
         assert fleet["quality"][key] == one["quality"][key], key
     assert one["quality"]["images"] == 3 and len(one["quality"]["failed"]) == 1

@@ -85,7 +85,7 @@ def _described(values: list[dict], seed: int) -> dict:
     return {m: describe([v[m] for v in values], seed) for m in ("psnr", "ssim")}
 
 
-def aggregate(rows: list[dict], blobs: list[bytes], n_arts: int, seed: int, fid: dict | None) -> dict:
+def aggregate(rows: list[dict], blobs: list[bytes], n_arts: int, seed: int, fid: dict) -> dict:
     """The driver's side: rows (any order) -> the quality figures of the set and of each artifact.
     `fid`: {"reference": bool} where the rows carry features, else why they do not ({"available": False, ...})."""
     order = sorted(range(len(rows)), key=lambda k: rows[k]["index"])

@@ -117,6 +117,11 @@ def _quality_lines(r: dict) -> list[str]:
     rows.append(["degraded input", "", "", _ci(q["degraded_vs_gt"]["psnr"]["mean"]), _ci(q["degraded_vs_gt"]["ssim"]["mean"], "{:.3f}")])
     out.append("")
     out.append(f"quality on {q['images']} images, means with bootstrap 95% intervals (reference: {q['reference']})")
+    if q.get("failed"):
+        out.append(f"  {len(q['failed'])} image(s) could not be read, not counted: e.g. {q['failed'][0]}")
+    if q.get("where", "this process") != "this process":
+        out.append(f"  quality pass on the {q['where']}: {q['images_per_s']:.2f} img/s over the cluster (the speed "
+                   "figures above were measured here, on one device)")
     out.append(table(rows, header=["artifact", "PSNR vs float", "worst 5% vs float", "PSNR vs GT", "SSIM vs GT"]))
     fk = r["rows"][0].get("fid_kid_vs_gt", {})
     if fk.get("available"):

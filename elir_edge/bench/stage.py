@@ -176,10 +176,11 @@ def _quality(opts: BenchOptions, arts: list[Runner], rows: list[dict], todo: lis
     started = time.perf_counter()
     scored = _scored(opts, arts, ref, todo, settings, net)
     seconds = time.perf_counter() - started
+    if not any(r["status"] == "scored" for r, _ in scored):
+        raise UserError(f"none of the {len(todo)} images of the quality pass could be read ({scored[0][0]['error']}, "
+                        f"e.g. {todo[0]['path']}): check the files")
     q = aggregate([r for r, _ in scored], [b for _, b in scored], len(arts), opts.seed,
                   {"reference": net.reference} if net is not None else unavailable)
-    if not q["images"]:
-        raise UserError(f"none of the {len(todo)} images could be read: check the files")
     quality = {"images": q["images"], "failed": q["failed"], "reference": str(ref.path), "seed": opts.seed,
                "noise_floor_vs_float": q["noise_floor_vs_float"], "degraded_vs_gt": q["degraded_vs_gt"],
                "where": f"Ray cluster ({opts.ray})" if opts.ray is not None else "this process",
