@@ -11,7 +11,7 @@ from typing import Iterator
 from elir_edge.bench.artifacts import artifact_runtimes, open_artifact
 from elir_edge.bench.options import BenchOptions
 from elir_edge.bench.quality import ImageScorer, ScoreSettings
-from elir_edge.cluster.ray_data import batch_rows, check_reach, cluster, map_actors
+from elir_edge.cluster.ray_data import batch_rows, check_reach, cluster, default_actors, map_actors
 from elir_edge.runtime.runner import Runner
 
 
@@ -44,7 +44,6 @@ def score_on_ray(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list
                       "fid_weights": str(opts.fid_weights) if opts.fid_weights else None, "score": asdict(settings)}
     with cluster(opts.ray) as ray:
         check_reach(ray, [Path(todo[0]["path"]), *(a.path for a in arts)])
-        resources = ray.cluster_resources()
-        actors = opts.actors or max(1, int(resources.get("GPU", 1) if gpu else resources.get("CPU", 1) // threads))
+        actors = opts.actors or default_actors(ray, gpu, threads)
         yield from map_actors(ray, todo, ScoreActor, actor_settings, actors, num_cpus=0 if gpu else threads,
                               num_gpus=1 if gpu else 0)

@@ -37,11 +37,20 @@ def items(names: list[str], paths: list[Path], gt_paths: list[Path] | None = Non
             for i, (n, p) in enumerate(zip(names, paths))]
 
 
+def item_inputs(item: dict, s: ScoreSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image i's (lq, eps, hq), read from its file(s) as eval_inputs / paired_inputs would make them."""
+    i = item["index"]
+    if item["gt"]:
+        return paired_image(read_rgb(Path(item["path"])), read_rgb(Path(item["gt"])), i, s.height, s.width,
+                            s.latent, s.seed)
+    return eval_image(read_rgb(Path(item["path"])), i, s.task, s.height, s.width, s.latent, s.seed)
+
+
 def first_input(todo: list[dict] | None, s: ScoreSettings) -> np.ndarray | None:
     """The first readable image's input (3 x H x W): what the speed pass times, as the quality pass sees it."""
     for item in todo or []:
         try:
-            return ImageScorer([], None, s).inputs(item)[0]
+            return item_inputs(item, s)[0]
         except (*UNREADABLE, FileNotFoundError):
             continue
     return None
@@ -57,17 +66,10 @@ class ImageScorer:
     def __init__(self, arts: list[Runner], ref: Runner, s: ScoreSettings, net=None):
         self.arts, self.ref, self.s, self.net = arts, ref, s, net
 
-    def inputs(self, item: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s, i = self.s, item["index"]
-        if item["gt"]:
-            return paired_image(read_rgb(Path(item["path"])), read_rgb(Path(item["gt"])), i, s.height, s.width,
-                                s.latent, s.seed)
-        return eval_image(read_rgb(Path(item["path"])), i, s.task, s.height, s.width, s.latent, s.seed)
-
     def __call__(self, item: dict) -> tuple[dict, bytes]:
         row, t0 = {"index": item["index"], "name": item["name"], "path": item["path"]}, time.perf_counter()
         try:
-            lq, eps, hq = (x[None] for x in self.inputs(item))
+            lq, eps, hq = (x[None] for x in item_inputs(item, self.s))
         except (*UNREADABLE, FileNotFoundError) as e:
             return {**row, "status": "failed", "error": f"not a readable image ({type(e).__name__})"}, b""
         s = self.s

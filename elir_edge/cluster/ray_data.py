@@ -110,6 +110,12 @@ def _sees(marker: str | None, token: str, reads: list[str]) -> str | None:
     return f"cannot read {missing}" if missing else None
 
 
+def default_actors(ray, gpu: bool, threads: int) -> int:
+    """One actor per GPU of the cluster for engines, else one per `threads` of its CPUs."""
+    resources = ray.cluster_resources()
+    return max(1, int(resources.get("GPU", 1) if gpu else resources.get("CPU", 1) // threads))
+
+
 def map_actors(ray, items: list[dict], actor: type, settings: dict, actors: int, num_cpus: float = 1,
                num_gpus: float = 0) -> Iterator[tuple[dict, bytes]]:
     """(row, blob) for every item, in the order they finish; `actor(settings)` is made once per worker and

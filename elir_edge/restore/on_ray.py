@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Iterator
 
-from elir_edge.cluster.ray_data import batch_rows, check_reach, map_actors
+from elir_edge.cluster.ray_data import batch_rows, check_reach, default_actors, map_actors
 from elir_edge.restore.image import ImageRestorer, Settings
 from elir_edge.restore.plan import Job
 
@@ -41,7 +41,7 @@ def restore_on_ray(ray, settings: Settings, jobs: list[Job], out_dir: Path, acto
     check_reach(ray, [Path(jobs[0].source), Path(settings.artifact)], out_dir)
     threads = settings.threads or 1
     gpu = Path(settings.artifact).suffix not in (".onnx", ".safetensors")
-    actors = actors or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1) // (1 if gpu else threads)))
+    actors = actors or default_actors(ray, gpu, threads)
     settings = replace(settings, threads=threads)
     for row, _ in map_actors(ray, [j.to_dict() for j in jobs], RestoreActor, asdict(settings), actors,
                              num_cpus=0 if gpu else threads, num_gpus=1 if gpu else 0):
