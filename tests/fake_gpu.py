@@ -33,6 +33,11 @@ right:
   (LAZY, the default: `jit_ms` of host time later, in the background), compiles in the enqueue (EAGER), or
   never (NONE); the compiled shapes are kept in the runtime cache, which serializes, and which
   `deserialize` refuses (False) when it was made on another GPU or TensorRT-RTX version.
+- the engine inspector gives what NVIDIA documents: layer names only unless the plan was built with
+  ProfilingVerbosity.DETAILED, and for a dynamic engine tensor types only once an execution context with
+  every input shape set is given to it; TensorRT 10 writes "Format/Datatype" strings, TensorRT-RTX (11's
+  API) "DataType" + "Format". Its layers are the ONNX graph's nodes, Q/DQ fused away: a convolution fed by
+  a DequantizeLinear reads INT8 unless the plan says TensorRT chose float kernels (`int8_kernels=False`).
 Faults are injected by name (`faults`), one per defect the runner has had.
 """
 
@@ -57,13 +62,15 @@ DEVICE_BASE = 0x7F00_0000_0000  # fake device addresses: never mapped in this pr
 
 
 def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False,
-              profile: tuple | None = None, user_allocation: bool = False) -> bytes:
+              profile: tuple | None = None, user_allocation: bool = False, verbosity: str = "LAYER_NAMES_ONLY",
+              int8_kernels: bool = True) -> bytes:
     """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims, the
     optimization profile of `lq` as (B, H, W) min, opt, max, whether it was built with
-    BuilderFlag.REQUIRE_USER_ALLOCATION) and the ONNX graph it 'runs'. A dynamic plan without a profile gets
-    the one `elir-edge build` sets by default (written out here, not imported)."""
-    header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile,
-                         "user_allocation": user_allocation}).encode()
+    BuilderFlag.REQUIRE_USER_ALLOCATION, its ProfilingVerbosity (TensorRT's default unless said), whether
+    TensorRT chose INT8 kernels for the Q/DQ convolutions) and the ONNX graph it 'runs'. A dynamic plan
+    without a profile gets the one `elir-edge build` sets by default (written out here, not imported)."""
+    header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile, "user_allocation": user_allocation,
+                         "verbosity": verbosity, "int8_kernels": int8_kernels}).encode()
     return b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + onnx_bytes
 
 
@@ -81,6 +88,29 @@ def identity_graph(eps: bool = True, dynamic: bool = True, size: int = 64, batch
                               [helper.make_tensor_value_info("hq", TensorProto.FLOAT, dims)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     helper.set_model_props(model, {"image_size": f"{size}x{size}", "task": "denoising"})
+    return model.SerializeToString()
+
+
+def qdq_conv_graph(size: int = 64) -> bytes:
+    """lq -> Q/DQ (int8, zero point 0) -> 3x3 conv with DQ'd int8 weights -> float 3x3 conv -> hq, dynamic N,
+    H, W: one convolution TensorRT may run in INT8 and one it runs in float, so a test knows each count."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w8 = numpy_helper.from_array(rng.integers(-127, 128, (3, 3, 3, 3)).astype(np.int8), "w8")
+    w32 = numpy_helper.from_array(rng.standard_normal((3, 3, 3, 3)).astype(np.float32) * 0.1, "w32")
+    scale, zero = numpy_helper.from_array(np.float32(1 / 127), "s"), numpy_helper.from_array(np.int8(0), "z")
+    nodes = [helper.make_node("QuantizeLinear", ["lq", "s", "z"], ["lq_q"]),
+             helper.make_node("DequantizeLinear", ["lq_q", "s", "z"], ["lq_dq"]),
+             helper.make_node("DequantizeLinear", ["w8", "s", "z"], ["w_dq"]),
+             helper.make_node("Conv", ["lq_dq", "w_dq"], ["mid"], name="int8_conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["mid", "w32"], ["hq"], name="float_conv", pads=[1, 1, 1, 1])]
+    dims = ["N", 3, "H", "W"]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("lq", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("hq", TensorProto.FLOAT, dims)], [w8, w32, scale, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    helper.set_model_props(model, {"image_size": f"{size}x{size}", "task": "denoising",
+                                   "int8_flavour": "tensorrt (int8 zero point 0)"})
     return model.SerializeToString()
 
 
@@ -381,6 +411,7 @@ class FakeTrt(types.ModuleType):
 
     DataType = real_trt.DataType
     TensorIOMode = real_trt.TensorIOMode
+    LayerInformationFormat = real_trt.LayerInformationFormat
     nptype = staticmethod(real_trt.nptype)
 
     def __init__(self, cuda: FakeCuda, version: str = real_trt.__version__, name: str = "tensorrt_rtx"):
@@ -429,6 +460,8 @@ class FakeEngine:
         self.profile = self._profile(header.get("profile")) if self.dynamic else {}
         self.unknown_names: list[str] = []  # names asked of get_tensor_shape that the engine does not have
         self.user_allocation = header.get("user_allocation", False)  # BuilderFlag.REQUIRE_USER_ALLOCATION
+        self.verbosity, self.int8_kernels = header.get("verbosity", "LAYER_NAMES_ONLY"), header.get("int8_kernels", True)
+        self.onnx_bytes = onnx_bytes
 
     def _profile(self, lq: list | None) -> dict[str, list[tuple]]:
         """min/opt/max per input; by default engines/build.py's: (1, 32, 32), (1, H, W), (4, 2H, 2W) from the
@@ -477,11 +510,80 @@ class FakeEngine:
     def create_runtime_config(self):
         return FakeRuntimeConfig(self.trt)
 
+    def create_engine_inspector(self):
+        return FakeInspector(self)
+
     def create_execution_context(self, runtime_config=None):
         """Without a runtime config, TensorRT-RTX's defaults: LAZY specialisation, no CUDA graphs."""
         if "no_context" in self.cuda.faults:
             return None
         return FakeContext(self, runtime_config or FakeRuntimeConfig(self.trt))
+
+
+class FakeInspector:
+    """IEngineInspector: the plan's layers as its ProfilingVerbosity and the inspected context allow."""
+
+    LAYER_TYPES = {"Conv": "CaskConvolution", "ConvTranspose": "CaskDeconvolution", "Identity": "NoOp"}
+    FORMATS = {"INT8": ("Int8", "Thirty-two wide channel vectorized row major Int8 format"),
+               "FP16": ("Half", "Channel major FP16 format where channel % 8 == 0"),
+               "FP32": ("Float", "Row major linear FP32 format")}
+
+    def __init__(self, engine: FakeEngine):
+        self.engine, self.execution_context = engine, None
+
+    def get_engine_information(self, fmt) -> str:
+        if fmt != real_trt.LayerInformationFormat.JSON:
+            return "\n".join(n for n, _ in self._nodes())  # ONELINE: one line a layer, not JSON
+        if self.engine.verbosity == "NONE":
+            return json.dumps({"Layers": []})
+        if self.engine.verbosity != "DETAILED":
+            return json.dumps({"Layers": [n for n, _ in self._nodes()]})
+        types_ = self._types()
+        return json.dumps({"Layers": [self._layer(name, node, types_) for name, node in self._nodes()]})
+
+    def _nodes(self) -> list:
+        """The graph's nodes as TensorRT's layers: Q/DQ pairs are fused into the layers they feed."""
+        import onnx
+
+        graph = onnx.load_from_string(self.engine.onnx_bytes).graph
+        return [(n.name or f"{n.op_type}_{i}", n) for i, n in enumerate(graph.node)
+                if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+
+    def _types(self) -> dict[str, str]:
+        """Each tensor's float type; an input fed by a DequantizeLinear is its int8 tensor."""
+        import onnx
+
+        model = onnx.shape_inference.infer_shapes(onnx.load_from_string(self.engine.onnx_bytes))
+        g = model.graph
+        types_ = {v.name: ("FP16" if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else "FP32")
+                  for v in [*g.input, *g.value_info, *g.output]}
+        for n in g.node:
+            if n.op_type == "DequantizeLinear":
+                types_[n.output[0]] = "INT8"
+        return types_
+
+    def _layer(self, name: str, node, types_: dict[str, str]) -> dict:
+        ctx = self.execution_context
+        resolved = not self.engine.dynamic or (ctx is not None and all(
+            d >= 0 for n, (m, _, _) in self.engine.io.items() if m == real_trt.TensorIOMode.INPUT
+            for d in ctx.shapes[n]))
+        kind = self.LAYER_TYPES.get(node.op_type, "PointWiseV2")
+
+        def tensor(t: str) -> dict:
+            out = {"Name": t, "Location": "Device"}
+            if not resolved:
+                return {**out, "Format/Datatype": "N/A due to dynamic shapes"} if not self.engine.trt.is_rtx else out
+            dt = types_.get(t, "FP32")
+            if dt == "INT8" and not (self.engine.int8_kernels and kind.startswith("Cask")):
+                dt = "FP16"  # TensorRT's float fallback for a layer it gives no INT8 kernel
+            short, long = self.FORMATS[dt]
+            return {**out, "DataType": short, "Format": long} if self.engine.trt.is_rtx else \
+                {**out, "Format/Datatype": long}
+
+        return {"Name": name, "LayerType": kind, "Inputs": [tensor(t) for t in node.input[:1]],
+                "Outputs": [tensor(t) for t in node.output],
+                **({"ParameterType": "Convolution" if node.op_type == "Conv" else "Deconvolution"}
+                   if kind.startswith("Cask") else {})}
 
 
 class FakeRuntimeConfig:
@@ -708,6 +810,7 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
         tf32 = int(real_trt.BuilderFlag.TF32)
     trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
+    trt.ProfilingVerbosity = real_trt.ProfilingVerbosity
 
     class Logger:
         ERROR = WARNING = 0
@@ -730,6 +833,7 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
             return Config()
 
         def build_serialized_network(self, network, config):
+            trt.seen["verbosity"] = getattr(config, "profiling_verbosity", real_trt.ProfilingVerbosity.LAYER_NAMES_ONLY)
             return b"tensorrt plan"
 
     class Config:

@@ -7,6 +7,8 @@ conftest plants the mutant named by ELIR_EDGE_MUTANT before any test runs.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 from onnx import numpy_helper
@@ -251,6 +253,37 @@ FP16_KEEP = "tests/test_export.py::test_fp16_keeps_in_fp32_exactly_the_norms_who
 CALIBRATION = "tests/test_quantize.py::test_calibration_holds_the_tasks_inputs_and_the_same_eps_as_bench"
 
 # name -> (what the bug is, how to plant it, the tests that must turn red)
+def _inspector_without_context(mp):
+    from elir_edge.runtime.engine import EngineRunner
+    from elir_edge.runtime.layer_precision import read_inspector
+
+    def layers(self):  # the engine alone: a dynamic engine's formats stay unknown
+        inspector = self.engine.create_engine_inspector()
+        return read_inspector(inspector.get_engine_information(self.trt.LayerInformationFormat.JSON))
+
+    mp.setattr(EngineRunner, "layer_precisions", layers)
+
+
+def _layers_by_output(mp):
+    import elir_edge.runtime.layer_precision as lp
+
+    real = lp.read_inspector
+
+    def by_output(text):  # counts each layer by what it writes, not what its kernel reads
+        data = json.loads(text)
+        for layer in data.get("Layers", []):
+            if isinstance(layer, dict) and layer.get("Outputs"):
+                layer["Inputs"] = layer["Outputs"]
+        return real(json.dumps(data))
+
+    mp.setattr(lp, "read_inspector", by_output)
+    import elir_edge.runtime.engine as engine
+
+    mp.setattr(engine, "read_inspector", by_output)
+
+
+LAYERS = "tests/test_layer_precision.py"
+
 MUTANTS = {
     "steps_at_t0": ("every Euler step evaluated at t = 0", _steps_at_t0, EXPORT_TESTS),
     "step_dropped": ("the last Euler step dropped", _step_dropped, EXPORT_TESTS),
@@ -281,6 +314,10 @@ MUTANTS = {
     "train_returns_raw": ("train_elir returns the raw model, not its EMA", _train_returns_raw, [TRAIN_RETURNS]),
     "fp16_limit_ignored": ("fp16 keeps no GroupNorm fp32, whatever its input peak", _fp16_limit_ignored,
                            [FP16_KEEP]),
+    "inspector_without_context": ("the engine inspector is not given the context with the bound shapes",
+                                  _inspector_without_context, [LAYERS]),
+    "layers_by_output": ("engine layers counted by the type they write, not the one their kernel reads",
+                         _layers_by_output, [LAYERS]),
     "fp16_block_list_lost": ("the norms to keep fp32 never reach the fp16 converter", _fp16_block_list_lost,
                              [FP16_KEEP]),
 }

@@ -287,3 +287,48 @@ def test_a_runtime_cache_from_another_gpu_or_version_is_refused(gpu):
     fake.gpu = ("NVIDIA GeForce RTX 3090", 8, 6)
     other = engine.create_runtime_config().create_runtime_cache()
     assert not other.deserialize(blob) and other.entries == {}
+
+
+def _inspected(trt, verbosity, shapes_set):
+    import json
+
+    plan = fake_gpu.make_plan(fake_gpu.qdq_conv_graph(), dynamic=True, verbosity=verbosity)
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
+    inspector = engine.create_engine_inspector()
+    if shapes_set is not None:
+        context = engine.create_execution_context()
+        if shapes_set:
+            assert context.set_input_shape("lq", (1, 3, 64, 64))
+        inspector.execution_context = context
+    return json.loads(inspector.get_engine_information(tensorrt_rtx.LayerInformationFormat.JSON))["Layers"]
+
+
+@pytest.mark.parametrize("rtx", [True, False])
+def test_inspector_shows_layer_types_only_when_detailed_and_with_every_input_shape_set(gpu, rtx):
+    """NVIDIA: LAYER_NAMES_ONLY (the default) gives names, NONE nothing, DETAILED each tensor's format, and a
+    dynamic engine's formats only once a context with every input shape set is inspected. TensorRT 10 writes
+    "Format/Datatype", TensorRT-RTX (11's API) "DataType"."""
+    fake, trt = gpu
+    trt = trt if rtx else fake_gpu.full_tensorrt(fake)
+    assert _inspected(trt, "LAYER_NAMES_ONLY", True) == ["int8_conv", "float_conv"]
+    assert _inspected(trt, "NONE", True) == []
+    key = "DataType" if rtx else "Format/Datatype"
+    for shapes_set in (None, False):  # no context, or a context without the input's shape
+        layers = _inspected(trt, "DETAILED", shapes_set)
+        assert all(key not in t or t[key].startswith("N/A") for layer in layers for t in layer["Inputs"])
+    first, second = _inspected(trt, "DETAILED", True)
+    assert (first["Name"], first["LayerType"], second["LayerType"]) == ("int8_conv", "CaskConvolution", "CaskConvolution")
+    assert ("Int8" if rtx else "Int8 format") in first["Inputs"][0][key]
+    assert ("Float" if rtx else "FP32") in second["Inputs"][0][key]
+
+
+def test_inspector_json_is_asked_for_by_its_format(gpu):
+    """ONELINE gives one line a layer, not JSON: a runner asking for the wrong format cannot parse it."""
+    import json
+
+    _, trt = gpu
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(
+        fake_gpu.make_plan(fake_gpu.qdq_conv_graph(), dynamic=True, verbosity="DETAILED"))
+    text = engine.create_engine_inspector().get_engine_information(tensorrt_rtx.LayerInformationFormat.ONELINE)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)

@@ -29,7 +29,7 @@ def _engine(folder, tmp_path, io=None, dynamic=False, name="model.rtx.engine", g
     dst = tmp_path / "export"
     if not dst.exists():
         shutil.copytree(folder, dst)
-    plan = fake_gpu.make_plan((dst / graph).read_bytes(), io, dynamic)
+    plan = fake_gpu.make_plan((dst / graph).read_bytes(), io, dynamic, verbosity="DETAILED")  # as build sets it
     (dst / name).write_bytes(plan)
     import hashlib
 
@@ -237,6 +237,16 @@ def test_bench_and_restore_run_rtx_engines_and_close_them(gpu, tiny_quantized, t
     ort_row, trt_row = r["rows"]
     assert trt_row["runner"] == "TensorRT-RTX + CUDA graph" and trt_row["on_gpu"] and "device" not in ort_row["speed"]
     assert trt_row["speed"]["device"]["compute"]["median_ms"] == pytest.approx(20.0, abs=0.5)
+    import onnx
+
+    nodes = onnx.load(str(folder / "model_int8.onnx")).graph.node
+    dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in nodes if n.op_type in ("Conv", "ConvTranspose")]
+    int8 = sum(n.input[0] in dequantized for n in convs)  # the TensorRT form: Q/DQ at conv inputs
+    assert int8 > 0 and trt_row["layers"]["convolutions"].get("INT8") == int8
+    assert sum(trt_row["layers"]["convolutions"].values()) == len(convs) and "layers" not in ort_row
+    assert f"model_int8.rtx.engine: layers by precision (TensorRT's engine inspector): " in out
+    assert "NO INT8 KERNELS" not in out
     assert abs(trt_row["vs_float"]["psnr"]["mean"]["value"] - ort_row["vs_float"]["psnr"]["mean"]["value"]) < 1
     assert fake.live() == before  # bench closed the engine
     assert main(["restore", "-q", "--engine", str(engine), str(data), "-o", str(tmp_path / "restored")]) == 0
@@ -378,6 +388,18 @@ def _tensorrt_build(monkeypatch, tiny_quantized, tmp_path, trt, **opts):
     graph = tmp_path / "m.onnx"
     shutil.copy(tiny_quantized[0] / "model.onnx", graph)
     return build_tensorrt(graph, BuildOptions(target="tensorrt", output=tmp_path / "m.trt", **opts), quiet=True)[1]
+
+
+def test_engines_are_built_with_detailed_profiling_verbosity(tiny_quantized, tmp_path, monkeypatch):
+    """Without DETAILED the engine inspector gives layer names only, so bench could not say which precision
+    TensorRT chose; the manifest records it."""
+    import tensorrt_rtx
+
+    fake_gpu.install(monkeypatch)
+    trt = fake_gpu.fake_tensorrt_builder("10.8.0", True)
+    manifest = _tensorrt_build(monkeypatch, tiny_quantized, tmp_path, trt)
+    assert trt.seen["verbosity"] == tensorrt_rtx.ProfilingVerbosity.DETAILED
+    assert manifest["profiling_verbosity"] == "detailed"
 
 
 @pytest.mark.parametrize("unreadable", [(b"foreign cache",), (b"foreign cache", b"")])

@@ -68,6 +68,10 @@ def _engine_lines(r: dict) -> list[str]:
         out.append(roof["verdict"])
     out += [f"FLAGGED {row['label']} on {row['runner']}: {row['flag']}" for row in r["rows"] if row.get("flag")]
     for row in r["rows"]:
+        if "layers" in row:
+            out.append(f"{row['label']}: layers by precision (TensorRT's engine inspector): {row['layers']['summary']}")
+        if row.get("no_int8_kernels"):
+            out.append(f"NO INT8 KERNELS {row['label']}: {row['no_int8_kernels']}")
         if row.get("load_ms") is not None:
             out.append(f"{row['label']}: engine load {row['load_ms']:.0f} ms"
                        + (" (TensorRT-RTX compiles for this GPU here, JIT)" if "RTX" in row["runner"] else "")

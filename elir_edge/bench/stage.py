@@ -148,6 +148,7 @@ def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None
         speeds[i]["ratio_vs_first"] = base / speeds[i]["median_ms"]
         row = {"artifact": str(a.path), "label": label(a), "runner": a.kind, "on_gpu": a.on_gpu,
                "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": a.load_ms, "first_run_ms": a.first_run_ms}
+        row.update(_layer_figures(a))
         probed = probe_runner(a)
         if probed is not None:
             row["probe"] = probed.to_dict()
@@ -155,6 +156,21 @@ def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None
                 row["flag"] = f"{probed.describe()} ({WHY}); its speed is not a fair figure"
         rows.append(row)
     return rows
+
+
+def _layer_figures(a: Runner) -> dict:
+    """An engine's layers by the precision TensorRT chose (its engine inspector), and a warning when an int8
+    graph got no INT8 convolution kernel: its speed is then that of a float engine."""
+    layers = a.layer_precisions()
+    if layers is None:
+        return {}
+    out = {"layers": layers.to_dict()}
+    if a.interface.int8 and layers.no_int8_kernels():
+        out["no_int8_kernels"] = (f"TensorRT runs all {sum(layers.convolutions.values())} convolutions of this "
+                                  "int8 graph in floating point (no INT8 kernel chosen for this GPU): its speed is "
+                                  "a float engine's; on an RTX 2080 Ti build the INT8 engine with the full TensorRT "
+                                  "(`elir-edge build --target tensorrt`)")
+    return out
 
 
 def _scored(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list[dict], settings: ScoreSettings,

@@ -25,6 +25,7 @@ from elir_edge.errors import UserError
 from elir_edge.runtime import cuda, runtime_config
 from elir_edge.runtime.batching import in_batches
 from elir_edge.runtime.interface import LATENT_CHANNELS
+from elir_edge.runtime.layer_precision import LayerPrecisions, read_inspector
 from elir_edge.runtime.runner import Interface, Runner
 
 # TensorRT DataType name -> numpy storage. bfloat16 has no numpy type: stored as its 16 raw bits.
@@ -232,6 +233,16 @@ class EngineRunner(Runner):
         s.synchronize()
         return {"h2d_ms": s.elapsed_ms(e0, e1), "compute_ms": s.elapsed_ms(e4, e5), "d2h_ms": s.elapsed_ms(e2, e3),
                 "end_to_end_ms": s.elapsed_ms(e0, e3), "enqueue_ms": enqueue_ms, "wall_ms": wall_ms}
+
+    def layer_precisions(self) -> LayerPrecisions:
+        """TensorRT's engine inspector on this engine and, once a shape is bound, on its context: a dynamic
+        engine shows its layers' formats only with every input shape set (NVIDIA's IEngineInspector)."""
+        if self.closed:
+            raise EngineError(f"{self.path}: the runner was closed; open the engine again")
+        inspector = self.engine.create_engine_inspector()
+        if self.shape is not None:
+            inspector.execution_context = self.context
+        return read_inspector(inspector.get_engine_information(self.trt.LayerInformationFormat.JSON))
 
     def close(self) -> None:
         """Give back buffers, CUDA graph, events and stream; the runner refuses to run afterwards."""

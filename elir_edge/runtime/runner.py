@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from elir_edge.model.settings import parse_image_size
+from elir_edge.runtime.layer_precision import LayerPrecisions
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class Interface:
         """The ONNX Runtime CPU form of an int8 graph, by the metadata quantize writes."""
         return str(self.meta.get("int8_flavour", "")).startswith("cpu")
 
+    @property
+    def int8(self) -> bool:
+        """An int8 graph written by quantize (either form)."""
+        return "int8_flavour" in self.meta
+
 
 @runtime_checkable
 class Runner(Protocol):
@@ -58,6 +64,10 @@ class Runner(Protocol):
         """One run with the device-side breakdown in ms (CUDA events) where the backend measures one; the
         plain run otherwise."""
         return self(lq, eps)
+
+    def layer_precisions(self) -> LayerPrecisions | None:
+        """Engines: the precision each layer runs in, by TensorRT's engine inspector; None elsewhere."""
+        return None
 
     def close(self) -> None:
         """Give back what the runner holds (GPU buffers, streams); CPU backends hold nothing to release."""

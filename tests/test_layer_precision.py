@@ -1,0 +1,90 @@
+"""Reading TensorRT's engine inspector (runtime/layer_precision.py) on the JSON NVIDIA documents, and through
+the engine runner and bench on the stand-in GPU: which precision each layer runs in, and an int8 graph that
+got no INT8 kernel said so."""
+
+from __future__ import annotations
+
+import json
+
+import fake_gpu
+import numpy as np
+import pytest
+
+from elir_edge.bench.stage import _layer_figures
+from elir_edge.runtime.engine import EngineRunner
+from elir_edge.runtime.layer_precision import read_inspector
+
+# The kDETAILED example of NVIDIA's developer guide ("Engine Inspector"), TensorRT 10's schema.
+GUIDE_LAYER = {"Name": "node_of_gpu_0/res4_0_branch2a_1 + node_of_gpu_0/res4_0_branch2a_bn_1",
+               "LayerType": "CaskConvolution",
+               "Inputs": [{"Name": "gpu_0/res3_3_branch2c_bn_3", "Dimensions": [16, 512, 28, 28],
+                           "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+               "Outputs": [{"Name": "gpu_0/res4_0_branch2a_bn_2", "Dimensions": [16, 256, 28, 28],
+                            "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}],
+               "ParameterType": "Convolution", "Kernel": [1, 1]}
+
+
+def _layer(kind, dtype, schema=10, parameter=None):
+    t = {"Format/Datatype": dtype} if schema == 10 else {"DataType": dtype, "Format": "Row major linear"}
+    return {"Name": f"{kind}-{dtype}", "LayerType": kind, "Inputs": [t], "Outputs": [t],
+            **({"ParameterType": parameter} if parameter else {})}
+
+
+def test_layers_are_counted_by_the_type_their_kernel_reads_in_both_schemas():
+    layers = [GUIDE_LAYER,
+              _layer("CaskConvolution", "Half", 11, "Convolution"),  # TensorRT 11 / TensorRT-RTX
+              _layer("CaskDeconvolution", "Channel major FP16 format where channel % 8 == 0", 10, "Deconvolution"),
+              _layer("PointWiseV2", "Float", 11), _layer("PointWiseV2", "BFloat16", 11),
+              _layer("Reformat", "Row major linear FP32 format"), _layer("NoOp", "Float", 11)]
+    lp = read_inspector(json.dumps({"Layers": layers}))
+    assert lp.layers == 7 and lp.unresolved == 0 and lp.note is None
+    assert lp.by_type == {"INT8": 1, "FP16": 2, "FP32": 1, "BF16": 1}  # reformat and no-op are not compute
+    assert lp.convolutions == {"INT8": 1, "FP16": 2}
+    assert "5 compute layers" in lp.describe() and "convolutions (3): FP16 2, INT8 1" in lp.describe()
+    assert not lp.no_int8_kernels()
+
+
+def test_an_engine_without_int8_convolutions_or_without_details_is_said_so():
+    floats = read_inspector(json.dumps({"Layers": [_layer("CaskConvolution", "Half", 11, "Convolution")]}))
+    assert floats.no_int8_kernels()
+    names = read_inspector(json.dumps({"Layers": ["conv1", "conv2"], "Bindings": ["lq", "hq"]}))
+    assert names.layers == 2 and "ProfilingVerbosity.DETAILED" in names.note and not names.no_int8_kernels()
+    assert "ProfilingVerbosity.NONE" in read_inspector('{"Layers": []}').note
+    assert "no JSON layer list" in read_inspector("int8_conv\nfloat_conv").note  # ONELINE, not JSON
+    dynamic = read_inspector(json.dumps({"Layers": [_layer("CaskConvolution", "N/A due to dynamic shapes")]}))
+    assert dynamic.unresolved == 1 and "input shapes" in dynamic.note and not dynamic.no_int8_kernels()
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    return fake_gpu.install(monkeypatch)
+
+
+def _runner(trt, tmp_path, **plan):
+    meta = {"int8_flavour": "tensorrt (int8 zero point 0)", "task": "denoising", "image_size": "64x64"}
+    return EngineRunner(trt, fake_gpu.make_plan(fake_gpu.qdq_conv_graph(), dynamic=True, **plan),
+                        tmp_path / "m.rtx.engine", "TensorRT-RTX", meta=meta)
+
+
+def test_a_dynamic_engine_is_inspected_with_its_bound_shape(gpu, tmp_path):
+    """The runner hands the inspector its context once a shape is bound; before that a dynamic engine's
+    types are unknown (NVIDIA), after a run they are the graph's: one INT8 and one FP32 convolution."""
+    _, trt = gpu
+    runner = _runner(trt, tmp_path, verbosity="DETAILED")
+    assert runner.layer_precisions().note is not None  # no shape bound yet
+    runner(np.zeros((1, 3, 64, 64), np.float32), None)
+    lp = runner.layer_precisions()
+    assert (lp.by_type, lp.convolutions, lp.unresolved) == ({"INT8": 1, "FP32": 1}, {"INT8": 1, "FP32": 1}, 0)
+    assert _layer_figures(runner) == {"layers": lp.to_dict()}
+    runner.close()
+
+
+def test_an_int8_graph_given_float_kernels_is_flagged_in_its_bench_row(gpu, tmp_path):
+    _, trt = gpu
+    runner = _runner(trt, tmp_path, verbosity="DETAILED", int8_kernels=False)
+    runner(np.zeros((1, 3, 64, 64), np.float32), None)
+    figures = _layer_figures(runner)
+    assert figures["layers"]["convolutions"] == {"FP16": 1, "FP32": 1}
+    assert "all 2 convolutions of this int8 graph in floating point" in figures["no_int8_kernels"]
+    assert "--target tensorrt" in figures["no_int8_kernels"]
+    runner.close()
