@@ -34,10 +34,11 @@ right:
   never (NONE); the compiled shapes are kept in the runtime cache, which serializes, and which
   `deserialize` refuses (False) when it was made on another GPU or TensorRT-RTX version.
 - the engine inspector gives what NVIDIA documents: layer names only unless the plan was built with
-  ProfilingVerbosity.DETAILED, and for a dynamic engine tensor types only once an execution context with
-  every input shape set is given to it; TensorRT 10 writes "Format/Datatype" strings, TensorRT-RTX (11's
-  API) "DataType" + "Format". Its layers are the ONNX graph's nodes, Q/DQ fused away: a convolution fed by
-  a DequantizeLinear reads INT8 unless the plan says TensorRT chose float kernels (`int8_kernels=False`).
+  ProfilingVerbosity.DETAILED (nothing with NONE), and for a dynamic engine formats only once an execution
+  context with every input shape set is given to it; TensorRT 10 writes "Format/Datatype" strings,
+  TensorRT-RTX (11's schema) "Datatype" + "Format" on Myelin-style layers. Its layers are the ONNX graph's
+  nodes, Q/DQ fused away: a convolution fed by a DequantizeLinear reads INT8 unless the plan says TensorRT
+  chose float kernels (`int8_kernels=False`).
 Faults are injected by name (`faults`), one per defect the runner has had.
 """
 
@@ -103,8 +104,8 @@ def qdq_conv_graph(size: int = 64) -> bytes:
     nodes = [helper.make_node("QuantizeLinear", ["lq", "s", "z"], ["lq_q"]),
              helper.make_node("DequantizeLinear", ["lq_q", "s", "z"], ["lq_dq"]),
              helper.make_node("DequantizeLinear", ["w8", "s", "z"], ["w_dq"]),
-             helper.make_node("Conv", ["lq_dq", "w_dq"], ["mid"], name="int8_conv", pads=[1, 1, 1, 1]),
-             helper.make_node("Conv", ["mid", "w32"], ["hq"], name="float_conv", pads=[1, 1, 1, 1])]
+             helper.make_node("Conv", ["lq_dq", "w_dq"], ["mid"], name="/int8/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["mid", "w32"], ["hq"], name="/float/Conv", pads=[1, 1, 1, 1])]
     dims = ["N", 3, "H", "W"]
     graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("lq", TensorProto.FLOAT, dims)],
                               [helper.make_tensor_value_info("hq", TensorProto.FLOAT, dims)], [w8, w32, scale, zero])
@@ -562,28 +563,40 @@ class FakeInspector:
                 types_[n.output[0]] = "INT8"
         return types_
 
-    def _layer(self, name: str, node, types_: dict[str, str]) -> dict:
+    def _resolved(self) -> bool:
+        """Concrete dimensions and formats: a static engine, or a context with every input shape set."""
         ctx = self.execution_context
-        resolved = not self.engine.dynamic or (ctx is not None and all(
+        return not self.engine.dynamic or (ctx is not None and all(
             d >= 0 for n, (m, _, _) in self.engine.io.items() if m == real_trt.TensorIOMode.INPUT
             for d in ctx.shapes[n]))
-        kind = self.LAYER_TYPES.get(node.op_type, "PointWiseV2")
 
-        def tensor(t: str) -> dict:
-            out = {"Name": t, "Location": "Device"}
-            if not resolved:
-                return {**out, "Format/Datatype": "N/A due to dynamic shapes"} if not self.engine.trt.is_rtx else out
+    def _tensor(self, t: str, dt: str, resolved: bool) -> dict:
+        """TensorRT 10: one "Format/Datatype", withheld whole until the shapes are known ("N/A due to dynamic
+        shapes", as NVIDIA's examples show); TensorRT-RTX (11's schema): "Datatype" and "Format", only the
+        format withheld (its library's text: "Format not available due to dynamic shapes")."""
+        short, long = self.FORMATS[dt]
+        if self.engine.trt.is_rtx:
+            return {"Name": t, "Datatype": short, "Format": long if resolved else
+                    "Format not available due to dynamic shapes"}
+        return {"Name": t, "Format/Datatype": long if resolved else "N/A due to dynamic shapes"}
+
+    def _layer(self, name: str, node, types_: dict[str, str]) -> dict:
+        """TensorRT 10: Cask layers with a ParameterType; TensorRT-RTX: Myelin-style "kgen" layers that name
+        only their ONNX node (its library holds no "CaskConvolution"), the hardest case for a reader."""
+        rtx, resolved = self.engine.trt.is_rtx, self._resolved()
+        kind = "kgen" if rtx and node.op_type != "Identity" else self.LAYER_TYPES.get(node.op_type, "PointWiseV2")
+        conv = node.op_type in ("Conv", "ConvTranspose")
+
+        def dtype(t: str) -> str:
             dt = types_.get(t, "FP32")
-            if dt == "INT8" and not (self.engine.int8_kernels and kind.startswith("Cask")):
-                dt = "FP16"  # TensorRT's float fallback for a layer it gives no INT8 kernel
-            short, long = self.FORMATS[dt]
-            return {**out, "DataType": short, "Format": long} if self.engine.trt.is_rtx else \
-                {**out, "Format/Datatype": long}
+            return "FP16" if dt == "INT8" and not (self.engine.int8_kernels and conv) else dt  # float fallback
 
-        return {"Name": name, "LayerType": kind, "Inputs": [tensor(t) for t in node.input[:1]],
-                "Outputs": [tensor(t) for t in node.output],
-                **({"ParameterType": "Convolution" if node.op_type == "Conv" else "Deconvolution"}
-                   if kind.startswith("Cask") else {})}
+        layer = {"Name": name, "LayerType": kind, "Inputs": [self._tensor(t, dtype(t), resolved) for t in node.input[:1]],
+                 "Outputs": [self._tensor(t, dtype(t), resolved) for t in node.output],
+                 "Metadata": f"[ONNX Layer: {name}]"}
+        if conv and not rtx:
+            layer["ParameterType"] = "Convolution" if node.op_type == "Conv" else "Deconvolution"
+        return layer
 
 
 class FakeRuntimeConfig:

@@ -252,7 +252,7 @@ TRAIN_RETURNS = "tests/test_train.py::test_train_elir_returns_the_ema_of_the_tra
 FP16_KEEP = "tests/test_export.py::test_fp16_keeps_in_fp32_exactly_the_norms_whose_input_would_overflow"
 CALIBRATION = "tests/test_quantize.py::test_calibration_holds_the_tasks_inputs_and_the_same_eps_as_bench"
 
-# name -> (what the bug is, how to plant it, the tests that must turn red)
+
 def _inspector_without_context(mp):
     from elir_edge.runtime.engine import EngineRunner
     from elir_edge.runtime.layer_precision import read_inspector
@@ -282,8 +282,16 @@ def _layers_by_output(mp):
     mp.setattr(engine, "read_inspector", by_output)
 
 
+def _convolutions_by_type_only(mp):
+    import elir_edge.runtime.layer_precision as lp
+
+    mp.setattr(lp, "_is_convolution", lambda layer: "onvolution" in f"{layer.get('LayerType')} "
+                                                                     f"{layer.get('ParameterType')}")
+
+
 LAYERS = "tests/test_layer_precision.py"
 
+# name -> (what the bug is, how to plant it, the tests that must turn red)
 MUTANTS = {
     "steps_at_t0": ("every Euler step evaluated at t = 0", _steps_at_t0, EXPORT_TESTS),
     "step_dropped": ("the last Euler step dropped", _step_dropped, EXPORT_TESTS),
@@ -318,6 +326,8 @@ MUTANTS = {
                                   _inspector_without_context, [LAYERS]),
     "layers_by_output": ("engine layers counted by the type they write, not the one their kernel reads",
                          _layers_by_output, [LAYERS]),
+    "convolutions_by_type_only": ("Myelin layers (no Cask type, only their ONNX node) never counted as convolutions",
+                                  _convolutions_by_type_only, [LAYERS]),
     "fp16_block_list_lost": ("the norms to keep fp32 never reach the fp16 converter", _fp16_block_list_lost,
                              [FP16_KEEP]),
 }

@@ -304,22 +304,23 @@ def _inspected(trt, verbosity, shapes_set):
 
 
 @pytest.mark.parametrize("rtx", [True, False])
-def test_inspector_shows_layer_types_only_when_detailed_and_with_every_input_shape_set(gpu, rtx):
-    """NVIDIA: LAYER_NAMES_ONLY (the default) gives names, NONE nothing, DETAILED each tensor's format, and a
-    dynamic engine's formats only once a context with every input shape set is inspected. TensorRT 10 writes
-    "Format/Datatype", TensorRT-RTX (11's API) "DataType"."""
+def test_inspector_shows_layer_types_only_when_detailed_and_formats_with_every_input_shape_set(gpu, rtx):
+    """NVIDIA: LAYER_NAMES_ONLY (the default) gives names, NONE nothing, DETAILED each tensor, and a dynamic
+    engine's formats only once a context with every input shape set is inspected. TensorRT 10 writes one
+    "Format/Datatype" (withheld whole until then), TensorRT-RTX "Datatype" + "Format" on Myelin-style layers."""
     fake, trt = gpu
     trt = trt if rtx else fake_gpu.full_tensorrt(fake)
-    assert _inspected(trt, "LAYER_NAMES_ONLY", True) == ["int8_conv", "float_conv"]
+    assert _inspected(trt, "LAYER_NAMES_ONLY", True) == ["/int8/Conv", "/float/Conv"]
     assert _inspected(trt, "NONE", True) == []
-    key = "DataType" if rtx else "Format/Datatype"
     for shapes_set in (None, False):  # no context, or a context without the input's shape
-        layers = _inspected(trt, "DETAILED", shapes_set)
-        assert all(key not in t or t[key].startswith("N/A") for layer in layers for t in layer["Inputs"])
+        first = _inspected(trt, "DETAILED", shapes_set)[0]["Inputs"][0]
+        assert first == ({"Name": "lq_dq", "Datatype": "Int8", "Format": "Format not available due to dynamic shapes"}
+                         if rtx else {"Name": "lq_dq", "Format/Datatype": "N/A due to dynamic shapes"})
     first, second = _inspected(trt, "DETAILED", True)
-    assert (first["Name"], first["LayerType"], second["LayerType"]) == ("int8_conv", "CaskConvolution", "CaskConvolution")
-    assert ("Int8" if rtx else "Int8 format") in first["Inputs"][0][key]
-    assert ("Float" if rtx else "FP32") in second["Inputs"][0][key]
+    assert (first["LayerType"], "ParameterType" in first) == (("kgen", False) if rtx else ("CaskConvolution", True))
+    assert first["Metadata"] == "[ONNX Layer: /int8/Conv]"
+    key = "Format" if rtx else "Format/Datatype"
+    assert "Int8 format" in first["Inputs"][0][key] and "FP32" in second["Inputs"][0][key]
 
 
 def test_inspector_json_is_asked_for_by_its_format(gpu):

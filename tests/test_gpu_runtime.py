@@ -245,7 +245,7 @@ def test_bench_and_restore_run_rtx_engines_and_close_them(gpu, tiny_quantized, t
     int8 = sum(n.input[0] in dequantized for n in convs)  # the TensorRT form: Q/DQ at conv inputs
     assert int8 > 0 and trt_row["layers"]["convolutions"].get("INT8") == int8
     assert sum(trt_row["layers"]["convolutions"].values()) == len(convs) and "layers" not in ort_row
-    assert f"model_int8.rtx.engine: layers by precision (TensorRT's engine inspector): " in out
+    assert "model_int8.rtx.engine: layers by precision (TensorRT's engine inspector): " in out
     assert "NO INT8 KERNELS" not in out
     assert abs(trt_row["vs_float"]["psnr"]["mean"]["value"] - ort_row["vs_float"]["psnr"]["mean"]["value"]) < 1
     assert fake.live() == before  # bench closed the engine

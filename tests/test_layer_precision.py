@@ -24,24 +24,32 @@ GUIDE_LAYER = {"Name": "node_of_gpu_0/res4_0_branch2a_1 + node_of_gpu_0/res4_0_b
                "ParameterType": "Convolution", "Kernel": [1, 1]}
 
 
-def _layer(kind, dtype, schema=10, parameter=None):
-    t = {"Format/Datatype": dtype} if schema == 10 else {"DataType": dtype, "Format": "Row major linear"}
-    return {"Name": f"{kind}-{dtype}", "LayerType": kind, "Inputs": [t], "Outputs": [t],
-            **({"ParameterType": parameter} if parameter else {})}
+def _layer(kind, dtype, schema=10, parameter=None, out=None, **extra):
+    def t(d):
+        return {"Format/Datatype": d} if schema == 10 else {"Datatype": d, "Format": "Row major linear (kLINEAR)"}
+
+    return {"Name": f"{kind}-{dtype}", "LayerType": kind, "Inputs": [t(dtype)], "Outputs": [t(out or dtype)],
+            **({"ParameterType": parameter} if parameter else {}), **extra}
 
 
-def test_layers_are_counted_by_the_type_their_kernel_reads_in_both_schemas():
-    layers = [GUIDE_LAYER,
-              _layer("CaskConvolution", "Half", 11, "Convolution"),  # TensorRT 11 / TensorRT-RTX
+def test_layers_are_counted_by_the_type_their_kernel_reads_in_every_schema():
+    layers = [GUIDE_LAYER,  # TensorRT 10, NVIDIA's example
+              _layer("CaskConvolution", "Int8", 11, "Convolution", out="Half"),  # TensorRT 11: reads INT8
+              _layer("kgen", "Half", 11, Metadata="[ONNX Layer: /enc/conv_in/Conv]"),  # Myelin: named by its node
               _layer("CaskDeconvolution", "Channel major FP16 format where channel % 8 == 0", 10, "Deconvolution"),
-              _layer("PointWiseV2", "Float", 11), _layer("PointWiseV2", "BFloat16", 11),
-              _layer("Reformat", "Row major linear FP32 format"), _layer("NoOp", "Float", 11)]
+              _layer("correlation", "Half", 10), _layer("PointWiseV2", "Float", 11),
+              _layer("kgen", "BFloat16", 11, Metadata="[ONNX Layer: /enc/act/Mul]"),
+              _layer("Reformat", "Row major linear FP32 format"), _layer("NoOp", "Float", 11),
+              _layer("Scale", "Float", 11, Origin="QDQ"), {"Name": "sync", "LayerType": "Signal"},
+              {"Name": "sync", "LayerType": "wait"}]
     lp = read_inspector(json.dumps({"Layers": layers}))
-    assert lp.layers == 7 and lp.unresolved == 0 and lp.note is None
-    assert lp.by_type == {"INT8": 1, "FP16": 2, "FP32": 1, "BF16": 1}  # reformat and no-op are not compute
-    assert lp.convolutions == {"INT8": 1, "FP16": 2}
-    assert "5 compute layers" in lp.describe() and "convolutions (3): FP16 2, INT8 1" in lp.describe()
+    assert lp.layers == 12 and lp.unresolved == 0 and lp.note is None  # data movement, Q/DQ, sync: not compute
+    assert lp.by_type == {"INT8": 2, "FP16": 3, "FP32": 1, "BF16": 1}
+    assert lp.convolutions == {"INT8": 2, "FP16": 3}
+    assert "7 compute layers" in lp.describe() and "convolutions (5): FP16 3, INT8 2" in lp.describe()
     assert not lp.no_int8_kernels()
+    assert "no layer recognisable as a convolution" in read_inspector(
+        json.dumps({"Layers": [_layer("kgen", "Half", 11)]})).describe()
 
 
 def test_an_engine_without_int8_convolutions_or_without_details_is_said_so():
@@ -50,9 +58,9 @@ def test_an_engine_without_int8_convolutions_or_without_details_is_said_so():
     names = read_inspector(json.dumps({"Layers": ["conv1", "conv2"], "Bindings": ["lq", "hq"]}))
     assert names.layers == 2 and "ProfilingVerbosity.DETAILED" in names.note and not names.no_int8_kernels()
     assert "ProfilingVerbosity.NONE" in read_inspector('{"Layers": []}').note
-    assert "no JSON layer list" in read_inspector("int8_conv\nfloat_conv").note  # ONELINE, not JSON
+    assert "no layer list (not JSON" in read_inspector("int8_conv\nfloat_conv").note  # ONELINE, not JSON
     dynamic = read_inspector(json.dumps({"Layers": [_layer("CaskConvolution", "N/A due to dynamic shapes")]}))
-    assert dynamic.unresolved == 1 and "input shapes" in dynamic.note and not dynamic.no_int8_kernels()
+    assert dynamic.unresolved == 1 and "no tensor types" in dynamic.note and not dynamic.no_int8_kernels()
 
 
 @pytest.fixture
@@ -66,12 +74,15 @@ def _runner(trt, tmp_path, **plan):
                         tmp_path / "m.rtx.engine", "TensorRT-RTX", meta=meta)
 
 
-def test_a_dynamic_engine_is_inspected_with_its_bound_shape(gpu, tmp_path):
-    """The runner hands the inspector its context once a shape is bound; before that a dynamic engine's
-    types are unknown (NVIDIA), after a run they are the graph's: one INT8 and one FP32 convolution."""
-    _, trt = gpu
-    runner = _runner(trt, tmp_path, verbosity="DETAILED")
-    assert runner.layer_precisions().note is not None  # no shape bound yet
+@pytest.mark.parametrize("rtx", [True, False])
+def test_a_dynamic_engine_is_inspected_with_its_bound_shape(gpu, tmp_path, rtx):
+    """The runner hands the inspector its context once a shape is bound: TensorRT 10 withholds a dynamic
+    engine's whole Format/Datatype before that; after a run both give the graph's one INT8 and one FP32
+    convolution (TensorRT-RTX's Myelin-style layers told by their ONNX node)."""
+    fake, trt = gpu
+    runner = _runner(trt if rtx else fake_gpu.full_tensorrt(fake), tmp_path, verbosity="DETAILED")
+    if not rtx:
+        assert runner.layer_precisions().note is not None  # no shape bound yet
     runner(np.zeros((1, 3, 64, 64), np.float32), None)
     lp = runner.layer_precisions()
     assert (lp.by_type, lp.convolutions, lp.unresolved) == ({"INT8": 1, "FP32": 1}, {"INT8": 1, "FP32": 1}, 0)
@@ -85,6 +96,15 @@ def test_an_int8_graph_given_float_kernels_is_flagged_in_its_bench_row(gpu, tmp_
     runner(np.zeros((1, 3, 64, 64), np.float32), None)
     figures = _layer_figures(runner)
     assert figures["layers"]["convolutions"] == {"FP16": 1, "FP32": 1}
-    assert "all 2 convolutions of this int8 graph in floating point" in figures["no_int8_kernels"]
+    assert "TensorRT-RTX runs all 2 convolutions of this int8 graph in floating point" in figures["no_int8_kernels"]
     assert "--target tensorrt" in figures["no_int8_kernels"]
+    runner.close()
+
+
+def test_an_inspector_that_fails_costs_the_layer_counts_only(gpu, tmp_path, monkeypatch):
+    _, trt = gpu
+    runner = _runner(trt, tmp_path, verbosity="DETAILED")
+    monkeypatch.setattr(fake_gpu.FakeInspector, "get_engine_information",
+                        lambda self, fmt: (_ for _ in ()).throw(RuntimeError("Myelin inspector failed")))
+    assert "RuntimeError: Myelin inspector failed" in runner.layer_precisions().note
     runner.close()

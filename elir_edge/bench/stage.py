@@ -166,10 +166,10 @@ def _layer_figures(a: Runner) -> dict:
         return {}
     out = {"layers": layers.to_dict()}
     if a.interface.int8 and layers.no_int8_kernels():
-        out["no_int8_kernels"] = (f"TensorRT runs all {sum(layers.convolutions.values())} convolutions of this "
-                                  "int8 graph in floating point (no INT8 kernel chosen for this GPU): its speed is "
-                                  "a float engine's; on an RTX 2080 Ti build the INT8 engine with the full TensorRT "
-                                  "(`elir-edge build --target tensorrt`)")
+        fix = "build the INT8 engine with the full TensorRT on this GPU (`elir-edge build --target tensorrt`)" \
+            if a.kind.startswith("TensorRT-RTX") else "this TensorRT has no faster INT8 kernel for them on this GPU"
+        out["no_int8_kernels"] = (f"{a.kind} runs all {sum(layers.convolutions.values())} convolutions of this "
+                                  f"int8 graph in floating point: its speed is a float engine's; {fix}")
     return out
 
 

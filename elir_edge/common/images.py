@@ -111,10 +111,11 @@ def png_text(path: Path) -> dict[str, str]:
         return {}
 
 
+def tagged(text: dict[str, str]) -> bool:
+    """PNG text chunks (png_text) carrying the tag save_png writes."""
+    return text.get("Software") == SOFTWARE
+
+
 def written_by_us(path: Path) -> bool:
     """A PNG this tool wrote (tagged by save_png): the one kind of existing file restore may replace."""
-    try:
-        with Image.open(path) as im:
-            return im.format == "PNG" and im.info.get("Software") == SOFTWARE
-    except UNREADABLE:
-        return False
+    return tagged(png_text(path))

@@ -169,8 +169,7 @@ def build(trt, onnx_path: Path, opts: BuildOptions, configure, meta: dict, quiet
         for name, (lo, opt, hi) in shapes.items():
             profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
-    if hasattr(trt, "ProfilingVerbosity"):  # so `bench` can show which precision each layer runs in
-        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # so bench can show each layer's precision
     if not opts.tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
     monitor = _Progress.make(trt, stream, quiet)
@@ -188,7 +187,7 @@ def build(trt, onnx_path: Path, opts: BuildOptions, configure, meta: dict, quiet
                 "onnx_sha256": sha256_file(onnx_path), "engine_sha256": hashlib.sha256(data).hexdigest(),
                 "bytes": len(data), "precision": precision_of(graph), "layers": network.num_layers,
                 "build_seconds": round(seconds, 2), "strongly_typed": bool(flags),
-                "profiling_verbosity": "detailed" if hasattr(trt, "ProfilingVerbosity") else "default",
+                "profiling_verbosity": config.profiling_verbosity.name.lower(),  # as the builder holds it
                 "profile": {k: [list(s) for s in v] for k, v in shapes.items()} if shapes else None, **meta}
     return data, manifest
 

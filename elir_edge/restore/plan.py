@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from elir_edge.common.files import sha256_file
-from elir_edge.common.images import SOFTWARE, SUFFIXES, png_text, written_by_us
+from elir_edge.common.images import SUFFIXES, png_text, tagged, written_by_us
 from elir_edge.errors import UserError
 
 STAMP = "elir-edge:restore"  # PNG text key: what made this output (input hash, artifact hash, settings)
@@ -63,7 +63,7 @@ def stamp(job: Job, settings: dict) -> str:
 def already_done(job: Job, settings: dict) -> bool:
     """`--resume`: the output exists, elir-edge wrote it, and it is this input's result with these settings."""
     text = png_text(Path(job.target))  # one read of the output: its tag and its stamp
-    return text.get("Software") == SOFTWARE and text.get(STAMP) == stamp(job, settings) and \
+    return tagged(text) and text.get(STAMP) == stamp(job, settings) and \
         (not job.compare or written_by_us(Path(job.compare)))
 
 

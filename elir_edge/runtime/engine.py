@@ -25,7 +25,7 @@ from elir_edge.errors import UserError
 from elir_edge.runtime import cuda, runtime_config
 from elir_edge.runtime.batching import in_batches
 from elir_edge.runtime.interface import LATENT_CHANNELS
-from elir_edge.runtime.layer_precision import LayerPrecisions, read_inspector
+from elir_edge.runtime.layer_precision import LayerPrecisions, read_inspector, unreadable
 from elir_edge.runtime.runner import Interface, Runner
 
 # TensorRT DataType name -> numpy storage. bfloat16 has no numpy type: stored as its 16 raw bits.
@@ -236,13 +236,18 @@ class EngineRunner(Runner):
 
     def layer_precisions(self) -> LayerPrecisions:
         """TensorRT's engine inspector on this engine and, once a shape is bound, on its context: a dynamic
-        engine shows its layers' formats only with every input shape set (NVIDIA's IEngineInspector)."""
+        engine shows concrete dimensions and formats only with every input shape set (IEngineInspector).
+        A failing inspector costs the report its layer counts, never the measured run."""
         if self.closed:
             raise EngineError(f"{self.path}: the runner was closed; open the engine again")
-        inspector = self.engine.create_engine_inspector()
-        if self.shape is not None:
-            inspector.execution_context = self.context
-        return read_inspector(inspector.get_engine_information(self.trt.LayerInformationFormat.JSON))
+        try:
+            inspector = self.engine.create_engine_inspector()
+            if self.shape is not None:
+                inspector.execution_context = self.context
+            text = inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
+        except Exception as e:  # noqa: BLE001 - NVIDIA's bindings raise what their C++ side throws
+            return unreadable(f"{type(e).__name__}: {e}")
+        return read_inspector(text)
 
     def close(self) -> None:
         """Give back buffers, CUDA graph, events and stream; the runner refuses to run afterwards."""
