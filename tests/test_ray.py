@@ -124,6 +124,44 @@ def test_a_cluster_that_does_not_answer_is_one_line(tiny_quantized, photos, tmp_
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_worker_whose_runtime_computes_the_int8_file_wrongly_scores_and_restores_nothing(tiny_quantized, photos,
+                                                                                           tmp_path, monkeypatch):
+    """Nodes differ: each actor probes the int8 file on its own CPU, and where the probe fails its images come
+    back as failures naming the reason, not as figures or PNGs. The actor classes are plain classes, run here
+    in this process with the probe made to fail."""
+    from dataclasses import asdict
+
+    import elir_edge.runtime.probe as probe
+    from elir_edge.bench.artifacts import open_artifact
+    from elir_edge.bench.on_ray import ScoreActor, actor_settings
+    from elir_edge.bench.quality import ScoreSettings, items
+    from elir_edge.bench.stage import BenchOptions
+    from elir_edge.common.files import sha256_file
+    from elir_edge.restore.image import resolve
+    from elir_edge.restore.on_ray import RestoreActor
+    from elir_edge.restore.plan import plan_jobs
+
+    int8, photo = tiny_quantized[0] / "model_int8.onnx", photos / "p0.png"
+    opts = BenchOptions(engines=[int8], threads=1)
+    with open_artifact(int8, opts, spin=False) as art:
+        h, w = art.interface.size
+        score = actor_settings(opts, [art], art, ScoreSettings("denoising", h, w, art.interface.latent_channels, 0))
+        interface = art.interface
+    item = {"item": np.array([json.dumps(items(["p0"], [photo])[0])], dtype=object)}
+    assert json.loads(ScoreActor(score)(item)["row"][0])["status"] == "scored"  # right here: scored
+    job = plan_jobs([photo], tmp_path / "out", False)[0]
+    restore = asdict(resolve(int8, sha256_file(int8), interface, None, None, 16, 0, 1, "ort", 1))
+    wrong = probe.ProbeResult("model_int8.onnx", "ONNX Runtime CPU", 12.0, 40.0)
+    monkeypatch.setattr(probe, "probe_runner", lambda runner: wrong)
+    (tmp_path / "out").mkdir()
+    for actor, batch in ((ScoreActor(score), item), (RestoreActor(restore), {"item": np.array([json.dumps(job.to_dict())],
+                                                                                              dtype=object)})):
+        row = json.loads(actor(batch)["row"][0])
+        assert row["status"] == "failed" and "computes model_int8.onnx wrongly" in row["error"], row
+        assert "on this worker" in row["error"] or "on this Ray worker" in row["error"]
+    assert not list((tmp_path / "out").iterdir())
+
+
 def test_a_node_that_cannot_see_the_output_folder_is_named(tmp_path):
     from elir_edge.cluster.ray_data import _sees
 
@@ -153,8 +191,8 @@ def test_bench_quality_through_ray_equals_one_process(ray_local, tiny_quantized,
     assert fleet["quality"]["where"].startswith("Ray") and one["quality"]["where"] == "this process"
     from elir_edge.bench.report import bench_tables
 
-    assert "quality pass on the Ray cluster (local)" in bench_tables(fleet) and "1 image(s) could not be read" \
-        in bench_tables(one) and "over the cluster" not in bench_tables(one)
+    assert "quality pass on the Ray cluster (local)" in bench_tables(fleet) and "1 image(s) not scored, not counted (e.g. " \
+        in bench_tables(one) and "1 x not a readable image (UnidentifiedImageError)" in bench_tables(one) and "over the cluster" not in bench_tables(one)
     for key in ("images", "failed", "noise_floor_vs_float", "degraded_vs_gt"):
         assert fleet["quality"][key] == one["quality"][key], key
     assert one["quality"]["images"] == 3 and len(one["quality"]["failed"]) == 1

@@ -16,7 +16,9 @@ from elir_edge.runtime.runner import Runner
 
 
 class ScoreActor:
-    """A Ray Data actor: the artifacts, the reference and the Inception network opened once."""
+    """A Ray Data actor: the artifacts, the reference and the Inception network opened once. Each int8 file
+    is probed again on the worker's own CPU (nodes differ): a worker whose runtime computes one wrongly
+    scores nothing, and its images come back as failures with the reason, never as figures."""
 
     def __init__(self, settings: dict):
         from elir_edge.bench.fid import inception
@@ -26,11 +28,34 @@ class ScoreActor:
         arts = [open_artifact(Path(p), opts, rt, spin=False) for p, rt in settings["arts"]]
         ref = settings["ref"]
         ref = arts[ref] if isinstance(ref, int) else open_artifact(Path(ref), opts, spin=False)
+        self.refused = _wrong_here(arts)
         net, _ = inception(Path(settings["fid_weights"]) if settings["fid_weights"] else None)
         self.score = ImageScorer(arts, ref, ScoreSettings(**settings["score"]), net)
 
+    def _one(self, item: dict) -> tuple[dict, bytes]:
+        if self.refused:
+            return {"index": item["index"], "name": item["name"], "path": item["path"], "status": "failed",
+                    "error": self.refused}, b""
+        return self.score(item)
+
     def __call__(self, batch: dict) -> dict:
-        return batch_rows(batch, self.score)
+        return batch_rows(batch, self._one)
+
+
+def _wrong_here(arts: list[Runner]) -> str | None:
+    """Why this worker may not score: the int8 files its runtime computes wrongly, as the probe finds."""
+    from elir_edge.runtime.probe import WHY, probe_runner
+
+    wrong = [r.describe() for r in map(probe_runner, arts) if r is not None and not r.ok]
+    return f"{'; '.join(wrong)} ({WHY}), on this Ray worker" if wrong else None
+
+
+def actor_settings(opts: BenchOptions, arts: list[Runner], ref: Runner, settings: ScoreSettings) -> dict:
+    """What each actor needs to open the same artifacts and score the same way (plain values for Ray)."""
+    ref_at = next((i for i, a in enumerate(arts) if a is ref), str(ref.path))
+    return {"arts": [(str(p), rt) for p, rt in artifact_runtimes(opts)], "ref": ref_at, "threads": opts.threads or 1,
+            "provider": opts.provider, "device": opts.device, "half": opts.half,
+            "fid_weights": str(opts.fid_weights) if opts.fid_weights else None, "score": asdict(settings)}
 
 
 def score_on_ray(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list[dict],
@@ -38,12 +63,8 @@ def score_on_ray(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list
     """(row, features) of every image, in the order the cluster finishes them."""
     threads = opts.threads or 1
     gpu = any(a.on_gpu for a in arts)
-    ref_at = next((i for i, a in enumerate(arts) if a is ref), str(ref.path))
-    actor_settings = {"arts": [(str(p), rt) for p, rt in artifact_runtimes(opts)], "ref": ref_at, "threads": threads,
-                      "provider": opts.provider, "device": opts.device, "half": opts.half,
-                      "fid_weights": str(opts.fid_weights) if opts.fid_weights else None, "score": asdict(settings)}
     with cluster(opts.ray) as ray:
         check_reach(ray, [Path(todo[0]["path"]), *(a.path for a in arts)])
         actors = opts.actors or default_actors(ray, gpu, threads)
-        yield from map_actors(ray, todo, ScoreActor, actor_settings, actors, num_cpus=0 if gpu else threads,
+        yield from map_actors(ray, todo, ScoreActor, actor_settings(opts, arts, ref, settings), actors, num_cpus=0 if gpu else threads,
                               num_gpus=1 if gpu else 0)

@@ -6,6 +6,7 @@ KID. The same two functions serve one process and a Ray cluster, so their figure
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def aggregate(rows: list[dict], blobs: list[bytes], n_arts: int, seed: int, fid:
     order = sorted(range(len(rows)), key=lambda k: rows[k]["index"])
     ok = [k for k in order if rows[k]["status"] == "scored"]
     good = [rows[k] for k in ok]
-    out = {"images": len(good), "failed": [rows[k]["path"] for k in order if rows[k]["status"] != "scored"],
+    failed = [rows[k] for k in order if rows[k]["status"] != "scored"]
+    out = {"images": len(good), "failed": [r["path"] for r in failed],
+           "failures": dict(Counter(r["error"] for r in failed)),  # each reason, with how many images
            "seed": seed, "noise_floor_vs_float": _described([r["noise_floor_vs_float"] for r in good], seed),
            "degraded_vs_gt": _described([r["degraded_vs_gt"] for r in good], seed), "artifacts": []}
     feats = np.stack([np.frombuffer(blobs[k], np.float32).reshape(n_arts + 2, -1) for k in ok]) \

@@ -122,7 +122,8 @@ def _quality_lines(r: dict) -> list[str]:
     out.append("")
     out.append(f"quality on {q['images']} images, means with bootstrap 95% intervals (reference: {q['reference']})")
     if q.get("failed"):
-        out.append(f"  {len(q['failed'])} image(s) could not be read, not counted: e.g. {q['failed'][0]}")
+        why = "; ".join(f"{n} x {reason}" for reason, n in q.get("failures", {}).items())
+        out.append(f"  {len(q['failed'])} image(s) not scored, not counted (e.g. {q['failed'][0]}): {why}")
     if q.get("where", "this process") != "this process":
         out.append(f"  quality pass on the {q['where']}: {q['images_per_s']:.2f} img/s over the cluster (the speed "
                    "figures above were measured here, on one device)")

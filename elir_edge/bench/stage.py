@@ -197,7 +197,8 @@ def _quality(opts: BenchOptions, arts: list[Runner], rows: list[dict], todo: lis
                         f"e.g. {todo[0]['path']}): check the files")
     q = aggregate([r for r, _ in scored], [b for _, b in scored], len(arts), opts.seed,
                   {"reference": net.reference} if net is not None else unavailable)
-    quality = {"images": q["images"], "failed": q["failed"], "reference": str(ref.path), "seed": opts.seed,
+    quality = {"images": q["images"], "failed": q["failed"], "failures": q["failures"], "reference": str(ref.path),
+               "seed": opts.seed,
                "noise_floor_vs_float": q["noise_floor_vs_float"], "degraded_vs_gt": q["degraded_vs_gt"],
                "where": f"Ray cluster ({opts.ray})" if opts.ray is not None else "this process",
                "seconds": seconds, "images_per_s": q["images"] / seconds}
