@@ -461,7 +461,8 @@ class FakeEngine:
         self.profile = self._profile(header.get("profile")) if self.dynamic else {}
         self.unknown_names: list[str] = []  # names asked of get_tensor_shape that the engine does not have
         self.user_allocation = header.get("user_allocation", False)  # BuilderFlag.REQUIRE_USER_ALLOCATION
-        self.verbosity, self.int8_kernels = header.get("verbosity", "LAYER_NAMES_ONLY"), header.get("int8_kernels", True)
+        self.verbosity = header.get("verbosity", "LAYER_NAMES_ONLY")  # ProfilingVerbosity; TensorRT's default
+        self.int8_kernels = header.get("int8_kernels", True)
         self.onnx_bytes = onnx_bytes
 
     def _profile(self, lq: list | None) -> dict[str, list[tuple]]:
@@ -591,7 +592,8 @@ class FakeInspector:
             dt = types_.get(t, "FP32")
             return "FP16" if dt == "INT8" and not (self.engine.int8_kernels and conv) else dt  # float fallback
 
-        layer = {"Name": name, "LayerType": kind, "Inputs": [self._tensor(t, dtype(t), resolved) for t in node.input[:1]],
+        layer = {"Name": name, "LayerType": kind,
+                 "Inputs": [self._tensor(t, dtype(t), resolved) for t in node.input[:1]],
                  "Outputs": [self._tensor(t, dtype(t), resolved) for t in node.output],
                  "Metadata": f"[ONNX Layer: {name}]"}
         if conv and not rtx:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from elir_edge.bench.artifacts import artifact_runtimes, open_artifact
 from elir_edge.bench.options import BenchOptions
-from elir_edge.bench.quality import ImageScorer, ScoreSettings
+from elir_edge.bench.quality import ImageScorer, ScoreSettings, failed_row
 from elir_edge.cluster.ray_data import batch_rows, check_reach, cluster, default_actors, map_actors
 from elir_edge.runtime.runner import Runner
 
@@ -33,10 +33,7 @@ class ScoreActor:
         self.score = ImageScorer(arts, ref, ScoreSettings(**settings["score"]), net)
 
     def _one(self, item: dict) -> tuple[dict, bytes]:
-        if self.refused:
-            return {"index": item["index"], "name": item["name"], "path": item["path"], "status": "failed",
-                    "error": self.refused}, b""
-        return self.score(item)
+        return failed_row(item, self.refused) if self.refused else self.score(item)
 
     def __call__(self, batch: dict) -> dict:
         return batch_rows(batch, self._one)
@@ -66,5 +63,5 @@ def score_on_ray(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list
     with cluster(opts.ray) as ray:
         check_reach(ray, [Path(todo[0]["path"]), *(a.path for a in arts)])
         actors = opts.actors or default_actors(ray, gpu, threads)
-        yield from map_actors(ray, todo, ScoreActor, actor_settings(opts, arts, ref, settings), actors, num_cpus=0 if gpu else threads,
-                              num_gpus=1 if gpu else 0)
+        yield from map_actors(ray, todo, ScoreActor, actor_settings(opts, arts, ref, settings), actors,
+                              num_cpus=0 if gpu else threads, num_gpus=1 if gpu else 0)

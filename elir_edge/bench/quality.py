@@ -61,6 +61,12 @@ def _pair(a: np.ndarray, b: np.ndarray) -> dict:
     return {"psnr": psnr(a, b), "ssim": ssim(a, b)}
 
 
+def failed_row(item: dict, error: str) -> tuple[dict, bytes]:
+    """Image i not scored, and why: counted among the failures, never in the figures."""
+    return {"index": item["index"], "name": item["name"], "path": item["path"], "status": "failed",
+            "error": error}, b""
+
+
 class ImageScorer:
     """Every artifact and the reference on one image; `net`: the Inception network, or None (no FID)."""
 
@@ -72,7 +78,7 @@ class ImageScorer:
         try:
             lq, eps, hq = (x[None] for x in item_inputs(item, self.s))
         except (*UNREADABLE, FileNotFoundError) as e:
-            return {**row, "status": "failed", "error": f"not a readable image ({type(e).__name__})"}, b""
+            return failed_row(item, f"not a readable image ({type(e).__name__})")
         s = self.s
         ref_out = self.ref(lq, eps)
         floor = self.ref(lq, latent_noise(s.latent, s.height, s.width, s.seed + FLOOR_SEED + item["index"])[None])
