@@ -471,3 +471,33 @@ def test_sensitivity_images_option(requantize, monkeypatch):
     report = run(holdout=2, sensitivity_images=1)
     assert sizes[0] >= 2 and sizes[1:] == [1]  # drift on every held-out image, sensitivity on one
     assert report["sensitivity_images"] == 1 and len(report["sensitivity_psnr_db_block_alone_int8"]) >= 2
+
+
+@pytest.mark.parametrize("method", ["mse", "mae", "lp"])
+def test_skipping_the_unread_histogram_keeps_mcts_thresholds(method):
+    """The activation threshold search gives the very threshold MCT's own gives, per error method, on skewed
+    and symmetric histograms; KL, which reads the re-binned histogram, keeps MCT's own function."""
+    import model_compression_toolkit.core.common.quantization.quantization_config as qc
+    from mct_quantizers import QuantizationMethod
+    from model_compression_toolkit.core.common.quantization.quantization_params_generation import (
+        error_functions,
+        qparams_search,
+    )
+
+    from elir_edge.quantize.mct import skip_unread_histograms
+
+    real = qparams_search.qparams_selection_histogram_search_error_function
+    error = error_functions.get_threshold_selection_histogram_error_function(
+        QuantizationMethod.SYMMETRIC, qc.QuantizationErrorMethod[method.upper()], p=2)
+    rng = np.random.default_rng(1)
+    for x in (rng.normal(0.3, 1.0, 50000), np.abs(rng.standard_t(3, 50000)), rng.laplace(0, 0.2, 50000)):
+        counts, bins = np.histogram(x, bins=2048)
+        args = (error, np.abs(x).max(), bins, counts.astype(float), 8)
+        mcts = qparams_search.qparams_symmetric_selection_histogram_search(*args)
+        with skip_unread_histograms(method):
+            assert qparams_search.qparams_selection_histogram_search_error_function is not real
+            ours = qparams_search.qparams_symmetric_selection_histogram_search(*args)
+        assert ours[1] == mcts[1] and float(ours[0]) == float(mcts[0])
+    with skip_unread_histograms("kl"):
+        assert qparams_search.qparams_selection_histogram_search_error_function is real
+    assert qparams_search.qparams_selection_histogram_search_error_function is real
