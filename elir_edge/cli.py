@@ -13,7 +13,7 @@ from elir_edge.model.presets import PRESETS
 from elir_edge.model.settings import parse_image_size
 from elir_edge.bench.options import BenchOptions
 from elir_edge.exporter.options import ExportOptions
-from elir_edge.quantize.options import ERROR_METHODS, PTQOptions, QuantizeOptions
+from elir_edge.quantize.options import CPU_TARGETS, ERROR_METHODS, PTQOptions, QuantizeOptions
 from elir_edge.runtime.open import RUNTIMES
 from elir_edge.runtime.ort import ORT_PROVIDERS
 
@@ -115,7 +115,9 @@ def add_quantize_parser(sub) -> None:
                        description="Post-training INT8 quantization of an export folder with Model Compression "
                                    "Toolkit, calibrated on real images; writes model_int8.onnx (TensorRT form: int8 "
                                    "zero point 0), model_int8_fp16.onnx (the same, float parts fp16), "
-                                   "model_int8_cpu.onnx (ONNX Runtime CPU form: uint8, same grid), quant_report.json, "
+                                   "model_int8_cpu.onnx (CPU form: uint8, same grid, 7-bit weights for any x86 CPU), "
+                                   "model_int8_cpu_w8.onnx (the same with 8-bit weights, for CPUs with VNNI/AMX), "
+                                   "quant_report.json, "
                                    "int8_probe.safetensors (the input each CPU runtime is checked on), and then the "
                                    "RTX 2080 Ti's TensorRT-RTX engine of model_fp16.onnx (FP16 is what NVIDIA lists "
                                    "for Turing) where tensorrt-rtx is installed (no GPU needed).",
@@ -139,6 +141,9 @@ def add_quantize_parser(sub) -> None:
                    "(default: the graph's size, at most 256: the model is fully convolutional)")
     p.add_argument("--memory-limit", type=_positive_float, metavar="GB",
                    help="refuse before MCT runs if the memory estimate exceeds this (default: available memory)")
+    p.add_argument("--cpu", choices=CPU_TARGETS, default=QuantizeOptions.cpu,
+                   help="the CPU the int8 CPU file is for: vnni (8-bit weights: VNNI/AMX), avx2 (7-bit weights: "
+                        "no VNNI), auto (this CPU, by its features and the runtimes' check here); the report names it")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
     p.add_argument("--z-threshold", type=_positive_float, default=PTQOptions.z_threshold,
                    help="outlier removal (e.g. 8); default off")
@@ -187,7 +192,7 @@ def run_quantize(args) -> int:
                            ptq=PTQOptions(args.error_method, args.weights_error_method, args.bias_correction,
                                           args.z_threshold, args.gptq_epochs),
                            sensitivity_images=args.sensitivity_images, calib_size=args.calib_size,
-                           memory_limit_gb=args.memory_limit,
+                           memory_limit_gb=args.memory_limit, cpu=args.cpu,
                            keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr)
     quiet = args.quiet or args.json
     r = quantize_export(opts, quiet=quiet)
@@ -262,6 +267,8 @@ def run_restore(args) -> int:
         r = restore_images(artifact, inputs, opts, progress=not args.quiet)
     for w in caught:
         print(f"elir-edge restore: warning: {w.message}", file=sys.stderr)
+    if r["chosen"]:
+        print(r["chosen"])
     kept = f"; {r['skipped_existing']} already restored, kept (--resume)" if r["skipped_existing"] else ""
     rate = f", {r['images_per_s']:.2f} img/s" if r["images_per_s"] else ""
     print(f"restored {len(r['restored'])} of {r['inputs']} image(s) into {args.output} "
@@ -338,7 +345,7 @@ def run_bench(args) -> int:
                         cpu_roof=args.cpu_roof, runtimes=args.runtime or ["ort"], report=args.report, ray=args.ray,
                         actors=args.actors, progress=not args.quiet)
     r = bench(opts)
-    print(bench_tables(r, args.compare_paper))
+    print("\n".join([*r["chosen"], bench_tables(r, args.compare_paper)]))
     if args.json:
         save_json(r, args.json)
         print(f"json: {args.json}")
@@ -425,7 +432,7 @@ def run_demo(args) -> int:
 
     r = demo(args.output, args.seed, args.quiet)
     q = r["quantize"]
-    print(bench_tables(r["bench"]))
+    print("\n".join([*r["bench"]["chosen"], bench_tables(r["bench"])]))
     print(f"\nint8 files against the float one: {int8_sizes(q['files'])}")
     print(f"int8 files on this machine's CPU runtimes: {runtimes_line(q['runtimes_here'])}")
     print(f"RTX 2080 Ti engine (TensorRT-RTX, built here without a GPU): {engine_line(q['engine'])}")

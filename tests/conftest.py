@@ -82,6 +82,21 @@ def plant_wrong_file(folder: Path, name: str, model) -> None:
     (folder / "quant_report.json").write_text(json.dumps(report))
 
 
+def plant_wrong_scales(folder: Path, name: str) -> None:
+    """Make `name` of a quantized folder compute wrongly on any CPU (its weight scales x4), as plant_wrong_file."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(folder / name))
+    inits = {i.name: i for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and \
+                inits[n.input[0]].data_type == onnx.TensorProto.INT8:
+            s = inits[n.input[1]]
+            s.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(s) * np.float32(4), s.name))
+    plant_wrong_file(folder, name, m)
+
+
 def output_spread(model, size: int = 64) -> float:
     """Std of the model's output on a probe image: what a tolerance is measured against."""
     from elir_edge.model.synthetic import probe_inputs

@@ -12,10 +12,8 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
-from conftest import no_temporaries, plant_wrong_file, snapshot
-from onnx import numpy_helper
+from conftest import no_temporaries, plant_wrong_scales, snapshot
 from PIL import Image
 
 from elir_edge.cli import main
@@ -41,14 +39,7 @@ def test_help_and_argument_errors_load_no_heavy_module():
 def _wrong_copy(tiny_quantized, dst, name="model_int8_cpu.onnx"):
     """A copy of the quantized folder whose `name` computes wrongly (weight scales x4), on any CPU."""
     shutil.copytree(tiny_quantized[0], dst)
-    m = onnx.load(str(dst / name))
-    inits = {i.name: i for i in m.graph.initializer}
-    for n in m.graph.node:
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits and \
-                inits[n.input[0]].data_type == onnx.TensorProto.INT8:
-            s = inits[n.input[1]]
-            s.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(s) * np.float32(4), s.name))
-    plant_wrong_file(dst, name, m)
+    plant_wrong_scales(dst, name)
     return dst
 
 
@@ -76,7 +67,7 @@ def test_quantize_records_which_runtime_computes_each_file_right(tiny_quantized)
 
     report = tiny_quantized[1]
     reference = report["probe"]["reference_psnr_db"]
-    assert set(reference) == {"model_int8.onnx", "model_int8_cpu.onnx", "model_int8_fp16.onnx"}
+    assert set(reference) == {"model_int8.onnx", "model_int8_cpu.onnx", "model_int8_cpu_w8.onnx", "model_int8_fp16.onnx"}
     ort = report["runtimes_here"]["ONNX Runtime CPU"]
     # ONNX Runtime computes the CPU form right on every x86 CPU (7-bit weights cannot saturate); its fused
     # QLinearConv rounds differently from the float evaluation of the Q/DQ pairs (0.5 dB on this tiny model),
@@ -88,6 +79,13 @@ def test_quantize_records_which_runtime_computes_each_file_right(tiny_quantized)
     # the reference is the file's own arithmetic: near what quantize's drift figure says for the same file
     assert abs(reference["model_int8.onnx"] - report["int8_vs_float"]["psnr_db"]) < 6
     assert "computed right here" in quantize_table(report)
+    # which CPU file to ship here: 8-bit weights where the CPU has an int8 dot product and every runtime
+    # computes them right (the features say the first, the recorded verdicts the second)
+    from elir_edge.runtime.cpu_roof import cpu_features
+
+    w8_right = all(files["model_int8_cpu_w8.onnx"]["computes_right"] for files in report["runtimes_here"].values())
+    expected = "model_int8_cpu_w8.onnx" if cpu_features()["int8_dot_product"] and w8_right else "model_int8_cpu.onnx"
+    assert report["cpu"]["ship"]["file"] == expected and "ship to the CPU" in quantize_table(report)
 
 
 def test_a_file_its_manifest_does_not_describe_is_refused(tiny_quantized, tmp_path, capsys):

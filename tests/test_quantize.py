@@ -141,6 +141,17 @@ def test_ptq_writes_both_flavours(tiny_quantized):
     wq = [numpy_helper.to_array(zp[n.input[0]]) for n in cpu.graph.node
           if n.op_type == "DequantizeLinear" and n.input[0] in zp and zp[n.input[0]].data_type == onnx.TensorProto.INT8]
     assert wq and min(w.min() for w in wq) >= -64 and max(w.max() for w in wq) <= 63
+    # the 8-bit-weight CPU file: the same graph and activation grid, each weight on a grid twice as fine
+    w8 = onnx.load(str(folder / "model_int8_cpu_w8.onnx"))
+    assert [n.op_type for n in w8.graph.node] == [n.op_type for n in cpu.graph.node]
+    init8 = {i.name: numpy_helper.to_array(i) for i in w8.graph.initializer}
+    pairs = [(a, b) for a, b in zip(cpu.graph.node, w8.graph.node)
+             if a.op_type == "DequantizeLinear" and a.input[0] in zp and zp[a.input[0]].data_type == onnx.TensorProto.INT8]
+    assert len(pairs) == len(wq)
+    for a, b in pairs:
+        q7, q8 = numpy_helper.to_array(zp[a.input[0]]).astype(int), init8[b.input[0]].astype(int)
+        assert np.allclose(numpy_helper.to_array(zp[a.input[1]]), 2 * init8[b.input[1]], rtol=1e-6)
+        assert np.abs(q8 - 2 * q7).max() <= 1  # round(w/s) against 2 round(w/2s)
     sizes = {n: (folder / n).stat().st_size for n in ("model.onnx", "model_int8.onnx", "model_int8_cpu.onnx")}
     assert report["size_ratio"] == pytest.approx(sizes["model_int8.onnx"] / sizes["model.onnx"])
     assert report["size_ratio"] < 0.5 and sizes["model_int8_cpu.onnx"] < 0.5 * sizes["model.onnx"]
@@ -278,15 +289,18 @@ def test_a_graph_that_breaks_the_rules_is_not_written(tiny_quantized, requantize
 
 
 def test_cpu_form_weights_are_seven_bit(tiny_quantized):
-    """U8S8 kernels on x86 without VNNI saturate 16-bit pair sums unless weights stay in [-64, 63]."""
+    """U8S8 kernels on x86 without VNNI saturate 16-bit pair sums unless weights stay in [-64, 63]; the
+    8-bit-weight CPU file (for VNNI) and the TensorRT form keep the full int8 range."""
     from onnx import numpy_helper
 
     folder, _ = tiny_quantized
-    for name, lo, hi in (("model_int8_cpu.onnx", -64, 63), ("model_int8.onnx", -128, 127)):
+    for name, lo, hi in (("model_int8_cpu.onnx", -64, 63), ("model_int8.onnx", -128, 127),
+                         ("model_int8_cpu_w8.onnx", -128, 127)):
         weights = [numpy_helper.to_array(t) for t in onnx.load(str(folder / name)).graph.initializer
                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
         assert weights and min(w.min() for w in weights) >= lo and max(w.max() for w in weights) <= hi
-    assert max(w.max() for w in weights) > 63  # the TensorRT form keeps the full int8 range
+        if hi == 127:
+            assert max(w.max() for w in weights) > 63, name  # the full int8 range is used
 
 
 def test_block_names():
@@ -501,3 +515,19 @@ def test_skipping_the_unread_histogram_keeps_mcts_thresholds(method):
     with skip_unread_histograms("kl"):
         assert qparams_search.qparams_selection_histogram_search_error_function is real
     assert qparams_search.qparams_selection_histogram_search_error_function is real
+
+
+def test_the_cpu_file_to_ship_follows_the_target_and_this_machines_verdicts():
+    from elir_edge.quantize.runtimes import cpu_file_to_ship
+
+    right = {"ONNX Runtime CPU": {"model_int8_cpu_w8.onnx": {"computes_right": True}}}
+    wrong = {"ONNX Runtime CPU": {"model_int8_cpu_w8.onnx": {"computes_right": True}},
+             "OpenVINO CPU": {"model_int8_cpu_w8.onnx": {"computes_right": False}}}
+    vnni, avx2 = {"int8_dot_product": "AVX-512 VNNI"}, {"int8_dot_product": None}
+    assert cpu_file_to_ship("auto", vnni, right)["file"] == "model_int8_cpu_w8.onnx"
+    ship = cpu_file_to_ship("auto", vnni, wrong)
+    assert ship["file"] == "model_int8_cpu.onnx" and "OpenVINO CPU" in ship["why"]
+    assert cpu_file_to_ship("auto", avx2, right)["file"] == "model_int8_cpu.onnx"
+    for features in (vnni, avx2):  # a named target does not depend on this machine
+        assert cpu_file_to_ship("vnni", features, wrong)["file"] == "model_int8_cpu_w8.onnx"
+        assert cpu_file_to_ship("avx2", features, right)["file"] == "model_int8_cpu.onnx"

@@ -10,7 +10,7 @@ import numpy as np
 
 from elir_edge.bench.fid import check_weights_file, inception
 from elir_edge.bench.machine import machine
-from elir_edge.bench.artifacts import artifact_runtimes, open_artifact
+from elir_edge.bench.artifacts import artifact_runtimes, chosen_files, open_artifact
 from elir_edge.bench.options import BenchOptions
 from elir_edge.bench.quality import ImageScorer, ScoreSettings, aggregate, first_input, items
 from elir_edge.bench.report import is_our_report, plot
@@ -102,6 +102,7 @@ def run_bench(opts: BenchOptions) -> dict:
         from elir_edge.cluster.ray_data import precheck
 
         precheck(opts.ray)
+    opts, chosen = chosen_files(opts)
     with contextlib.ExitStack() as opened:
         # artifacts timed in turns: ONNX Runtime's threads must not spin on the cores the next one uses
         alone = len(opts.engines) * len(opts.runtimes) == 1
@@ -110,7 +111,7 @@ def run_bench(opts: BenchOptions) -> dict:
             return opened.enter_context(open_artifact(path, opts, runtime, spin=alone))
 
         arts = [open_(p, rt) for p, rt in artifact_runtimes(opts)]
-        return _bench(opts, arts, open_)
+        return {**_bench(opts, arts, open_), "chosen": chosen}
 
 
 def _common_input(opts: BenchOptions, arts: list[Runner]) -> tuple[str, int, int, int]:

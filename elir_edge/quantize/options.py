@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ERROR_METHODS = ("mse", "noclipping", "mae", "kl", "lp", "hmse")
+CPU_TARGETS = ("auto", "vnni", "avx2")  # the CPU the int8 CPU file is meant for (auto: this one)
 EDGE_LAYERS = ["enc.layers.0", "dec.layers.18", "steps.*.final_proj"]  # first conv, last conv, Euler updates
 
 
@@ -36,3 +37,4 @@ class QuantizeOptions:
     sensitivity_images: int = 2  # held-out images each block's sensitivity is measured on
     calib_size: int | None = None  # calibration crops (px); default: the graph's size, at most CALIB_CROP
     memory_limit_gb: float | None = None  # refuse above this estimate; default: this machine's available memory
+    cpu: str = "auto"  # which CPU file to ship: vnni (8-bit weights), avx2 (7-bit weights), auto (this CPU's)

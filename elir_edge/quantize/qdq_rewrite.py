@@ -6,7 +6,8 @@ QuantizeLinear. The passes below (each one job, in this order) produce: int8 wei
 kept in float, and weights shared across the unrolled steps stored once. The ONNX Runtime CPU variant
 also keeps Q/DQ on conv outputs (ONNX Runtime only fuses DQ->Conv->Q into QLinearConv) and expresses
 the int8 grid as uint8 with zero point 128, which its fast x86 kernels (U8S8) want, over 7-bit weights
-(reduce_range) so that those kernels cannot saturate on CPUs without VNNI.
+(reduce_range) so that those kernels cannot saturate on CPUs without VNNI, or over full 8-bit weights for
+CPUs with an int8 dot-product instruction (VNNI/AMX), where nothing saturates.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def to_uint8_activations(model: onnx.ModelProto) -> None:
     remove_dead_nodes(model)
 
 
-TARGETS = ("tensorrt", "cpu")
+TARGETS = {"tensorrt": 8, "cpu": 7, "cpu_w8": 8}  # target -> weight bits
 
 
 def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
@@ -195,16 +196,18 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
 
     tensorrt: int8 zero point 0, activation Q/DQ only at conv inputs (NVIDIA's recommended placement).
     cpu: Q/DQ at conv inputs and outputs, so ONNX Runtime fuses DQ->Conv->Q into QLinearConv, in uint8
-    (its fast x86 kernels are U8S8), with 7-bit weights so those kernels cannot saturate on any x86 CPU."""
+    (its fast x86 kernels are U8S8), with 7-bit weights so those kernels cannot saturate on any x86 CPU.
+    cpu_w8: the same with 8-bit weights, for CPUs whose int8 dot product does not saturate (VNNI/AMX)."""
     if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}")
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}")
     del model.graph.value_info[:]  # shape annotations of MCT's tensors; stale after the rewrite
     constants_to_initializers(model)
     keep_float(model, float_convs)
-    fold_weight_quantizers(model, weight_bits=7 if target == "cpu" else 8)
-    prune_activation_qdq(model, keep_conv_outputs=target == "cpu")
+    fold_weight_quantizers(model, weight_bits=TARGETS[target])
+    cpu = target.startswith("cpu")
+    prune_activation_qdq(model, keep_conv_outputs=cpu)
     dedupe_initializers(model)
-    if target == "cpu":
+    if cpu:
         to_uint8_activations(model)
 
 

@@ -12,7 +12,7 @@ def quantize_table(r: dict) -> str:
     steps = ", ".join(f"{x:.1f}" for x in r["latent_snr_db_per_step"])
     rows = [
         ["artifacts", f"{r['export']}/model_int8.onnx (TensorRT), model_int8_fp16.onnx (TensorRT, fp16 float "
-                      "parts), model_int8_cpu.onnx (ONNX Runtime CPU)"],
+                      "parts), model_int8_cpu.onnx (CPU, 7-bit weights), model_int8_cpu_w8.onnx (CPU, 8-bit weights)"],
         ["layers", f"{r['layers']['quantized']} convs int8, {len(r['layers']['float'])} kept float"],
         ["file sizes", f"float {human_bytes(f[FLOAT]['bytes'])}; "
                        + "; ".join(f"{_short(n)} {human_bytes(v['bytes'])} ({v['ratio_vs_float']:.2f}x)"
@@ -21,11 +21,14 @@ def quantize_table(r: dict) -> str:
                         f"({r['calibration']['held_out']} held out for the figures below)"],
         ["int8 vs float", f"PSNR {r['int8_vs_float']['psnr_db']:.1f} dB, SSIM {r['int8_vs_float']['ssim']:.4f} "
                           f"(CPU form: {r['int8_cpu_vs_float']['psnr_db']:.1f} dB, {r['int8_cpu_vs_float']['ssim']:.4f}; "
+                          f"with 8-bit weights: {r['int8_cpu_w8_vs_float']['psnr_db']:.1f} dB, "
+                          f"{r['int8_cpu_w8_vs_float']['ssim']:.4f}; "
                           f"int8+fp16: {r['int8_fp16_vs_float']['psnr_db']:.1f} dB)"],
         ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
         ["TensorRT rules", "pass (R1-R8) on model_int8.onnx and model_int8_fp16.onnx"],
         ["this CPU", r["cpu"]["verdict"]],
         ["computed right here", runtimes_line(r["runtimes_here"])],
+        ["ship to the CPU", f"{r['cpu']['ship']['file']} for {r['cpu']['ship']['target']}: {r['cpu']['ship']['why']}"],
         ["time", f"{r['seconds']:.0f} s; MCT: " + ", ".join(f"{ph['phase'].split(' (')[0].lower()} {ph['seconds']:.0f} s"
                                                           for ph in r["profile"]["mct_phases"])
                  + f"; peak memory {r['profile']['memory_gb']['peak_rss_gb']:.1f} GB"],

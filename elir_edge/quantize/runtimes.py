@@ -4,12 +4,15 @@ one held-out input (the probe later stages check again before they run a file: r
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from elir_edge.common.metrics import psnr
+from elir_edge.model.export_folder import INT8_CPU, INT8_CPU_W8
 from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.ort import reference_session
 from elir_edge.runtime.probe import ProbeResult, measure, probe_bytes
@@ -30,11 +33,16 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
     with tempfile.TemporaryDirectory(prefix="elir-edge-probe-") as tmp:
         for name, b in blobs.items():
             (Path(tmp) / name).write_bytes(b)
-        for rt in installed_cpu_runtimes():
-            for name in blobs:
-                with open_runner(Path(tmp) / name, RunnerOptions(runtime=rt)) as runner:
-                    r = ProbeResult(name, runner.kind, measure(runner, probe), reference[name])
-                verdicts.setdefault(r.runtime, {})[name] = r.to_dict()
+
+        def check(rt_name: tuple[str, str]) -> ProbeResult:
+            rt, name = rt_name
+            with open_runner(Path(tmp) / name, RunnerOptions(runtime=rt)) as runner:
+                return ProbeResult(name, runner.kind, measure(runner, probe), reference[name])
+
+        # OpenVINO compiles each file on one core for seconds: the checks run side by side on the cores
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for r in pool.map(check, [(rt, name) for rt in installed_cpu_runtimes() for name in blobs]):
+                verdicts.setdefault(r.runtime, {})[r.file] = r.to_dict()
     return probe_bytes(probe["lq"], probe["eps"], float_out), {"reference_psnr_db": reference, "runtimes": verdicts}
 
 
@@ -46,3 +54,24 @@ def runtimes_line(runtimes: dict) -> str:
                if not v["computes_right"]]
         parts.append(f"{runtime}: " + (f"WRONG on {', '.join(bad)}" if bad else "all files right"))
     return "; ".join(parts)
+
+
+def cpu_file_to_ship(target: str, features: dict, runtimes: dict) -> dict:
+    """Which CPU file to deploy to the `target` CPU (vnni, avx2, or auto: this one), and why in one line. On
+    this machine the recorded verdicts decide: 8-bit weights only where every installed runtime computes them
+    right here."""
+    if target == "auto":
+        wrong = [rt for rt, files in runtimes.items() if not files.get(INT8_CPU_W8, {}).get("computes_right", False)]
+        dot = features.get("int8_dot_product")
+        if dot and not wrong:
+            return {"target": f"this CPU ({dot})", "file": INT8_CPU_W8,
+                    "why": f"this CPU has {dot} and {', '.join(runtimes) or 'no runtime'} computes the 8-bit "
+                           "weights right here"}
+        why = f"{', '.join(wrong)} computes the 8-bit weights wrongly here" if wrong else \
+            "this CPU has no int8 dot-product instruction (VNNI/AMX)"
+        return {"target": "this CPU", "file": INT8_CPU, "why": f"{why}: 7-bit weights cannot saturate"}
+    if target == "vnni":
+        return {"target": "a CPU with VNNI/AMX (--cpu vnni)", "file": INT8_CPU_W8,
+                "why": "its int8 dot product adds u8 x s8 products in 32 bits: 8-bit weights do not saturate"}
+    return {"target": "a CPU without VNNI (--cpu avx2)", "file": INT8_CPU,
+            "why": "its int8 kernels add u8 x s8 pairs in 16 bits: 7-bit weights keep them from saturating"}

@@ -21,7 +21,16 @@ from elir_edge.common.progress import Stages, each
 from elir_edge.errors import InternalError, UserError
 from elir_edge.exporter.fp16 import to_fp16
 from elir_edge.exporter.onnx_graph import simplify
-from elir_edge.model.export_folder import FLOAT, INT8, INT8_CPU, INT8_FP16, PROBE, QUANT_REPORT, ExportFolder
+from elir_edge.model.export_folder import (
+    FLOAT,
+    INT8,
+    INT8_CPU,
+    INT8_CPU_W8,
+    INT8_FP16,
+    PROBE,
+    QUANT_REPORT,
+    ExportFolder,
+)
 from elir_edge.model.folded import build_unrolled, load_folded
 from elir_edge.model.settings import RunSettings
 from elir_edge.quantize.calibration import calibration_batches, calibration_folder
@@ -34,7 +43,7 @@ from elir_edge.quantize.qdq_rewrite import (
     select_convs,
 )
 from elir_edge.quantize.qdq_rules import check
-from elir_edge.quantize.runtimes import record_runtimes
+from elir_edge.quantize.runtimes import cpu_file_to_ship, record_runtimes
 from elir_edge.runtime.compare import agreement, run_graph
 from elir_edge.runtime.interface import input_names
 
@@ -206,18 +215,20 @@ def _sensitivity(mct_graph: onnx.ModelProto, ev: Evaluator, quiet: bool) -> dict
 
 
 def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[dict]):
-    """The three int8 files (TensorRT form checked against NVIDIA's rules, CPU form, int8+fp16) and each one's
-    drift against the float graph."""
+    """The four int8 files (TensorRT form checked against NVIDIA's rules, CPU forms with 7- and 8-bit weights,
+    int8+fp16) and each one's drift against the float graph."""
     final = _variant(mct_graph, float_convs, "tensorrt")
     _check_rules(final, float_convs, INT8)
-    cpu = _variant(mct_graph, float_convs, "cpu")
+    cpu, cpu_w8 = _variant(mct_graph, float_convs, "cpu"), _variant(mct_graph, float_convs, "cpu_w8")
     half, half_info = to_fp16(final, feeds)
     _check_rules(half, float_convs, INT8_FP16)
-    drifts = {INT8: ev.compare(final), INT8_CPU: ev.compare(cpu), INT8_FP16: ev.compare(half, latents=False)}
-    return {INT8: final, INT8_CPU: cpu, INT8_FP16: half}, drifts, half_info
+    drifts = {INT8: ev.compare(final), INT8_CPU: ev.compare(cpu), INT8_CPU_W8: ev.compare(cpu_w8, latents=False),
+              INT8_FP16: ev.compare(half, latents=False)}
+    return {INT8: final, INT8_CPU: cpu, INT8_CPU_W8: cpu_w8, INT8_FP16: half}, drifts, half_info
 
 
 FLAVOURS = {INT8: "tensorrt (int8 zero point 0)", INT8_CPU: "cpu (uint8 zero point 128, 7-bit weights)",
+            INT8_CPU_W8: "cpu (uint8 zero point 128, 8-bit weights)",
             INT8_FP16: "tensorrt (int8 zero point 0), float parts fp16"}  # the int8_flavour metadata
 
 
@@ -252,9 +263,11 @@ def _report(opts: QuantizeOptions, x: _Inputs, blobs: dict[str, bytes], drifts: 
         "tensorrt_rules": {"checked": "R1-R8", "graphs": [INT8, INT8_FP16]},
         "int8_vs_float": {"psnr_db": drift["psnr_vs_float"], "ssim": drift["ssim_vs_float"], "images": len(x.held)},
         "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
+        "int8_cpu_w8_vs_float": {"psnr_db": drifts[INT8_CPU_W8]["psnr_vs_float"],
+                                 "ssim": drifts[INT8_CPU_W8]["ssim_vs_float"]},
         "int8_fp16_vs_float": {"psnr_db": drift_half["psnr_vs_float"], "ssim": drift_half["ssim_vs_float"],
                                "vs_int8_fp32_db": drift_half["psnr_vs_float"] - drift["psnr_vs_float"], **half_info},
-        "cpu": _cpu_verdict(x.float_path, len(blobs[INT8_CPU]) / float_bytes),
+        "cpu": _cpu_verdict(x.float_path, len(blobs[INT8_CPU]) / float_bytes, opts.cpu, runtimes["runtimes"]),
         "probe": {"file": PROBE, "sha256": hashlib.sha256(probe).hexdigest(),
                   "reference_psnr_db": runtimes["reference_psnr_db"]},
         "runtimes_here": runtimes["runtimes"],
@@ -266,12 +279,14 @@ def _report(opts: QuantizeOptions, x: _Inputs, blobs: dict[str, bytes], drifts: 
     }
 
 
-def _cpu_verdict(float_path: Path, size_ratio: float) -> dict:
-    """Whether the CPU form will be faster on this machine: its conv roof measured in a few seconds."""
+def _cpu_verdict(float_path: Path, size_ratio: float, target: str, runtimes: dict) -> dict:
+    """Whether the CPU form will be faster on this machine (its conv roof measured in a few seconds), and which
+    CPU file to ship to the target CPU."""
     from elir_edge.runtime.cpu_roof import measure_cpu
 
     cpu = measure_cpu(float_path, seconds=0.3, size_ratio=size_ratio)
-    return {"features": cpu["features"], "int8_vs_fp32_conv": cpu["int8_vs_fp32"], "verdict": cpu["verdict"]}
+    return {"features": cpu["features"], "int8_vs_fp32_conv": cpu["int8_vs_fp32"], "verdict": cpu["verdict"],
+            "ship": cpu_file_to_ship(target, cpu["features"], runtimes)}
 
 
 def _check_rules(model: onnx.ModelProto, float_convs: set[str], name: str) -> None:

@@ -16,6 +16,7 @@ from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.image import ImageRestorer, Settings, resolve
 from elir_edge.restore.plan import Job, already_done, collect_inputs, plan_jobs
+from elir_edge.runtime.choose import open_choice
 from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.probe import refuse_if_wrong
 
@@ -37,7 +38,8 @@ class RestoreOptions:
 
 
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
-    artifact, out_dir = Path(artifact), Path(opts.output)
+    """Restore `inputs` with `artifact` (a file, or an export folder: its best CPU file computed right here)."""
+    out_dir = Path(opts.output)
     if opts.ray is not None:
         from elir_edge.cluster.ray_data import precheck
 
@@ -47,7 +49,9 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     if opts.report is not None:
         check_rows_path(Path(opts.report), RESTORE_REPORT, files)
     run_opts = RunnerOptions(runtime=opts.runtime, threads=opts.threads)
-    with open_runner(artifact, run_opts) as runner:
+    with open_choice(Path(artifact), lambda p: open_runner(p, run_opts), cpu_runtime=True) as choice:
+        runner = choice.runner
+        artifact = runner.path
         refuse_if_wrong(runner, lambda p: open_runner(p, run_opts))
         _warn_if_int8_does_not_pay(runner)
         settings = resolve(artifact, sha256_file(artifact), runner.interface, opts.task, opts.tile, opts.overlap,
@@ -60,7 +64,8 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
             rows = _collect(map(ImageRestorer(settings, runner), todo), len(todo), progress, started)
     if opts.ray is not None:
         rows = _on_cluster(settings, todo, out_dir, opts, progress, started)
-    result = _summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, opts.ray)
+    result = {**_summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, opts.ray),
+              "chosen": choice.why}
     if opts.report is not None:
         header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
         write_rows(Path(opts.report), RESTORE_REPORT, header, rows)

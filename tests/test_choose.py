@@ -1,0 +1,71 @@
+"""An export folder given as the artifact: the int8 CPU file this machine computes right runs, said in one line."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import plant_wrong_scales
+
+from elir_edge.errors import UserError
+from elir_edge.model.export_folder import CPU_FILES, FLOAT, INT8_CPU, INT8_CPU_W8
+from elir_edge.runtime.choose import open_choice
+from elir_edge.runtime.cpu_roof import cpu_features
+from elir_edge.runtime.open import RunnerOptions, open_runner
+
+
+@pytest.fixture
+def folder(tiny_quantized, tmp_path):
+    shutil.copytree(tiny_quantized[0], tmp_path / "export")
+    return tmp_path / "export"
+
+
+def _choose(path, runtime="ort"):
+    with open_choice(path, lambda p: open_runner(p, RunnerOptions(runtime=runtime)), cpu_runtime=True) as c:
+        return c.runner.name, c.why
+
+
+def test_a_folder_runs_the_8_bit_weights_where_the_cpu_has_an_int8_dot_product(folder):
+    name, why = _choose(folder)
+    assert name in CPU_FILES and "computes it right here" in why and name in why
+    if cpu_features()["int8_dot_product"]:  # VNNI/AMX add u8 x s8 in 32 bits: nothing saturates
+        assert name == INT8_CPU_W8
+
+
+def test_a_folder_whose_8_bit_file_computes_wrongly_runs_the_7_bit_one_and_says_why(folder):
+    """A runtime that saturates on 8-bit weights is what a CPU without VNNI does: the 8-bit file is made to
+    compute wrongly (another graph under its name, its recorded figures kept)."""
+    plant_wrong_scales(folder, INT8_CPU_W8)
+    name, why = _choose(folder)
+    assert name == INT8_CPU and f"not {INT8_CPU_W8}" in why and "wrongly" in why
+    plant_wrong_scales(folder, INT8_CPU)
+    name, why = _choose(folder)
+    assert name == FLOAT and "no int8 CPU file computes right here" in why
+
+
+def test_an_old_folder_without_the_8_bit_file_says_so(folder):
+    (folder / INT8_CPU_W8).unlink()
+    name, why = _choose(folder)
+    assert name == INT8_CPU and f"has no {INT8_CPU_W8}" in why
+
+
+def test_a_folder_that_is_not_an_export_is_refused(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(UserError, match="not an export folder"):
+        _choose(tmp_path / "photos")
+
+
+def test_restore_and_bench_take_a_folder(folder, tmp_path, capsys):
+    from elir_edge.cli import main
+
+    image = tmp_path / "in.png"
+    from PIL import Image
+    Image.new("RGB", (40, 30), (120, 60, 30)).save(image)
+    assert main(["restore", "-q", str(folder), str(image), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    name, _ = _choose(folder)
+    assert f"runs {name}" in out and (tmp_path / "out" / "in.png").is_file()
+    assert main(["bench", str(folder / FLOAT), str(folder), "--iterations", "1", "--duration", "0", "--warmup", "0",
+                 "--no-roof"]) == 0
+    out = capsys.readouterr().out
+    assert f"runs {name}" in out and f"{folder.name}/{name}" in out
