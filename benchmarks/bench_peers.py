@@ -38,6 +38,7 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 PEERS = {
     "ours, TensorRT form (MCT)": ("ours", {"file": "model_int8.onnx"}),
     "ours, CPU form (MCT, 7-bit weights)": ("ours", {"file": "model_int8_cpu.onnx"}),
+    "ours, CPU form (MCT, 8-bit weights)": ("ours", {"file": "model_int8_cpu_w8.onnx"}),
     "ORT quantize_static s8 sym per-channel, MinMax": ("ort", {"act": "s8", "method": "MinMax"}),
     "ORT quantize_static s8 sym per-channel, Entropy": ("ort", {"act": "s8", "method": "Entropy"}),
     "ORT quantize_static u8 + reduce_range, MinMax": ("ort", {"act": "u8", "method": "MinMax"}),
@@ -208,7 +209,8 @@ def quantize_all(folder: Path, calib_dir: Path, peers_python: str | None, work: 
     if ours["exit"]:
         raise SystemExit(f"our quantize failed: {ours.get('error')} (log {work / 'ours.log'})")
     calib = calibration_arrays(folder, calib_dir, npz)
-    ours["stages_s"] = json.loads((folder / "quant_report.json").read_text())["profile"]["stages_s"]
+    profile = json.loads((folder / "quant_report.json").read_text())["profile"]
+    ours["stages_s"], ours["mct_phases"] = profile["stages_s"], profile["mct_phases"]
     runs = {}
     for i, (label, (name, settings)) in enumerate(PEERS.items()):
         if name == "ours":
@@ -229,7 +231,7 @@ def bench(files: list[Path], data: Path, args, work: Path) -> dict:
     """`elir-edge bench` on every file, both CPU runtimes, in one fresh process (files take turns)."""
     out = work / "bench.json"
     cmd = [sys.executable, "-m", "elir_edge.cli", "bench", "--data", str(data), "--runtime", "ort",
-           "--runtime", "openvino", "--no-roof", "--duration", str(args.duration), "--iterations",
+           "--runtime", "openvino", "--duration", str(args.duration), "--iterations",
            str(args.iterations), "--json", str(out)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -314,7 +316,8 @@ def tables(result: dict) -> str:
     head = ["file", "runtime", "PSNR vs fp32 mean [95% CI]", worst, "SSIM vs fp32", "PSNR vs GT", "median ms",
             "speed vs fp32"]
     floor = q["noise_floor_vs_float"]["psnr"]["mean"]["value"]
-    ours_stages = next(r["stages_s"] for r in result["quantizers"].values() if "stages_s" in r)
+    ours = next(r for r in result["quantizers"].values() if "stages_s" in r)
+    roof = result["bench"].get("cpu_roof") or {}
     return "\n\n".join([
         table(quality_rows(result["bench"], labels), header=head + [""]),
         table(cost_rows(result["quantizers"], result["float_bytes"]),
@@ -324,7 +327,10 @@ def tables(result: dict) -> str:
         f"(degraded as {result['calibration']['degraded_as']}); noise floor (float model, other eps) "
         f"{floor:.1f} dB vs float; degraded input {q['degraded_vs_gt']['psnr']['mean']['value']:.2f} dB vs GT; "
         f"CPU flags: {' '.join(result['cpu_flags']) or 'none of avx2/avx512_vnni/amx'}; our quantize's stages: "
-        + ", ".join(f"{k.split(' (')[0]} {v:.0f} s" for k, v in ours_stages.items())])
+        + ", ".join(f"{k.split(' (')[0]} {v:.1f} s" for k, v in ours["stages_s"].items())
+        + "; MCT's phases: " + ", ".join(f"{p['phase'].split(' (')[0]} {p['seconds']:.1f} s" for p in ours["mct_phases"])
+        + (f"; this CPU's int8:fp32 conv roof on the model's shapes (ONNX Runtime): {roof['int8_vs_fp32']:.2f}x"
+           if "int8_vs_fp32" in roof else "")])
 
 
 def versions(peers_python: str | None) -> dict:

@@ -17,6 +17,7 @@ from conftest import WHEEL_DEMO
 from elir_edge.common.images import load_images
 from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
 from elir_edge.model.checkpoint import load_checkpoint
+from elir_edge.runtime.cpu_roof import cpu_features
 from elir_edge.runtime.ort import OrtRunner
 
 
@@ -90,7 +91,11 @@ def test_demo_writes_strip_and_report(demo_export):
     report = json.loads((demo_export / "demo_report.json").read_text())
     q = report["bench"]["quality"]
     fp32, int8 = report["bench"]["rows"]
-    panels = _strip_inputs(demo_export, report["seed"])
+    chosen = Path(int8["artifact"]).name  # the folder's best CPU file here (runtime.choose)
+    assert chosen in ("model_int8_cpu_w8.onnx", "model_int8_cpu.onnx")
+    if cpu_features()["int8_dot_product"]:  # VNNI/AMX: the 8-bit weights compute right
+        assert chosen == "model_int8_cpu_w8.onnx"
+    panels = _strip_inputs(demo_export, report["seed"], chosen)
     # PSNR vs the truth worked out here on the inputs bench used (its seed): the float model and the degraded input
     want = {k: np.mean([_psnr(o, t) for o, t in zip(panels[k], panels["truth"])]) for k in ("fp32", "degraded")}
     assert fp32["vs_gt"]["psnr"]["mean"]["value"] == pytest.approx(want["fp32"], abs=1e-3)
@@ -115,7 +120,7 @@ def test_demo_writes_strip_and_report(demo_export):
     assert report["quantize"]["runtimes_here"]["ONNX Runtime CPU"]["model_int8_cpu.onnx"]["computes_right"]
     assert "int8 files on this machine's CPU runtimes: ONNX Runtime CPU: " in WHEEL_DEMO[-1]
     roof = report["bench"]["cpu_roof"]
-    from elir_edge.runtime.cpu_roof import PAYS, cpu_features
+    from elir_edge.runtime.cpu_roof import PAYS
 
     have = cpu_features()["int8_dot_product"]  # this machine's, as the demo ran here
     pays = "int8 pays on this CPU" if roof["int8_vs_fp32"] >= PAYS else "int8 does not pay on this CPU"
@@ -131,12 +136,12 @@ def _psnr(a, b):
     return float(10 * np.log10(1 / np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
-def _strip_inputs(folder, seed):
+def _strip_inputs(folder, seed, int8_file):
     """What the demo says its strip shows, computed here: the held-out images degraded with the demo's seed,
     the fp32 and CPU int8 graphs run on them, the clean images (NCHW float in [0, 1])."""
     es = eval_inputs(load_images(HELDOUT_DIR), "denoising", 256, 256, 16, seed=seed)
     return {"degraded": es.lq, "fp32": OrtRunner(folder / "model.onnx")(es.lq, es.eps),
-            "int8": OrtRunner(folder / "model_int8_cpu.onnx")(es.lq, es.eps), "truth": es.hq}
+            "int8": OrtRunner(folder / int8_file)(es.lq, es.eps), "truth": es.hq}
 
 
 def _assert_strip_shows(strip, panels):
