@@ -136,8 +136,13 @@ def test_ptq_writes_both_flavours(tiny_quantized):
     zp = {i.name: i for i in cpu.graph.initializer}
     acts = [n for n in cpu.graph.node if n.op_type == "QuantizeLinear"]
     assert acts and all(zp[n.input[2]].data_type == onnx.TensorProto.UINT8 for n in acts)
-    # the same int8 grid shifted by exactly 128 (q_u8 = q_s8 + 128), over 7-bit weights in [-64, 63]
-    assert {int(numpy_helper.to_array(zp[n.input[2]])) for n in acts} == {128}
+    # the same int8 grid shifted by exactly 128 (q_u8 = q_s8 + 128), over 7-bit weights in [-64, 63]; a ReLU's
+    # output is on an unsigned grid: zero point 0, half MCT's scale (its [0, t] range at twice the resolution)
+    producer = {o: n for n in cpu.graph.node for o in n.output}
+    for q in acts:
+        after_relu = q.input[0] in producer and producer[q.input[0]].op_type == "Relu"
+        assert int(numpy_helper.to_array(zp[q.input[2]])) == (0 if after_relu else 128), q.name
+    assert any(producer[q.input[0]].op_type == "Relu" for q in acts if q.input[0] in producer)
     wq = [numpy_helper.to_array(zp[n.input[0]]) for n in cpu.graph.node
           if n.op_type == "DequantizeLinear" and n.input[0] in zp and zp[n.input[0]].data_type == onnx.TensorProto.INT8]
     assert wq and min(w.min() for w in wq) >= -64 and max(w.max() for w in wq) <= 63
@@ -531,3 +536,31 @@ def test_the_cpu_file_to_ship_follows_the_target_and_this_machines_verdicts():
     for features in (vnni, avx2):  # a named target does not depend on this machine
         assert cpu_file_to_ship("vnni", features, wrong)["file"] == "model_int8_cpu_w8.onnx"
         assert cpu_file_to_ship("avx2", features, right)["file"] == "model_int8_cpu.onnx"
+
+
+def test_onnx_runtime_runs_the_cpu_forms_blocks_in_uint8(tiny_quantized, tmp_path):
+    """In the graph ONNX Runtime actually runs (its optimized model), every conv of the CPU forms is a
+    QLinearConv, no ReLU sits in float between a DequantizeLinear and a QuantizeLinear, and the residual adds
+    (Add -> ReLU) run as QLinearAdd: the auto-encoder's blocks stay uint8 between convolutions."""
+    import onnxruntime as ort
+
+    folder, _ = tiny_quantized
+    for name in ("model_int8_cpu.onnx", "model_int8_cpu_w8.onnx"):
+        graph = onnx.load(str(folder / name))
+        convs = sum(n.op_type == "Conv" for n in graph.graph.node)  # ConvTranspose has no CPU QLinear kernel
+        made = {o: n for n in graph.graph.node for o in n.output}
+        residual = sum(1 for n in graph.graph.node if n.op_type == "Relu" and n.input[0] in made
+                       and made[n.input[0]].op_type == "Add")
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(tmp_path / f"opt_{name}")
+        ort.InferenceSession(str(folder / name), opts, providers=["CPUExecutionProvider"])
+        ran = onnx.load(opts.optimized_model_filepath).graph.node
+        ops = [n.op_type for n in ran]
+        made = {o: n for n in ran for o in n.output}
+        users = {i: n for n in ran for i in n.input}
+        sandwiched = [n.name for n in ran if n.op_type == "Relu" and n.input[0] in made
+                      and made[n.input[0]].op_type == "DequantizeLinear" and n.output[0] in users
+                      and users[n.output[0]].op_type == "QuantizeLinear"]
+        assert not sandwiched, (name, sandwiched)
+        assert ops.count("QLinearConv") == convs - 1 and residual > 0  # all but enc.layers.0, kept float
+        assert ops.count("QLinearAdd") >= residual, (name, ops.count("QLinearAdd"), residual)

@@ -188,6 +188,62 @@ def to_uint8_activations(model: onnx.ModelProto) -> None:
     remove_dead_nodes(model)
 
 
+def _dq_of(x: str, producer: dict, consumers: dict) -> str | None:
+    """A DequantizeLinear output carrying tensor `x` on its Q/DQ grid: x itself if a DQ makes it, else the DQ of a
+    QuantizeLinear that reads x, else None."""
+    p = producer.get(x)
+    if p is not None and p.op_type == "DequantizeLinear":
+        return x
+    return next((d.output[0] for q in consumers[x] if q.op_type == "QuantizeLinear" for d in consumers[q.output[0]]
+                 if d.op_type == "DequantizeLinear"), None)
+
+
+def quantized_adds(model: onnx.ModelProto) -> None:
+    """Each Add whose every input is on a Q/DQ grid reads them dequantized, so ONNX Runtime runs it as QLinearAdd
+    (the residual adds of the auto-encoder's blocks) instead of a DQ, a float Add and a Q per tensor."""
+    producer, consumers, _ = _maps(model)
+    for add in (n for n in model.graph.node if n.op_type == "Add"):
+        grid = [_dq_of(x, producer, consumers) for x in add.input]
+        if all(grid):
+            add.input[:] = grid
+
+
+def unsigned_relus(model: onnx.ModelProto) -> None:
+    """A ReLU between a Conv (or an Add) and the QuantizeLinear of its output: the Q/DQ of its output become uint8
+    with zero point 0 and half the scale (the same [0, t] range MCT chose, at twice the resolution), and a conv
+    output's own Q/DQ before it goes. ONNX Runtime then folds the ReLU into that Q and the Conv or Add into
+    QLinearConv / QLinearAdd, with no float round trip between (its ReluQuantFusion needs zero point 0)."""
+    producer, consumers, init = _maps(model)
+    g = model.graph
+    zero = "relu_zero_point_u8"
+    g.initializer.append(numpy_helper.from_array(np.array(0, np.uint8), zero))
+    for relu in [n for n in g.node if n.op_type == "Relu"]:
+        users = consumers[relu.output[0]]
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear":
+            continue
+        src = _lone_conv_output(relu.input[0], producer, consumers)
+        if src is None and not (relu.input[0] in producer and producer[relu.input[0]].op_type == "Add"
+                                and len(consumers[relu.input[0]]) == 1):
+            continue
+        relu.input[0] = src or relu.input[0]
+        q = users[0]
+        scale = f"{q.output[0]}_scale_u8"
+        g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(init[q.input[1]]) / np.float32(2), scale))
+        for n in [q, *consumers[q.output[0]]]:
+            n.input[1], n.input[2] = scale, zero
+    remove_dead_nodes(model)
+
+
+def _lone_conv_output(x: str, producer: dict, consumers: dict) -> str | None:
+    """The float output of a Conv/ConvTranspose when `x` is its DQ(Q(.)) read by nothing else, else None."""
+    dq = producer.get(x)
+    q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    if q is None or q.op_type != "QuantizeLinear" or len(consumers[x]) != 1 or len(consumers[q.output[0]]) != 1:
+        return None
+    conv = producer.get(q.input[0])
+    return q.input[0] if conv is not None and conv.op_type in CONVS else None
+
+
 TARGETS = {"tensorrt": 8, "cpu": 7, "cpu_w8": 8}  # target -> weight bits
 
 
@@ -196,7 +252,9 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
 
     tensorrt: int8 zero point 0, activation Q/DQ only at conv inputs (NVIDIA's recommended placement).
     cpu: Q/DQ at conv inputs and outputs, so ONNX Runtime fuses DQ->Conv->Q into QLinearConv, in uint8
-    (its fast x86 kernels are U8S8), with 7-bit weights so those kernels cannot saturate on any x86 CPU.
+    (its fast x86 kernels are U8S8), with 7-bit weights so those kernels cannot saturate on any x86 CPU; adds
+    on Q/DQ grids run as QLinearAdd and ReLUs fold into the Q after them (unsigned grid), so the auto-encoder's
+    blocks stay in uint8 between convolutions.
     cpu_w8: the same with 8-bit weights, for CPUs whose int8 dot product does not saturate (VNNI/AMX)."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}")
@@ -209,6 +267,8 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
     dedupe_initializers(model)
     if cpu:
         to_uint8_activations(model)
+        quantized_adds(model)
+        unsigned_relus(model)
 
 
 STEP_CONV = re.compile(r"steps[._](\d+)[._/]first_proj")

@@ -227,8 +227,8 @@ def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[di
     return {INT8: final, INT8_CPU: cpu, INT8_CPU_W8: cpu_w8, INT8_FP16: half}, drifts, half_info
 
 
-FLAVOURS = {INT8: "tensorrt (int8 zero point 0)", INT8_CPU: "cpu (uint8 zero point 128, 7-bit weights)",
-            INT8_CPU_W8: "cpu (uint8 zero point 128, 8-bit weights)",
+FLAVOURS = {INT8: "tensorrt (int8 zero point 0)", INT8_CPU: "cpu (uint8 zero point 128, 0 after ReLU; 7-bit weights)",
+            INT8_CPU_W8: "cpu (uint8 zero point 128, 0 after ReLU; 8-bit weights)",
             INT8_FP16: "tensorrt (int8 zero point 0), float parts fp16"}  # the int8_flavour metadata
 
 
