@@ -501,6 +501,7 @@ def test_skipping_the_unread_histogram_keeps_mcts_thresholds(method):
     from model_compression_toolkit.core.common.quantization.quantization_params_generation import (
         error_functions,
         qparams_search,
+        symmetric_selection,
     )
 
     from elir_edge.quantize.mct import skip_unread_histograms
@@ -509,16 +510,21 @@ def test_skipping_the_unread_histogram_keeps_mcts_thresholds(method):
     error = error_functions.get_threshold_selection_histogram_error_function(
         QuantizationMethod.SYMMETRIC, qc.QuantizationErrorMethod[method.upper()], p=2)
     rng = np.random.default_rng(1)
-    for x in (rng.normal(0.3, 1.0, 50000), np.abs(rng.standard_t(3, 50000)), rng.laplace(0, 0.2, 50000)):
+    tensors = [rng.normal(0.3, 1.0, 50000), np.abs(rng.standard_t(3, 50000)), rng.laplace(0, 0.2, 50000),
+               np.maximum(rng.normal(0, 1, 50000), 0), rng.normal(0, 1e-6, 5000), rng.exponential(1, 500) - 0.1]
+    for x in tensors:
         counts, bins = np.histogram(x, bins=2048)
-        args = (error, np.abs(x).max(), bins, counts.astype(float), 8)
-        mcts = qparams_search.qparams_symmetric_selection_histogram_search(*args)
-        with skip_unread_histograms(method):
-            assert qparams_search.qparams_selection_histogram_search_error_function is not real
-            ours = qparams_search.qparams_symmetric_selection_histogram_search(*args)
-        assert ours[1] == mcts[1] and float(ours[0]) == float(mcts[0])
+        for signed in (None, True):
+            args = (error, np.abs(x).max(), bins, counts.astype(float), 8)
+            mcts = qparams_search.qparams_symmetric_selection_histogram_search(*args, is_signed=signed)
+            with skip_unread_histograms(method):
+                assert qparams_search.qparams_selection_histogram_search_error_function is not real
+                ours = symmetric_selection.qparams_symmetric_selection_histogram_search(*args, is_signed=signed)
+            assert ours[1] == mcts[1] and float(ours[0]) == float(mcts[0])
+    search = symmetric_selection.qparams_symmetric_selection_histogram_search
     with skip_unread_histograms("kl"):
         assert qparams_search.qparams_selection_histogram_search_error_function is real
+        assert symmetric_selection.qparams_symmetric_selection_histogram_search is search
     assert qparams_search.qparams_selection_histogram_search_error_function is real
 
 

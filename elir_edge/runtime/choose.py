@@ -47,7 +47,11 @@ def open_choice(path: Path, open_file: Callable[[Path], Runner], cpu_runtime: bo
     wrong: list[ProbeResult] = []
     for name in (n for n in CPU_FILES if (folder.path / n).is_file()):
         runner = open_file(folder.path / name)
-        result = probe_runner(runner)
+        try:
+            result = probe_runner(runner)
+        except BaseException:  # a damaged probe file, an interrupt: the runner is given back either way
+            runner.close()
+            raise
         if result is None or result.ok:
             return Choice(runner, _why(folder, runner, result, wrong))
         runner.close()
