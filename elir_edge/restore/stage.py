@@ -52,7 +52,8 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     with open_choice(Path(artifact), lambda p: open_runner(p, run_opts), cpu_runtime=True) as choice:
         runner = choice.runner
         artifact = runner.path
-        refuse_if_wrong(runner, lambda p: open_runner(p, run_opts))
+        if choice.why is None:  # a file given; a folder's choice was already probed on this runtime
+            refuse_if_wrong(runner, lambda p: open_runner(p, run_opts))
         _warn_if_int8_does_not_pay(runner)
         settings = resolve(artifact, sha256_file(artifact), runner.interface, opts.task, opts.tile, opts.overlap,
                            opts.seed, opts.batch, opts.runtime, opts.threads)
