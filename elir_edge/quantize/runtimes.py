@@ -1,5 +1,7 @@
-"""Which installed CPU runtime computes which int8 file right on this machine, measured at quantize time on
-one held-out input (the probe later stages check again before they run a file: runtime.probe)."""
+"""Which installed CPU runtime computes which CPU int8 file right on this machine, measured at quantize time on
+one held-out input (the probe later stages check again before they run any int8 file: runtime.probe). The
+TensorRT forms are not checked here: they are built for a GPU, and a CPU runtime given one is probed when it
+opens it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from elir_edge.common.metrics import psnr
-from elir_edge.model.export_folder import INT8_CPU, INT8_CPU_W8
+from elir_edge.model.export_folder import CPU_FILES, INT8_CPU, INT8_CPU_W8
 from elir_edge.runtime.open import RunnerOptions, open_runner
 from elir_edge.runtime.ort import reference_session
 from elir_edge.runtime.probe import ProbeResult, measure, probe_bytes
@@ -26,13 +28,14 @@ def installed_cpu_runtimes() -> list[str]:
 
 def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_out: np.ndarray) -> tuple[bytes, dict]:
     """The probe file's bytes, and for the report: each file's own arithmetic on the probe (reference PSNR vs
-    float) and, per installed CPU runtime, what that runtime gets and whether it computes the file right."""
+    float) and, per installed CPU runtime, what that runtime gets on each CPU file and whether it computes the
+    file right."""
     probe = {"lq": feed["lq"], "eps": feed.get("eps"), "hq": float_out}
     reference = {name: psnr(reference_session(b).run(["hq"], feed)[0], float_out) for name, b in blobs.items()}
     verdicts: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="elir-edge-probe-") as tmp:
-        for name, b in blobs.items():
-            (Path(tmp) / name).write_bytes(b)
+        for name in CPU_FILES:
+            (Path(tmp) / name).write_bytes(blobs[name])
 
         def check(rt_name: tuple[str, str]) -> ProbeResult:
             rt, name = rt_name
@@ -41,7 +44,7 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
 
         # OpenVINO compiles each file on one core for seconds: the checks run side by side on the cores
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for r in pool.map(check, [(rt, name) for rt in installed_cpu_runtimes() for name in blobs]):
+            for r in pool.map(check, [(rt, name) for rt in installed_cpu_runtimes() for name in CPU_FILES]):
                 verdicts.setdefault(r.runtime, {})[r.file] = r.to_dict()
     return probe_bytes(probe["lq"], probe["eps"], float_out), {"reference_psnr_db": reference, "runtimes": verdicts}
 
