@@ -6,6 +6,7 @@ float graph on held-out calibration images, and the latent is compared after eve
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -65,6 +66,12 @@ class Evaluator:
     def __init__(self, float_model: onnx.ModelProto, feeds: list[dict], threads: int | None = None):
         self.feeds, self.threads = feeds, threads
         self.ref, self.ref_latents = self._run(float_model)
+
+    def first(self, n: int) -> "Evaluator":
+        """The same comparison on the first n inputs, without running the float graph again."""
+        ev = copy.copy(self)
+        ev.feeds, ev.ref, ev.ref_latents = self.feeds[:n], self.ref[:n], self.ref_latents[:n]
+        return ev
 
     def _run(self, model: onnx.ModelProto, latents: bool = True):
         outs = run_graph(model, self.feeds, latent_tensors(model) if latents else [], self.threads)
@@ -174,8 +181,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     n_sens = min(len(feeds), opts.sensitivity_images)
     with stages(f"sensitivity per block and per Euler step ({n_sens} held-out image{'s' * (n_sens > 1)})"):
         ev = Evaluator(x.float_graph, feeds)
-        sensitivity = _sensitivity(mct_graph, ev if n_sens == len(feeds) else Evaluator(x.float_graph, feeds[:n_sens]),
-                                   quiet)
+        sensitivity = _sensitivity(mct_graph, ev.first(n_sens), quiet)
     float_convs, trail = select_convs(mct_graph, opts.keep_float), []
     if opts.auto_precision:
         with stages(f"auto precision to {opts.target_psnr:g} dB"):
