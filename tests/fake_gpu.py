@@ -807,13 +807,15 @@ def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
 
 
 def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True,
-                          unreadable_caches: tuple[bytes, ...] = ()) -> types.ModuleType:
+                          unreadable_caches: tuple[bytes, ...] = (), refused_sms: tuple[str, ...] = ()) -> types.ModuleType:
     """`tensorrt` for building, as TensorRT `version` has it, with its real enum values: STRONGLY_TYPED is 1
     in TensorRT 10 (EXPLICIT_BATCH 0, NvInfer.h) and in 11 the value the installed tensorrt_rtx, which shares
     11's API, has (0); BuilderFlag FP16 0 and TF32 7 in 10, TF32 as tensorrt_rtx has it in 11; the FP16
     flag only where `fp16_flag`. A timing cache may not fit this GPU (`cache_fits`), and
     `create_timing_cache` returns None for the `unreadable_caches` blobs, as the real one can. It records
-    the network flags and the builder flags it was given and cleared."""
+    the network flags and the builder flags it was given and cleared. As tensorrt_rtx it takes compute
+    capabilities: `set_compute_capability` answers False (its documented "false otherwise") for kNONE, an index
+    outside `num_compute_capabilities`, or one of `refused_sms`."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.seen = {"network_flags": None, "builder_flags": set(), "cleared_flags": set(), "cache_set": []}
@@ -826,6 +828,7 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
     trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
     trt.ProfilingVerbosity = real_trt.ProfilingVerbosity
+    trt.ComputeCapability = real_trt.ComputeCapability
 
     class Logger:
         ERROR = WARNING = 0
@@ -853,6 +856,14 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
 
     class Config:
         cache = None
+        num_compute_capabilities = 0
+
+        def set_compute_capability(self, cc, index):
+            refused = cc == real_trt.ComputeCapability.NONE or cc.name.removeprefix("SM") in refused_sms
+            if refused or not 0 <= index < self.num_compute_capabilities:
+                return False
+            trt.seen.setdefault("sms", {})[index] = cc.name
+            return True
 
         def set_memory_pool_limit(self, *a):
             pass

@@ -333,3 +333,15 @@ def test_inspector_json_is_asked_for_by_its_format(gpu):
     text = engine.create_engine_inspector().get_engine_information(tensorrt_rtx.LayerInformationFormat.ONELINE)
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
+
+
+def test_set_compute_capability_answers_false_where_it_cannot_set_one():
+    """Its docstring: "True if successful, false otherwise": kNONE, an index past num_compute_capabilities, or
+    a compute capability this TensorRT-RTX cannot target (injected by name)."""
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False, refused_sms=("120",))
+    config = trt.Builder(None).create_builder_config()
+    config.num_compute_capabilities = 1
+    cc = tensorrt_rtx.ComputeCapability
+    assert config.set_compute_capability(cc.SM75, 0)
+    assert not config.set_compute_capability(cc.SM75, 1) and not config.set_compute_capability(cc.NONE, 0)
+    assert not config.set_compute_capability(cc.SM120, 0)

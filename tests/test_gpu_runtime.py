@@ -585,3 +585,62 @@ def test_i22_13_on_a_gpu_the_staging_tensors_are_page_locked(tmp_path):
     lq, eps = _inputs(1)
     assert np.array_equal(runner.timed(lq, eps) and runner(lq, eps), lq * 2)
     assert all(t.is_pinned() for t in runner.staging.tensors.values()) and len(runner.staging.tensors) == 3
+
+
+# issue 32: one test per defect fixed (its numbers), each failing on c84a6ef ------------------------------
+
+def _rtx_build(monkeypatch, tmp_path, trt, **opts):
+    """build_rtx on the stand-in builder, of fake_gpu.identity_graph (static, fp32): no quantized fixture."""
+    import sys
+
+    from elir_edge.engines.build import BuildOptions
+    from elir_edge.engines.rtx import build_rtx
+
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", trt)
+    graph = tmp_path / "m.onnx"
+    graph.write_bytes(fake_gpu.identity_graph(dynamic=False))
+    return build_rtx(graph, BuildOptions(output=tmp_path / "m.rtx.engine", **opts), quiet=True)[1]
+
+
+def test_i32_7_a_compute_capability_tensorrt_rtx_refuses_is_an_error(tmp_path, monkeypatch):
+    """Defect 7: set_compute_capability's False was dropped, so the plan was built for fewer GPUs than asked."""
+    from elir_edge.engines.build import BuildError
+
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False, refused_sms=("86",))
+    with pytest.raises(BuildError, match=r"^--sm 86: TensorRT-RTX 1\.7\.1 refused compute capability SM86: build"):
+        _rtx_build(monkeypatch, tmp_path, trt, sms=["75", "86"])
+    assert _rtx_build(monkeypatch, tmp_path, trt, sms=["75"])["target_sms"] == ["75"]
+    assert trt.seen["sms"] == {0: "SM75"}
+
+
+def test_i32_9_pytorch_timed_captures_a_graph_for_each_shape(monkeypatch, tmp_path):
+    """Defect 9: timed() captured only when no graph existed, so a second shape replayed the first shape's graph
+    (its static tensors). Shown on the CPU with stand-ins for the CUDA calls timed() makes: a capture records its
+    shape and replays the model on its static tensors."""
+    import types
+
+    import torch
+
+    from elir_edge.runtime.pytorch import TorchRunner
+    from elir_edge.runtime.runner import Interface
+
+    class Doubler(torch.nn.Module):
+        def forward(self, lq, eps):
+            return lq * 2
+
+    runner = TorchRunner(Doubler(), tmp_path / "w.safetensors", Interface({}, None, None, None, 16, True))
+    captured = []
+
+    def capture(lq, eps):
+        captured.append(tuple(lq.shape))
+        runner.static = (lq.clone(), eps.clone(), runner.model(lq, eps))
+        runner.graph = types.SimpleNamespace(replay=lambda: runner.static[2].copy_(runner.model(*runner.static[:2])))
+
+    event = types.SimpleNamespace(record=lambda: None, elapsed_time=lambda other: 0.0)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    runner.on_gpu, runner.cuda_graph, runner.events, runner._capture = True, True, [event] * 6, capture
+    for size in (64, 96):
+        lq, eps = _inputs(1, size=size)
+        assert runner.timed(lq, eps)["compute_ms"] == 0.0
+        assert np.array_equal(runner(lq, eps), lq * 2)
+    assert captured == [(1, 3, 64, 64), (1, 3, 96, 96)]
