@@ -613,6 +613,9 @@ class FakeRuntimeConfig:
         return FakeRuntimeCache(self.trt)
 
     def set_runtime_cache(self, cache):
+        """False where TensorRT-RTX does not take the cache (injected: `set_cache_refused`), as the real bool."""
+        if "set_cache_refused" in self.trt.cuda.faults:
+            return False
         self.cache = cache
         return True
 
@@ -631,7 +634,10 @@ class FakeRuntimeCache:
     def _made_on(self) -> dict:
         return {"gpu": list(self.trt.cuda.gpu), "tensorrt_rtx": self.trt.__version__}
 
-    def serialize(self) -> bytes:
+    def serialize(self) -> bytes | None:
+        """None where TensorRT-RTX cannot serialize it (injected: `cache_serialize_fails`), as apiUsage checks."""
+        if "cache_serialize_fails" in self.trt.cuda.faults:
+            return None
         return b"FAKERTC" + json.dumps({**self._made_on(), "shapes": [list(s) for s in self.entries]}).encode()
 
     def deserialize(self, blob) -> bool:

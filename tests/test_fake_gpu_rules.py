@@ -345,3 +345,17 @@ def test_set_compute_capability_answers_false_where_it_cannot_set_one():
     assert config.set_compute_capability(cc.SM75, 0)
     assert not config.set_compute_capability(cc.SM75, 1) and not config.set_compute_capability(cc.NONE, 0)
     assert not config.set_compute_capability(cc.SM120, 0)
+
+
+def test_a_runtime_cache_may_not_serialize_and_set_runtime_cache_may_refuse(gpu):
+    """IRuntimeCache::serialize can give no memory (NVIDIA's apiUsage sample checks it for null) and
+    IRuntimeConfig.set_runtime_cache answers a bool: both failures are injectable by name."""
+    fake, trt = gpu
+    engine, _ = _context(trt)
+    config = engine.create_runtime_config()
+    cache = config.create_runtime_cache()
+    assert cache.serialize().startswith(b"FAKERTC") and config.set_runtime_cache(cache)
+    fake.faults |= {"cache_serialize_fails", "set_cache_refused"}
+    assert cache.serialize() is None
+    other = engine.create_runtime_config()
+    assert not other.set_runtime_cache(cache) and other.get_runtime_cache() is None

@@ -644,3 +644,23 @@ def test_i32_9_pytorch_timed_captures_a_graph_for_each_shape(monkeypatch, tmp_pa
         assert runner.timed(lq, eps)["compute_ms"] == 0.0
         assert np.array_equal(runner(lq, eps), lq * 2)
     assert captured == [(1, 3, 64, 64), (1, 3, 96, 96)]
+
+
+@pytest.mark.parametrize("failure", ["serialize returns None", "serialize raises"])
+def test_i32_1_close_frees_everything_when_the_runtime_cache_cannot_be_saved(gpu, tmp_path, failure):
+    """Defect 1: close() saved the runtime cache before freeing, and bytes(None) raised TypeError there: buffers,
+    stream, events and graph leaked and `closed` stayed False. NVIDIA's apiUsage sample treats a None from
+    IRuntimeCache::serialize as possible; now it costs one warning, and any other failure still frees first."""
+    fake, trt = gpu
+    before = fake.live()
+    runner = _identity_runner(trt, tmp_path, cuda_graph=True)
+    assert np.array_equal(runner(*_inputs(1))[0], _inputs(1)[0][0])
+    if failure == "serialize returns None":
+        fake.faults.add("cache_serialize_fails")
+        with pytest.warns(UserWarning, match=r"runtime cache .* not written \(TensorRT-RTX could not serialize it\)"):
+            runner.close()
+    else:
+        runner.setup.cache.serialize = lambda: (_ for _ in ()).throw(RuntimeError("std::bad_alloc"))
+        with pytest.raises(RuntimeError, match="bad_alloc"):
+            runner.close()
+    assert fake.live() == before and runner.closed and not (tmp_path / "identity.rtx.engine.runtime_cache").exists()

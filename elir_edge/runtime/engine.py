@@ -253,10 +253,12 @@ class EngineRunner(Runner):
         """Give back buffers, CUDA graph, events and stream; the runner refuses to run afterwards."""
         if self.closed:
             return
-        runtime_config.save_cache(self.setup)
-        self._free()
-        self.context = self.engine = None
-        self.closed = True
+        try:
+            runtime_config.save_cache(self.setup)
+        finally:  # a cache that cannot be saved must not keep the GPU's memory, stream and graph
+            self._free()
+            self.context = self.engine = None
+            self.closed = True
 
     def _free_buffers(self) -> None:
         buffers, self.buffers = self.buffers, {}

@@ -67,9 +67,16 @@ def save_cache(setup: RuntimeSetup) -> None:
     only the JIT next time (a one-line warning)."""
     if setup.cache is None:
         return
+    blob = setup.cache.serialize()  # None where TensorRT-RTX cannot (NVIDIA's apiUsage sample checks for it)
+    if blob is None:
+        _not_written(setup, "TensorRT-RTX could not serialize it")
+        return
     try:
         with atomic_file(setup.cache_path) as tmp:
-            tmp.write_bytes(bytes(setup.cache.serialize()))
+            tmp.write_bytes(bytes(blob))
     except OSError as e:
-        warnings.warn(f"runtime cache {setup.cache_path} not written ({e.strerror}): the next run compiles again",
-                      stacklevel=3)
+        _not_written(setup, e.strerror)
+
+
+def _not_written(setup: RuntimeSetup, why: str) -> None:
+    warnings.warn(f"runtime cache {setup.cache_path} not written ({why}): the next run compiles again", stacklevel=4)
