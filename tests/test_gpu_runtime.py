@@ -589,17 +589,22 @@ def test_i22_13_on_a_gpu_the_staging_tensors_are_page_locked(tmp_path):
 
 # issue 32: one test per defect fixed (its numbers), each failing on c84a6ef ------------------------------
 
-def _rtx_build(monkeypatch, tmp_path, trt, **opts):
-    """build_rtx on the stand-in builder, of fake_gpu.identity_graph (static, fp32): no quantized fixture."""
+def _rtx_build(monkeypatch, tmp_path, trt, target="rtx", fp16_flag=False, **opts):
+    """build_rtx (or build_tensorrt) on the stand-in builder, of fake_gpu.identity_graph (static, fp32): no
+    quantized fixture."""
     import sys
 
     from elir_edge.engines.build import BuildOptions
     from elir_edge.engines.rtx import build_rtx
+    from elir_edge.engines.tensorrt import build_tensorrt
 
-    monkeypatch.setitem(sys.modules, "tensorrt_rtx", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx" if target == "rtx" else "tensorrt", trt)
     graph = tmp_path / "m.onnx"
     graph.write_bytes(fake_gpu.identity_graph(dynamic=False))
-    return build_rtx(graph, BuildOptions(output=tmp_path / "m.rtx.engine", **opts), quiet=True)[1]
+    options = BuildOptions(target=target, output=tmp_path / "m.engine", **opts)
+    if target == "rtx":
+        return build_rtx(graph, options, quiet=True)[1]
+    return build_tensorrt(graph, options, quiet=True, fp16_flag=fp16_flag)[1]
 
 
 def test_i32_7_a_compute_capability_tensorrt_rtx_refuses_is_an_error(tmp_path, monkeypatch):
@@ -664,3 +669,23 @@ def test_i32_1_close_frees_everything_when_the_runtime_cache_cannot_be_saved(gpu
         with pytest.raises(RuntimeError, match="bad_alloc"):
             runner.close()
     assert fake.live() == before and runner.closed and not (tmp_path / "identity.rtx.engine.runtime_cache").exists()
+
+
+@pytest.mark.parametrize("sms, tf32, precision", [(["75", "86"], True, "fp32 (TF32 allowed)"), (["75"], True, "fp32"),
+                                                  (["86"], False, "fp32")])
+def test_i32_5_tensorrt_rtx_fp32_engines_say_tf32_too(tmp_path, monkeypatch, sms, tf32, precision):
+    """Defect 5: TensorRT-RTX keeps BuilderFlag.TF32 on by default too ("Enabled by default"), so an fp32 plan with
+    an SM80+ target computes in TF32 there; it was labelled plain "fp32". The support notes read the precision
+    without the label (an fp32 build for SM86 is listed)."""
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False)
+    m = _rtx_build(monkeypatch, tmp_path, trt, sms=sms, tf32=tf32)
+    assert m["precision"] == precision and m["support"][0].startswith("listed in NVIDIA's matrix")
+    assert trt.seen["cleared_flags"] == (set() if tf32 else {trt.BuilderFlag.TF32})
+
+
+def test_i32_5_an_fp16_flag_build_is_not_labelled_fp32(tmp_path, monkeypatch):
+    """Defect 5: a TensorRT build of an fp32 graph with the FP16 flag was labelled "fp32 (TF32 allowed)"."""
+    fake_gpu.install(monkeypatch, gpu=("NVIDIA A100-SXM4-80GB", 8, 0))
+    trt = fake_gpu.fake_tensorrt_builder("10.8.0", True)
+    assert _rtx_build(monkeypatch, tmp_path, trt, target="tensorrt", fp16_flag=True)["precision"] == "fp16 (FP16 flag)"
+    assert _rtx_build(monkeypatch, tmp_path, trt, target="tensorrt")["precision"] == "fp32 (TF32 allowed)"

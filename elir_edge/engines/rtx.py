@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elir_edge.engines.build import BuilderMissing, BuildError, BuildOptions, build
+from elir_edge.engines.build import BuilderMissing, BuildError, BuildOptions, build, with_tf32
 from elir_edge.engines.support import RTX_MATRIX, rtx_support
 from elir_edge.errors import UserError
 from elir_edge.runtime.tensorrt_rtx import SMS  # the compute capabilities TensorRT-RTX targets, one table
@@ -54,4 +54,5 @@ def build_rtx(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> tuple
     plan, manifest = build(trt, onnx_path, opts, configure, meta, quiet,
                            using=f"with TensorRT-RTX for {', '.join('SM' + s for s in sms)}")
     manifest["support"] = rtx_support(sms, manifest["precision"]) or [f"listed in NVIDIA's matrix ({RTX_MATRIX})"]
+    manifest["precision"] = with_tf32(manifest["precision"], opts.tf32, sms)
     return plan, manifest
