@@ -27,8 +27,10 @@ right:
   once before capturing, as trtexec does);
 - TensorRT-RTX only (`FakeTrt(name="tensorrt_rtx")`, what `install` puts in place; `full_tensorrt` is
   TensorRT 10 without these): a stream capture by the user of an engine built without
-  REQUIRE_USER_ALLOCATION is refused (`is_stream_capturable` says so), while an IRuntimeConfig with
-  `cuda_graph_strategy = WHOLE_GRAPH_CAPTURE` makes the context capture and replay its own graphs; a
+  REQUIRE_USER_ALLOCATION is refused (`is_stream_capturable`, which only its context has, says so), and so
+  is its own capture: an IRuntimeConfig with `cuda_graph_strategy = WHOLE_GRAPH_CAPTURE` (a setting that can
+  be refused, seen only by reading it back) makes the context capture and replay its own graphs only for an
+  engine built with that flag; a
   dynamic engine's new shape runs fallback kernels (`fallback_x` times slower) until its JIT compile ends
   (LAZY, the default: `jit_ms` of host time later, in the background), compiles in the enqueue (EAGER), or
   never (NONE); the compiled shapes are kept in the runtime cache, which serializes, and which
@@ -519,7 +521,8 @@ class FakeEngine:
         """Without a runtime config, TensorRT-RTX's defaults: LAZY specialisation, no CUDA graphs."""
         if "no_context" in self.cuda.faults:
             return None
-        return FakeContext(self, runtime_config or FakeRuntimeConfig(self.trt))
+        kind = FakeRtxContext if self.trt.is_rtx else FakeContext
+        return kind(self, runtime_config or FakeRuntimeConfig(self.trt))
 
 
 class FakeInspector:
@@ -605,9 +608,19 @@ class FakeRuntimeConfig:
     """IRuntimeConfig: TensorRT-RTX's defaults until set, and the runtime cache it is given."""
 
     def __init__(self, trt: FakeTrt):
-        self.trt, self.cache = trt, None
-        self.cuda_graph_strategy = GRAPHS.DISABLED
+        self.trt, self.cache, self._graphs = trt, None, GRAPHS.DISABLED
         self.dynamic_shapes_kernel_specialization_strategy = SPECIALISE.LAZY
+
+    @property
+    def cuda_graph_strategy(self):
+        return self._graphs
+
+    @cuda_graph_strategy.setter
+    def cuda_graph_strategy(self, strategy):
+        """C++ setCudaGraphStrategy answers a bool the Python property drops: a refused strategy (injected:
+        `graph_strategy_refused`) leaves the old one, which only reading it back shows."""
+        if "graph_strategy_refused" not in self.trt.cuda.faults:
+            self._graphs = strategy
 
     def create_runtime_cache(self):
         return FakeRuntimeCache(self.trt)
@@ -685,8 +698,9 @@ class FakeContext:
         self.addresses[name] = int(ptr)
         return True
 
-    def is_stream_capturable(self, stream) -> bool:
-        """TensorRT-RTX: a user's stream capture needs an engine built with REQUIRE_USER_ALLOCATION."""
+    def _capturable(self) -> bool:
+        """TensorRT-RTX: a stream capture, the user's or its own WHOLE_GRAPH_CAPTURE, needs an engine built with
+        REQUIRE_USER_ALLOCATION ("ensures that inference will support graph capture", its docstring)."""
         return self.engine.user_allocation or not self.engine.trt.is_rtx
 
     def _refuses(self, stream) -> bool:
@@ -697,7 +711,7 @@ class FakeContext:
                 d < 0 for n, (m, _, _) in io.items() if m == real_trt.TensorIOMode.INPUT for d in self.shapes[n]):
             return True
         s = self.cuda.streams[int(stream)]
-        if s["capture"] is not None and (self.deferred or not self.is_stream_capturable(stream)):
+        if s["capture"] is not None and (self.deferred or not self._capturable()):
             s["invalidated"] = True
             return True
         self.deferred = False
@@ -719,7 +733,7 @@ class FakeContext:
             self.graph_launches += 1
             return True
         ops = self._launch(stream, self._kernel_ms())
-        if self.config.cuda_graph_strategy == GRAPHS.WHOLE_GRAPH_CAPTURE and not was_deferred:
+        if self.config.cuda_graph_strategy == GRAPHS.WHOLE_GRAPH_CAPTURE and not was_deferred and self._capturable():
             self.graphs[key] = ops  # whatever kernels ran now, fallback ones too, are frozen in the graph
         return True
 
@@ -768,6 +782,13 @@ class FakeContext:
             cuda._write_device(addresses[out_name], result.tobytes())
 
         return kernel
+
+
+class FakeRtxContext(FakeContext):
+    """TensorRT-RTX's context: it alone has is_stream_capturable (TensorRT 11.1's Python bindings have none)."""
+
+    def is_stream_capturable(self, stream) -> bool:
+        return self._capturable()
 
 
 def _np(dt):
@@ -831,7 +852,8 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
     else:
         trt.NetworkDefinitionCreationFlag = real_trt.NetworkDefinitionCreationFlag
         tf32 = int(real_trt.BuilderFlag.TF32)
-    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32)
+    rtx_flags = {} if version.startswith("10.") else {"REQUIRE_USER_ALLOCATION": int(real_trt.BuilderFlag.REQUIRE_USER_ALLOCATION)}
+    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32, **rtx_flags)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
     trt.ProfilingVerbosity = real_trt.ProfilingVerbosity
     trt.ComputeCapability = real_trt.ComputeCapability

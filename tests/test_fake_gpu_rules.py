@@ -227,14 +227,22 @@ def test_tensorrt_rtx_refuses_a_users_capture_without_require_user_allocation(gp
     err, graph = fake.cudaStreamEndCapture(stream)
     assert (graph is not None) == user_allocation
     full_engine, full_context = _context(fake_gpu.full_tensorrt(fake), dynamic=False)
-    assert full_context.is_stream_capturable(0) and not hasattr(fake_gpu.full_tensorrt(fake), "CudaGraphStrategy")
+    assert not hasattr(fake_gpu.full_tensorrt(fake), "CudaGraphStrategy")
+
+
+def test_the_full_tensorrt_has_no_is_stream_capturable(gpu):
+    """TensorRT 11.1's Python bindings have no IExecutionContext.is_stream_capturable (tensorrt_rtx has it)."""
+    fake, trt = gpu
+    assert not hasattr(_context(fake_gpu.full_tensorrt(fake), dynamic=False)[1], "is_stream_capturable")
+    assert hasattr(tensorrt_rtx.IExecutionContext, "is_stream_capturable") and hasattr(_context(trt)[1], "is_stream_capturable")
 
 
 def test_whole_graph_capture_makes_tensorrt_rtx_replay_its_own_graph(gpu):
     """cuda_graph_strategy = WHOLE_GRAPH_CAPTURE: after the deferred first enqueue, TensorRT-RTX captures the
-    next one and replays it from then on: one cheap graph launch on the host, the same kernels on the GPU."""
+    next one and replays it from then on: one cheap graph launch on the host, the same kernels on the GPU (an
+    engine built with REQUIRE_USER_ALLOCATION, as `elir-edge build` builds)."""
     fake, trt = gpu
-    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False))
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=True)
     engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
     config = engine.create_runtime_config()
     config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
@@ -247,6 +255,34 @@ def test_whole_graph_capture_makes_tensorrt_rtx_replay_its_own_graph(gpu):
     assert fake.host_now - t0 < fake.enqueue_ms / 10
     default = engine.create_execution_context()
     assert default.get_runtime_config().cuda_graph_strategy == trt.CudaGraphStrategy.DISABLED
+
+
+@pytest.mark.parametrize("user_allocation", [False, True])
+def test_whole_graph_capture_captures_only_an_engine_built_with_require_user_allocation(gpu, user_allocation):
+    """REQUIRE_USER_ALLOCATION "ensures that inference will support graph capture": without it TensorRT-RTX's own
+    capture is not made either (is_stream_capturable says so), and the enqueues run as plain launches."""
+    fake, trt = gpu
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=user_allocation)
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
+    config = engine.create_runtime_config()
+    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    context = engine.create_execution_context(runtime_config=config)
+    stream = _bind(fake, engine, context)
+    for _ in range(3):
+        assert context.execute_async_v3(int(stream))
+    assert context.graph_launches == (1 if user_allocation else 0)
+    assert context.is_stream_capturable(int(stream)) == user_allocation
+
+
+def test_a_refused_cuda_graph_strategy_shows_only_when_read_back(gpu):
+    """C++ setCudaGraphStrategy answers a bool (NVIDIA's apiUsage sample checks it); the Python property drops it,
+    so a refusal (injected by name) leaves the old strategy, seen by reading it back."""
+    fake, trt = gpu
+    engine, _ = _context(trt)
+    fake.faults.add("graph_strategy_refused")
+    config = engine.create_runtime_config()
+    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    assert config.cuda_graph_strategy == trt.CudaGraphStrategy.DISABLED
 
 
 @pytest.mark.parametrize("strategy, fallback_runs", [("LAZY", 2), ("EAGER", 0), ("NONE", 3)])

@@ -29,7 +29,8 @@ def _engine(folder, tmp_path, io=None, dynamic=False, name="model.rtx.engine", g
     dst = tmp_path / "export"
     if not dst.exists():
         shutil.copytree(folder, dst)
-    plan = fake_gpu.make_plan((dst / graph).read_bytes(), io, dynamic, verbosity="DETAILED")  # as build sets it
+    plan = fake_gpu.make_plan((dst / graph).read_bytes(), io, dynamic, verbosity="DETAILED",
+                              user_allocation=True)  # as build sets them
     (dst / name).write_bytes(plan)
     import hashlib
 
@@ -283,8 +284,9 @@ def test_an_rtx_engine_on_a_machine_without_gpu_says_where_it_runs(tiny_quantize
 
 # issue 22: one test per defect fixed (its numbers), each failing on the code before the fix -------------
 
-def _identity_runner(trt, tmp_path, eps=True, dynamic=True, cuda_graph=False, profile=None, user_allocation=False):
-    """An engine of fake_gpu.identity_graph (hq = lq), so every output is known without a reference run."""
+def _identity_runner(trt, tmp_path, eps=True, dynamic=True, cuda_graph=False, profile=None, user_allocation=True):
+    """An engine of fake_gpu.identity_graph (hq = lq), so every output is known without a reference run; built with
+    REQUIRE_USER_ALLOCATION unless said, as `elir-edge build` builds."""
     plan = fake_gpu.make_plan(fake_gpu.identity_graph(eps=eps, dynamic=dynamic), dynamic=dynamic, profile=profile,
                               user_allocation=user_allocation)
     kind = "TensorRT-RTX" if trt.is_rtx else "TensorRT"
@@ -689,3 +691,27 @@ def test_i32_5_an_fp16_flag_build_is_not_labelled_fp32(tmp_path, monkeypatch):
     trt = fake_gpu.fake_tensorrt_builder("10.8.0", True)
     assert _rtx_build(monkeypatch, tmp_path, trt, target="tensorrt", fp16_flag=True)["precision"] == "fp16 (FP16 flag)"
     assert _rtx_build(monkeypatch, tmp_path, trt, target="tensorrt")["precision"] == "fp32 (TF32 allowed)"
+
+
+def test_i32_6_a_cuda_graph_tensorrt_rtx_cannot_make_is_not_in_the_label(gpu, tmp_path):
+    """Defect 6: "+ CUDA graph" was the request, never confirmed. Now the row says it only where TensorRT-RTX took
+    WHOLE_GRAPH_CAPTURE (read back: the C++ setter's bool is lost in Python) and the context is capturable (an
+    engine built with REQUIRE_USER_ALLOCATION, which "ensures that inference will support graph capture")."""
+    fake, trt = gpu
+    lq, eps = _inputs(1)
+    for user_allocation, fault, why in [(False, None, r"is_stream_capturable\(\) is False"),
+                                        (True, "graph_strategy_refused", "did not take cuda_graph_strategy")]:
+        fake.faults = {fault} - {None}
+        with pytest.warns(UserWarning, match=f"{why}.*: running without a CUDA graph$"):
+            runner = _identity_runner(trt, tmp_path, dynamic=False, cuda_graph=True, user_allocation=user_allocation)
+        for _ in range(3):
+            assert np.array_equal(runner(lq, eps), lq)
+        assert runner.kind == "TensorRT-RTX" and runner.context.graph_launches == 0
+        runner.close()
+
+
+def test_i32_6_build_sets_require_user_allocation(tmp_path, monkeypatch):
+    """Defect 6: `elir-edge build` never set REQUIRE_USER_ALLOCATION, without which TensorRT-RTX may not capture."""
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False)
+    m = _rtx_build(monkeypatch, tmp_path, trt)
+    assert trt.BuilderFlag.REQUIRE_USER_ALLOCATION in trt.seen["builder_flags"] and m["require_user_allocation"]

@@ -47,9 +47,10 @@ def build_rtx(onnx_path: Path, opts: BuildOptions, quiet: bool = False) -> tuple
 
     def configure(config, network, flags):
         set_targets(trt, config, sms)
+        config.set_flag(trt.BuilderFlag.REQUIRE_USER_ALLOCATION)  # so --cuda-graph can be captured
 
     meta = {"builder": "tensorrt-rtx", "builder_version": trt.__version__, "target_sms": sms,
-            "target_gpus": [SMS[s] for s in sms],
+            "target_gpus": [SMS[s] for s in sms], "require_user_allocation": True,
             "note": "compiled ahead of time; the plan finishes compiling on the GPU at first load"}
     plan, manifest = build(trt, onnx_path, opts, configure, meta, quiet,
                            using=f"with TensorRT-RTX for {', '.join('SM' + s for s in sms)}")

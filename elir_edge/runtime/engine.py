@@ -73,6 +73,7 @@ class EngineRunner(Runner):
         self.buffers: dict[str, cuda.Buffer] = {}
         try:
             self._open(meta)
+            self._confirm_graph()
         except BaseException:  # noqa: BLE001 - re-raised: what was made so far is given back first
             self._free()
             raise
@@ -175,6 +176,23 @@ class EngineRunner(Runner):
         if self.cuda_graph and not self.setup.graph_by_tensorrt and self.stream.graph_exec is None:
             self._capture()
 
+    def _confirm_graph(self) -> None:
+        """TensorRT-RTX makes the CUDA graph only where it took WHOLE_GRAPH_CAPTURE and the context can be
+        captured (an engine built with REQUIRE_USER_ALLOCATION); otherwise the row must not say CUDA graph."""
+        if not (self.cuda_graph and hasattr(self.trt, "CudaGraphStrategy")):
+            return
+        if not self.setup.graph_by_tensorrt:
+            self._no_graph("TensorRT-RTX did not take cuda_graph_strategy = WHOLE_GRAPH_CAPTURE")
+        elif not self.context.is_stream_capturable(int(self.stream.handle)):
+            self._no_graph("TensorRT-RTX cannot capture it (is_stream_capturable() is False: built without "
+                           "REQUIRE_USER_ALLOCATION; rebuild it with `elir-edge build`)")
+
+    def _no_graph(self, why: str) -> None:
+        """Run without a CUDA graph, said in one warning, and the row's kind no longer says CUDA graph."""
+        self.cuda_graph = False
+        self.kind = self.kind.removesuffix(" + CUDA graph")
+        warnings.warn(f"{self.path}: {why}: running without a CUDA graph", stacklevel=4)
+
     def _capture(self) -> None:
         """One enqueue as a CUDA graph, where the context says it can be captured (TensorRT-RTX: only an
         engine built with REQUIRE_USER_ALLOCATION); an engine that cannot be captured runs without one, with
@@ -186,10 +204,7 @@ class EngineRunner(Runner):
                                   "with REQUIRE_USER_ALLOCATION")
             self.stream.capture(self._enqueue)
         except (EngineError, cuda.CudaError) as e:
-            self.cuda_graph = False
-            self.kind = self.kind.removesuffix(" + CUDA graph")
-            warnings.warn(f"{self.path}: CUDA graph capture failed ({e}): running without a CUDA graph",
-                          stacklevel=3)
+            self._no_graph(f"CUDA graph capture failed ({e})")
 
     def _copy_in(self) -> None:
         for name, b in self.buffers.items():
