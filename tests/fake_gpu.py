@@ -66,14 +66,17 @@ DEVICE_BASE = 0x7F00_0000_0000  # fake device addresses: never mapped in this pr
 
 def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False,
               profile: tuple | None = None, user_allocation: bool = False, verbosity: str = "LAYER_NAMES_ONLY",
-              int8_kernels: bool = True) -> bytes:
+              int8_kernels: bool = True, min_driver: int = 0, device_mb: int = 0, suboptimal: bool = False) -> bytes:
     """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims, the
     optimization profile of `lq` as (B, H, W) min, opt, max, whether it was built with
     BuilderFlag.REQUIRE_USER_ALLOCATION, its ProfilingVerbosity (TensorRT's default unless said), whether
-    TensorRT chose INT8 kernels for the Q/DQ convolutions) and the ONNX graph it 'runs'. A dynamic plan
-    without a profile gets the one `elir-edge build` sets by default (written out here, not imported)."""
+    TensorRT chose INT8 kernels for the Q/DQ convolutions, what TensorRT-RTX's get_engine_validity reads in
+    the header: the CUDA driver it needs, the device memory it needs in MiB, whether it is SUBOPTIMAL here) and
+    the ONNX graph it 'runs'. A dynamic plan without a profile gets the one `elir-edge build` sets by default
+    (written out here, not imported)."""
     header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile, "user_allocation": user_allocation,
-                         "verbosity": verbosity, "int8_kernels": int8_kernels}).encode()
+                         "verbosity": verbosity, "int8_kernels": int8_kernels, "min_driver": min_driver,
+                         "device_mb": device_mb, "suboptimal": suboptimal}).encode()
     return b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + onnx_bytes
 
 
@@ -125,10 +128,12 @@ class FakeCuda(types.ModuleType):
     cudaStreamCaptureMode = real_rt.cudaStreamCaptureMode
 
     def __init__(self, *, enqueue_ms: float = 5.0, kernel_ms: float = 2.0, gb_s: float = 10.0,
-                 gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, faults: set[str] = frozenset(),
+                 gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, memory_mb: int = 11264,
+                 faults: set[str] = frozenset(),
                  launches: int = 4, jit_ms: float = 200.0, fallback_x: float = 3.0, real_host: bool = False):
         super().__init__("cuda.bindings.runtime")
         self.enqueue_ms, self.kernel_ms, self.gb_s, self.gpu, self.driver = enqueue_ms, kernel_ms, gb_s, gpu, driver
+        self.memory_mb = memory_mb  # free device memory
         self.launches, self.jit_ms, self.fallback_x = launches, jit_ms, fallback_x
         self.real_host = real_host  # host costs also spent for real (sleeps), for what the host's clock measures
         self.faults = set(faults)
@@ -436,16 +441,48 @@ class FakeTrt(types.ModuleType):
                 pass
 
             def deserialize_cuda_engine(self, plan):
-                if not plan.startswith(b"FAKEPLAN") or "damaged_plan" in cuda.faults:
+                header = _header(plan)
+                if header is None or "damaged_plan" in cuda.faults or (outer.is_rtx and _invalidity(cuda, header)):
                     return None
-                n = int.from_bytes(plan[8:12], "little")
-                header = json.loads(plan[12:12 + n])
                 try:
-                    return FakeEngine(outer, header, plan[12 + n:])
+                    return FakeEngine(outer, header, plan[12 + int.from_bytes(plan[8:12], "little"):])
                 except Exception:  # a truncated graph: TensorRT returns None
                     return None
 
-        self.Logger, self.Runtime = Logger, Runtime
+        class RtxRuntime(Runtime):
+            def get_engine_validity(self, buffer) -> tuple:
+                """TensorRT-RTX: (EngineValidity, diagnostics bitmask) from the header alone: INVALID with the
+                EngineInvalidityDiagnostics bits that apply, SUBOPTIMAL where the plan says so, else VALID."""
+                header = _header(bytes(buffer))
+                bits = DIAGNOSTICS.MALFORMED_ENGINE if header is None else _invalidity(cuda, header)
+                if bits:
+                    return real_trt.EngineValidity.INVALID, int(bits)
+                return (real_trt.EngineValidity.SUBOPTIMAL if header["suboptimal"] else real_trt.EngineValidity.VALID), 0
+
+        if self.is_rtx:
+            self.EngineValidity, self.EngineInvalidityDiagnostics = real_trt.EngineValidity, DIAGNOSTICS
+        self.Logger, self.Runtime = Logger, RtxRuntime if self.is_rtx else Runtime
+
+
+DIAGNOSTICS = real_trt.EngineInvalidityDiagnostics
+
+
+def _header(plan: bytes) -> dict | None:
+    """A stand-in plan's header, or None for anything else."""
+    if not plan.startswith(b"FAKEPLAN"):
+        return None
+    n = int.from_bytes(plan[8:12], "little")
+    try:
+        return json.loads(plan[12:12 + n])
+    except ValueError:
+        return None
+
+
+def _invalidity(cuda: FakeCuda, header: dict) -> int:
+    """The diagnostics bits of what keeps the plan from running on this GPU: an older driver than it needs, less
+    free device memory than it needs."""
+    bits = int(DIAGNOSTICS.OLD_CUDA_DRIVER) if cuda.driver < header.get("min_driver", 0) else 0
+    return bits | (int(DIAGNOSTICS.INSUFFICIENT_GPU_MEMORY) if cuda.memory_mb < header.get("device_mb", 0) else 0)
 
 
 class FakeEngine:

@@ -395,3 +395,24 @@ def test_a_runtime_cache_may_not_serialize_and_set_runtime_cache_may_refuse(gpu)
     assert cache.serialize() is None
     other = engine.create_runtime_config()
     assert not other.set_runtime_cache(cache) and other.get_runtime_cache() is None
+
+
+def test_get_engine_validity_reads_the_header_and_deserialize_refuses_an_invalid_plan(gpu):
+    """TensorRT-RTX's Runtime.get_engine_validity -> (EngineValidity, EngineInvalidityDiagnostics bits), from the
+    header alone: an older driver or less free GPU memory than the plan needs is INVALID (and deserialize_cuda_engine
+    gives None), a plan marked so is SUBOPTIMAL; the full TensorRT has no such call."""
+    fake, trt = gpu
+    graph = fake_gpu.identity_graph(dynamic=False)
+    runtime = trt.Runtime(trt.Logger())
+    validity = tensorrt_rtx.EngineValidity
+    diag = tensorrt_rtx.EngineInvalidityDiagnostics
+    assert runtime.get_engine_validity(fake_gpu.make_plan(graph)) == (validity.VALID, 0)
+    assert runtime.get_engine_validity(fake_gpu.make_plan(graph, suboptimal=True)) == (validity.SUBOPTIMAL, 0)
+    assert runtime.get_engine_validity(b"not a plan") == (validity.INVALID, int(diag.MALFORMED_ENGINE))
+    old_driver = fake_gpu.make_plan(graph, min_driver=fake.driver + 10)
+    assert runtime.get_engine_validity(old_driver) == (validity.INVALID, int(diag.OLD_CUDA_DRIVER))
+    big = fake_gpu.make_plan(graph, device_mb=fake.memory_mb + 1)
+    assert runtime.get_engine_validity(big) == (validity.INVALID, int(diag.INSUFFICIENT_GPU_MEMORY))
+    assert runtime.deserialize_cuda_engine(old_driver) is None and runtime.deserialize_cuda_engine(big) is None
+    full = fake_gpu.full_tensorrt(fake)
+    assert not hasattr(full.Runtime(full.Logger()), "get_engine_validity")

@@ -715,3 +715,39 @@ def test_i32_6_build_sets_require_user_allocation(tmp_path, monkeypatch):
     trt = fake_gpu.fake_tensorrt_builder("1.7.1", False)
     m = _rtx_build(monkeypatch, tmp_path, trt)
     assert trt.BuilderFlag.REQUIRE_USER_ALLOCATION in trt.seen["builder_flags"] and m["require_user_allocation"]
+
+
+@pytest.mark.parametrize("plan, reasons", [
+    (dict(min_driver=13020), r"\(OLD_CUDA_DRIVER\): update the NVIDIA driver$"),
+    (dict(device_mb=20_000), r"\(INSUFFICIENT_GPU_MEMORY\): free GPU memory"),
+    (dict(min_driver=13020, device_mb=20_000), r"\(OLD_CUDA_DRIVER, INSUFFICIENT_GPU_MEMORY\): update the NVIDIA "
+                                               r"driver; free GPU memory")])
+def test_i32_3_tensorrt_rtx_says_why_an_engine_cannot_run_here(gpu, tmp_path, plan, reasons):
+    """Defect 3: every None from deserialization read "damaged, truncated, or built by another version". The runner
+    asks get_engine_validity first, as NVIDIA's apiUsage sample does, and names the diagnostics bits."""
+    fake, trt = gpu
+    before = fake.live()
+    blob = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), **plan)
+    with pytest.raises(EngineError, match=r"^\S+identity.rtx.engine: TensorRT-RTX says this engine cannot run here "
+                                          + reasons):
+        EngineRunner(trt, blob, tmp_path / "identity.rtx.engine", "TensorRT-RTX")
+    assert fake.live() == before
+
+
+def test_i32_3_a_suboptimal_engine_runs_and_its_bench_row_is_flagged(gpu, tmp_path):
+    """Defect 3: a SUBOPTIMAL engine (TensorRT-RTX: it runs, recompilation recommended) was benched unmarked."""
+    from elir_edge.bench.options import BenchOptions
+    from elir_edge.bench.stage import _speed_rows
+
+    _, trt = gpu
+
+    def row(suboptimal: bool) -> dict:
+        path = tmp_path / f"{suboptimal}.rtx.engine"
+        path.write_bytes(fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), suboptimal=suboptimal))
+        runner = EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX")
+        lq, eps = _inputs(1)
+        assert np.array_equal(runner(lq, eps), lq)
+        return _speed_rows(BenchOptions([], iterations=1, duration=0, warmup=0), [runner], None, 64, 64, 16)[0]
+
+    assert row(True)["flag"].startswith("TensorRT-RTX rates this engine SUBOPTIMAL on this GPU")
+    assert "flag" not in row(False)

@@ -150,11 +150,14 @@ def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None
         row = {"artifact": str(a.path), "label": label(a), "runner": a.kind, "on_gpu": a.on_gpu,
                "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": a.load_ms, "first_run_ms": a.first_run_ms}
         row.update(_layer_figures(a))
+        flags = [a.flag] if getattr(a, "flag", None) else []
         probed = probe_runner(a)
         if probed is not None:
             row["probe"] = probed.to_dict()
             if not probed.ok:
-                row["flag"] = f"{probed.describe()} ({WHY}); its speed is not a fair figure"
+                flags.append(f"{probed.describe()} ({WHY}); its speed is not a fair figure")
+        if flags:
+            row["flag"] = "; ".join(flags)
         rows.append(row)
     return rows
 

@@ -37,6 +37,33 @@ class EngineError(UserError):
     """The engine cannot run here as it is (damaged, wrong GPU, failed call): one line, never a crash."""
 
 
+# TensorRT-RTX's EngineInvalidityDiagnostics bits -> the fix (NVIDIA's apiUsage sample names each bit)
+INVALIDITY_FIXES = {"VERSION_MISMATCH": "rebuild it with this TensorRT-RTX (`elir-edge build`)",
+                    "UNSUPPORTED_CC": "rebuild it for this GPU (`elir-edge build --sm`)",
+                    "OLD_CUDA_DRIVER": "update the NVIDIA driver", "OLD_CUDA_RUNTIME": "update the CUDA runtime",
+                    "INSUFFICIENT_GPU_MEMORY": "free GPU memory (other processes) or use a GPU with more",
+                    "MALFORMED_ENGINE": "build it again with `elir-edge build`",
+                    "CUDA_ERROR": "check the GPU and its driver (nvidia-smi)"}
+
+
+def validity_flag(trt, runtime, plan: bytes, path: Path) -> str | None:
+    """TensorRT-RTX's own verdict on the plan's header, asked before deserializing (as NVIDIA's apiUsage
+    sample does): INVALID is an error naming its reasons; SUBOPTIMAL runs, and the row is flagged with it."""
+    if not hasattr(runtime, "get_engine_validity"):
+        return None
+    validity, diagnostics = runtime.get_engine_validity(plan)
+    if validity == trt.EngineValidity.SUBOPTIMAL:
+        return "TensorRT-RTX rates this engine SUBOPTIMAL on this GPU (it runs, recompilation recommended): " \
+               "rebuild it with `elir-edge build`"
+    if validity != trt.EngineValidity.INVALID:
+        return None
+    reasons = [n for n, bit in trt.EngineInvalidityDiagnostics.__members__.items() if int(diagnostics) & int(bit)]
+    said = ", ".join(reasons) or "INVALID, no reason given"
+    fixes = "; ".join(INVALIDITY_FIXES.get(r, "rebuild it with `elir-edge build`") for r in reasons)
+    raise EngineError(f"{path}: TensorRT-RTX says this engine cannot run here ({said}): "
+                      f"{fixes or 'rebuild it on this machine with `elir-edge build`'}")
+
+
 def _to_bf16(x: np.ndarray) -> np.ndarray:
     bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
     return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
@@ -57,7 +84,9 @@ class EngineRunner(Runner):
         self.kind = kind + (" + CUDA graph" if cuda_graph else "")
         self.rt = cuda.bindings()
         t0 = time.perf_counter()
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+        self.flag = validity_flag(trt, runtime, plan, self.path)
+        self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise EngineError(f"{path} cannot be deserialized (damaged, truncated, or built by another "
                               "version or for another GPU): build it again with `elir-edge build`")

@@ -57,6 +57,7 @@ class Runner(Protocol):
     interface: Interface
     load_ms: float | None = None  # engines: deserialisation (TensorRT-RTX compiles for the GPU there)
     first_run_ms: float | None = None  # engines: the first inference of a shape, kept out of latency
+    flag: str | None = None  # why its speed may not be a fair figure (a SUBOPTIMAL TensorRT-RTX engine)
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray: ...
 
