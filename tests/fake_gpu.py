@@ -66,17 +66,18 @@ DEVICE_BASE = 0x7F00_0000_0000  # fake device addresses: never mapped in this pr
 
 def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False,
               profile: tuple | None = None, user_allocation: bool = False, verbosity: str = "LAYER_NAMES_ONLY",
-              int8_kernels: bool = True, min_driver: int = 0, device_mb: int = 0, suboptimal: bool = False) -> bytes:
+              int8_kernels: bool = True, min_driver: int = 0, device_mb: int = 0, suboptimal: bool = False,
+              built_on: str | None = None) -> bytes:
     """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims, the
     optimization profile of `lq` as (B, H, W) min, opt, max, whether it was built with
     BuilderFlag.REQUIRE_USER_ALLOCATION, its ProfilingVerbosity (TensorRT's default unless said), whether
     TensorRT chose INT8 kernels for the Q/DQ convolutions, what TensorRT-RTX's get_engine_validity reads in
     the header: the CUDA driver it needs, the device memory it needs in MiB, whether it is SUBOPTIMAL here) and
-    the ONNX graph it 'runs'. A dynamic plan without a profile gets the one `elir-edge build` sets by default
-    (written out here, not imported)."""
+    the ONNX graph it 'runs'; `built_on`: the GPU a full TensorRT plan was built on. A dynamic plan without a
+    profile gets the one `elir-edge build` sets by default (written out here, not imported)."""
     header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile, "user_allocation": user_allocation,
                          "verbosity": verbosity, "int8_kernels": int8_kernels, "min_driver": min_driver,
-                         "device_mb": device_mb, "suboptimal": suboptimal}).encode()
+                         "device_mb": device_mb, "suboptimal": suboptimal, "built_on": built_on}).encode()
     return b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + onnx_bytes
 
 
@@ -428,22 +429,20 @@ class FakeTrt(types.ModuleType):
         if self.is_rtx:
             self.CudaGraphStrategy, self.DynamicShapesKernelSpecializationStrategy = GRAPHS, SPECIALISE
 
-        class Logger:
-            ERROR = WARNING = 0
-
-            def __init__(self, *a):
-                pass
-
         outer = self
 
         class Runtime:
             def __init__(self, logger):
-                pass
+                self.logger = logger
 
             def deserialize_cuda_engine(self, plan):
+                """None for what it cannot deserialize; the full TensorRT warns of a plan built on another GPU
+                model (its own words), through the logger."""
                 header = _header(plan)
                 if header is None or "damaged_plan" in cuda.faults or (outer.is_rtx and _invalidity(cuda, header)):
                     return None
+                if not outer.is_rtx and header.get("built_on") not in (None, cuda.gpu[0]):
+                    self.logger.log(Logger.WARNING, ACROSS_DEVICES)
                 try:
                     return FakeEngine(outer, header, plan[12 + int.from_bytes(plan[8:12], "little"):])
                 except Exception:  # a truncated graph: TensorRT returns None
@@ -465,6 +464,23 @@ class FakeTrt(types.ModuleType):
 
 
 DIAGNOSTICS = real_trt.EngineInvalidityDiagnostics
+ACROSS_DEVICES = ("Using an engine plan file across different models of devices is not supported and is likely to "
+                  "affect performance or even cause errors or deadlock.")
+
+
+class Logger:
+    """trt.Logger: the real severities (INTERNAL_ERROR 0 .. VERBOSE 4, WARNING by default); a message is written
+    to stderr, as the real default logger does, only at or above its min_severity."""
+
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (real_trt.Logger.Severity.__members__[n] for n in
+                                                     ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"))
+
+    def __init__(self, min_severity=real_trt.Logger.Severity.WARNING):
+        self.min_severity = min_severity
+
+    def log(self, severity, msg: str) -> None:
+        if int(severity) <= int(self.min_severity):
+            print(f"[TRT] [{severity.name[0]}] {msg}", file=sys.stderr)
 
 
 def _header(plan: bytes) -> dict | None:
@@ -894,12 +910,6 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
     trt.ProfilingVerbosity = real_trt.ProfilingVerbosity
     trt.ComputeCapability = real_trt.ComputeCapability
-
-    class Logger:
-        ERROR = WARNING = 0
-
-        def __init__(self, *a):
-            pass
 
     class Network:
         num_layers = 3

@@ -416,3 +416,15 @@ def test_get_engine_validity_reads_the_header_and_deserialize_refuses_an_invalid
     assert runtime.deserialize_cuda_engine(old_driver) is None and runtime.deserialize_cuda_engine(big) is None
     full = fake_gpu.full_tensorrt(fake)
     assert not hasattr(full.Runtime(full.Logger()), "get_engine_validity")
+
+
+@pytest.mark.parametrize("severity, shown", [("ERROR", False), ("WARNING", True), ("VERBOSE", True)])
+def test_the_logger_writes_only_at_or_above_its_severity(gpu, capfd, severity, shown):
+    """trt.Logger's real severities (ERROR 1, WARNING 2, ...): the full TensorRT's warning of a plan built on
+    another GPU model is written only by a logger at WARNING or below."""
+    fake, _ = gpu
+    trt = fake_gpu.full_tensorrt(fake)
+    assert int(trt.Logger.ERROR) == int(tensorrt_rtx.Logger.ERROR) == 1 and int(trt.Logger().min_severity) == 2
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), built_on="NVIDIA GeForce RTX 3090")
+    assert trt.Runtime(trt.Logger(getattr(trt.Logger, severity))).deserialize_cuda_engine(plan) is not None
+    assert (fake_gpu.ACROSS_DEVICES in capfd.readouterr().err) == shown

@@ -751,3 +751,28 @@ def test_i32_3_a_suboptimal_engine_runs_and_its_bench_row_is_flagged(gpu, tmp_pa
 
     assert row(True)["flag"].startswith("TensorRT-RTX rates this engine SUBOPTIMAL on this GPU")
     assert "flag" not in row(False)
+
+
+def test_i32_4_a_tensorrt_engine_of_another_gpu_model_is_refused(monkeypatch, tmp_path):
+    """Defect 4: engines were matched by compute capability alone, so one built on an RTX 3090 ran on an A10 (both
+    8.6), which TensorRT calls unsupported ("likely to affect performance or even cause errors or deadlock")."""
+    import sys
+
+    from elir_edge.runtime.tensorrt import open_tensorrt
+
+    fake, _ = fake_gpu.install(monkeypatch, gpu=("NVIDIA A10", 8, 6))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_gpu.full_tensorrt(fake))
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False))
+    built = {"tensorrt": "10.8.0", "gpu_compute_capability": "8.6", "gpu_name": "NVIDIA GeForce RTX 3090"}
+    with pytest.raises(EngineError, match=r"m.trt was built on NVIDIA GeForce RTX 3090, this machine has NVIDIA A10 "
+                                          r"\(both 8.6\): TensorRT does not support .*rebuild it here"):
+        open_tensorrt(tmp_path / "m.trt", plan, built)
+    open_tensorrt(tmp_path / "m.trt", plan, {**built, "gpu_name": "NVIDIA A10"}).close()
+
+
+def test_i32_4_tensorrts_warnings_reach_the_user(gpu, tmp_path, capfd):
+    """Defect 4: the runtime's logger was at ERROR, hiding TensorRT's warning of a plan from another GPU model."""
+    fake, _ = gpu
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), built_on="NVIDIA GeForce RTX 3090")
+    EngineRunner(fake_gpu.full_tensorrt(fake), plan, tmp_path / "m.trt", "TensorRT").close()
+    assert fake_gpu.ACROSS_DEVICES in capfd.readouterr().err

@@ -84,7 +84,7 @@ class EngineRunner(Runner):
         self.kind = kind + (" + CUDA graph" if cuda_graph else "")
         self.rt = cuda.bindings()
         t0 = time.perf_counter()
-        runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # TensorRT's warnings reach the user (other GPU model)
         self.flag = validity_flag(trt, runtime, plan, self.path)
         self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
