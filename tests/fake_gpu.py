@@ -131,12 +131,14 @@ class FakeCuda(types.ModuleType):
     def __init__(self, *, enqueue_ms: float = 5.0, kernel_ms: float = 2.0, gb_s: float = 10.0,
                  gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, memory_mb: int = 11264,
                  faults: set[str] = frozenset(),
-                 launches: int = 4, jit_ms: float = 200.0, fallback_x: float = 3.0, real_host: bool = False):
+                 launches: int = 4, jit_ms: float = 200.0, fallback_x: float = 3.0, real_host: bool = False,
+                 context_ms: float = 0.0):
         super().__init__("cuda.bindings.runtime")
         self.enqueue_ms, self.kernel_ms, self.gb_s, self.gpu, self.driver = enqueue_ms, kernel_ms, gb_s, gpu, driver
         self.memory_mb = memory_mb  # free device memory
         self.launches, self.jit_ms, self.fallback_x = launches, jit_ms, fallback_x
         self.real_host = real_host  # host costs also spent for real (sleeps), for what the host's clock measures
+        self.context_ms, self.context = context_ms, False  # the process's CUDA context: made by the first call needing it
         self.faults = set(faults)
         self.host_now = 0.0  # virtual host clock (ms)
         self.device_free = 0.0  # when the GPU finishes what is queued (ms)
@@ -158,6 +160,14 @@ class FakeCuda(types.ModuleType):
         self.host_now += ms
         if self.real_host and ms >= 1:
             time.sleep(ms / 1000)
+
+    def _ensure_context(self) -> None:
+        """The primary context, made (its `context_ms` of host time) by the first call that needs one, as the CUDA
+        runtime does: allocations, streams, events, cudaFree(0), and TensorRT's deserialization; never the device
+        queries (count, properties, driver version)."""
+        if not self.context:
+            self.context = True
+            self._tick("CUDA context creation", self.context_ms)
 
     def _handle(self) -> int:
         self.handles += 1
@@ -203,6 +213,7 @@ class FakeCuda(types.ModuleType):
     def cudaMallocHost(self, size):
         import ctypes
 
+        self._ensure_context()
         self._tick("cudaMallocHost")
         if self._refused_in_capture():
             return E.cudaErrorStreamCaptureUnsupported, None
@@ -212,6 +223,7 @@ class FakeCuda(types.ModuleType):
         return OK, ctypes.addressof(buf)
 
     def cudaMalloc(self, size):
+        self._ensure_context()
         self._tick("cudaMalloc")
         if self._refused_in_capture():
             return E.cudaErrorStreamCaptureUnsupported, None
@@ -222,6 +234,11 @@ class FakeCuda(types.ModuleType):
         return OK, ptr
 
     def cudaFree(self, ptr):
+        """cudaFree(0) frees nothing and succeeds (the usual way to make the context); others free an allocation."""
+        self._ensure_context()
+        if int(ptr) == 0:
+            self._tick("cudaFree(0)")
+            return (OK,)
         self.written.discard(int(ptr))
         return self._release("cudaFree", self.device_mem, ptr)
 
@@ -273,6 +290,7 @@ class FakeCuda(types.ModuleType):
 
     # streams, events, graphs ---------------------------------------------------------------------
     def cudaStreamCreate(self):
+        self._ensure_context()
         self._tick("cudaStreamCreate")
         h = self._handle()
         self.streams[h] = {"queue": [], "capture": None, "mode": None, "thread": None, "invalidated": False}
@@ -289,6 +307,7 @@ class FakeCuda(types.ModuleType):
             s["queue"].append((self.host_now, op))
 
     def cudaEventCreate(self):
+        self._ensure_context()
         self._tick("cudaEventCreate")
         h = self._handle()
         self.events[h] = {"t": None, "pending": False}
@@ -441,6 +460,7 @@ class FakeTrt(types.ModuleType):
                 header = _header(plan)
                 if header is None or "damaged_plan" in cuda.faults or (outer.is_rtx and _invalidity(cuda, header)):
                     return None
+                cuda._ensure_context()  # TensorRT's CUDA calls make it where the caller has not
                 if not outer.is_rtx and header.get("built_on") not in (None, cuda.gpu[0]):
                     self.logger.log(Logger.WARNING, ACROSS_DEVICES)
                 try:
@@ -707,6 +727,9 @@ class FakeRuntimeCache:
         return b"FAKERTC" + json.dumps({**self._made_on(), "shapes": [list(s) for s in self.entries]}).encode()
 
     def deserialize(self, blob) -> bool:
+        """False without a current CUDA context too ("A current CUDA context must be present", its docstring)."""
+        if not self.trt.cuda.context:
+            return False
         blob = bytes(blob)
         try:
             data = json.loads(blob[7:]) if blob.startswith(b"FAKERTC") else {}

@@ -428,3 +428,21 @@ def test_the_logger_writes_only_at_or_above_its_severity(gpu, capfd, severity, s
     plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), built_on="NVIDIA GeForce RTX 3090")
     assert trt.Runtime(trt.Logger(getattr(trt.Logger, severity))).deserialize_cuda_engine(plan) is not None
     assert (fake_gpu.ACROSS_DEVICES in capfd.readouterr().err) == shown
+
+
+def test_the_cuda_context_is_made_once_by_the_first_call_needing_it(monkeypatch):
+    """The CUDA runtime makes the primary context lazily: device queries do not, cudaFree(0) (which succeeds) and
+    allocations do, once; IRuntimeCache.deserialize answers False without one ("A current CUDA context must be
+    present", its docstring), and TensorRT's deserialization makes it."""
+    fake, trt = fake_gpu.install(monkeypatch, context_ms=50.0)
+    cuda.gpu_info()
+    assert not fake.context
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(fake_gpu.make_plan(fake_gpu.identity_graph()))
+    assert fake.context and fake.calls.count("CUDA context creation") == 1
+    fake.context = False
+    blob = engine.create_runtime_config().create_runtime_cache().serialize()
+    assert not engine.create_runtime_config().create_runtime_cache().deserialize(blob)
+    t0 = fake.host_now
+    assert fake.cudaFree(0) == (fake.cudaError_t.cudaSuccess,) and fake.host_now - t0 >= 50.0
+    assert engine.create_runtime_config().create_runtime_cache().deserialize(blob)
+    assert fake.cudaFree(0) == (fake.cudaError_t.cudaSuccess,) and fake.calls.count("CUDA context creation") == 2

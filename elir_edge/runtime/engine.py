@@ -83,6 +83,7 @@ class EngineRunner(Runner):
         self.trt, self.path, self.name, self.on_gpu = trt, Path(path), Path(path).name, True
         self.kind = kind + (" + CUDA graph" if cuda_graph else "")
         self.rt = cuda.bindings()
+        self.context_ms = cuda.make_context(self.rt)  # the first engine's: not TensorRT-RTX's JIT
         t0 = time.perf_counter()
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # TensorRT's warnings reach the user (other GPU model)
         self.flag = validity_flag(trt, runtime, plan, self.path)
