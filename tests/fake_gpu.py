@@ -8,7 +8,8 @@ right:
   read before a sync is stale;
 - device memory lives outside the host's address space: only cudaMemcpy reaches it, and a copy whose
   kind does not match its pointers is refused (cudaErrorInvalidValue);
-- events carry simulated device time on a virtual clock; every host call costs modelled host time and
+- events carry simulated device time on a virtual clock (optionally with GPU clocks that drop when the GPU
+  idles, `idle_s`); every host call costs modelled host time and
   an enqueue costs `enqueue_ms`, made in `launches` steps, each launching its share of the kernels as it
   is made, so the GPU starts while the host still enqueues (real kernels do): a GPU idling while the host
   enqueues shows in the events, and where the enqueue outlasts the kernels the run is host-bound
@@ -132,13 +133,17 @@ class FakeCuda(types.ModuleType):
                  gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, memory_mb: int = 11264,
                  faults: set[str] = frozenset(),
                  launches: int = 4, jit_ms: float = 200.0, fallback_x: float = 3.0, real_host: bool = False,
-                 context_ms: float = 0.0):
+                 context_ms: float = 0.0, idle_s: float | None = None, cool_x: float = 2.0, ramp_ms: float = 50.0):
         super().__init__("cuda.bindings.runtime")
         self.enqueue_ms, self.kernel_ms, self.gb_s, self.gpu, self.driver = enqueue_ms, kernel_ms, gb_s, gpu, driver
         self.memory_mb = memory_mb  # free device memory
         self.launches, self.jit_ms, self.fallback_x = launches, jit_ms, fallback_x
         self.real_host = real_host  # host costs also spent for real (sleeps), for what the host's clock measures
         self.context_ms, self.context = context_ms, False  # the process's CUDA context: made by the first call needing it
+        # GPU clocks (None: none modelled): idle for `idle_s` of the host's real time, the GPU runs its next `ramp_ms`
+        # of work `cool_x` times slower while it boosts again
+        self.idle_s, self.cool_x, self.ramp_ms = idle_s, cool_x, ramp_ms
+        self.last_busy, self.ramp_left = float("-inf"), 0.0
         self.faults = set(faults)
         self.host_now = 0.0  # virtual host clock (ms)
         self.device_free = 0.0  # when the GPU finishes what is queued (ms)
@@ -347,7 +352,21 @@ class FakeCuda(types.ModuleType):
         """("kernel", work or None, ms): the work (an enqueue's last launch runs the graph) and its device time."""
         if op[1] is not None:
             op[1]()
-        self.device_free = start + op[2]
+        self.device_free = start + op[2] * self._clock_x(op[2])
+
+    def _clock_x(self, ms: float) -> float:
+        """How much slower than boosted the GPU runs `ms` of work now: NVIDIA's GPUs sit at idle clocks with no
+        work and boost when work starts, so after `idle_s` of real time without any, the next `ramp_ms` run slow."""
+        if self.idle_s is None:
+            return 1.0
+        now = time.perf_counter()
+        if now - self.last_busy > self.idle_s:
+            self.ramp_left = self.ramp_ms
+        self.last_busy = now
+        if self.ramp_left <= 0:
+            return 1.0
+        self.ramp_left -= ms
+        return self.cool_x
 
     def _do_copy(self, kind, dst, src, count) -> None:
         import ctypes

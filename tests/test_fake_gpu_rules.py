@@ -446,3 +446,24 @@ def test_the_cuda_context_is_made_once_by_the_first_call_needing_it(monkeypatch)
     assert fake.cudaFree(0) == (fake.cudaError_t.cudaSuccess,) and fake.host_now - t0 >= 50.0
     assert engine.create_runtime_config().create_runtime_cache().deserialize(blob)
     assert fake.cudaFree(0) == (fake.cudaError_t.cudaSuccess,) and fake.calls.count("CUDA context creation") == 2
+
+
+def test_gpu_clocks_drop_when_it_idles_and_boost_under_load(monkeypatch):
+    """NVIDIA's performance guide: the clock "sits idle when there is no active workload and boosts ... when the
+    workload starts". Modelled where asked (`idle_s`): after that much real time without work the next `ramp_ms`
+    of kernels run `cool_x` times slower; back-to-back work runs boosted."""
+    import time
+
+    fake, trt = fake_gpu.install(monkeypatch, enqueue_ms=4.0, kernel_ms=20.0, idle_s=0.05, cool_x=2.0, ramp_ms=20.0)
+    engine, context = _context(trt, dynamic=False)
+    stream = _bind(fake, engine, context)
+
+    def one() -> float:
+        return _device_span(fake, stream, lambda: context.execute_async_v3(int(stream)))
+
+    cold = one()  # on an idle GPU: its 20 ms of kernels at half speed
+    assert cold == pytest.approx(1.0 + 40.0, abs=0.05)
+    assert one() == pytest.approx(1.0 + 20.0, abs=0.05)  # boosted, back to back
+    time.sleep(0.06)
+    assert one() == pytest.approx(1.0 + 40.0, abs=0.05)  # idled: slow again
+    assert fake_gpu.FakeCuda().idle_s is None  # no clock model unless asked

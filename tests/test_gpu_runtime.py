@@ -788,3 +788,23 @@ def test_i32_8_the_cuda_context_is_made_first_and_timed_apart_from_the_engine_lo
     assert fake.calls.index("CUDA context creation") < fake.calls.index("cudaFree(0)")
     second = _identity_runner(trt, tmp_path, dynamic=False)
     assert fake.calls.count("CUDA context creation") == 1 and second.context_ms < 400
+
+
+def test_i32_2_gpu_rows_are_timed_back_to_back_not_after_cpu_runs(monkeypatch, tmp_path):
+    """Defect 2: each GPU sample followed a CPU row's run, so the GPU had dropped to idle clocks and every sample
+    timed the boost. The stand-in's clocks: after 80 ms of real time without work, the next 50 ms of kernels run
+    at half speed. A CPU row of 150 ms beside an engine of 20 ms kernels: the engine's compute reads 20 ms."""
+    import time
+
+    from elir_edge.bench.speed import measure_interleaved
+
+    _, trt = fake_gpu.install(monkeypatch, enqueue_ms=5.0, kernel_ms=20.0, idle_s=0.08, cool_x=2.0, ramp_ms=50.0)
+    runner = _identity_runner(trt, tmp_path, dynamic=False)
+    lq, eps = _inputs(1)
+    order = []
+    runs = {"engine": lambda: order.append("gpu") or runner.timed(lq, eps),
+            "onnx": lambda: order.append("cpu") or time.sleep(0.15)}
+    speeds = measure_interleaved(runs, warmup_s=0, iterations=3, duration_s=0, on_gpu={"engine"})
+    assert order == ["gpu"] * 4 + ["cpu"] * 4  # warm-up and samples of the GPU row, then the CPU row's
+    assert speeds["engine"]["device"]["compute"]["median_ms"] == pytest.approx(20.0, abs=0.5)
+    assert "device" not in speeds["onnx"]

@@ -131,8 +131,8 @@ def _common_input(opts: BenchOptions, arts: list[Runner]) -> tuple[str, int, int
 
 def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None, h: int, w: int,
                 latent: int) -> list[dict]:
-    """Every artifact timed in turns (on `first`, the first image's input, or noise); an int8 file a runtime
-    computes wrongly here is flagged beside its row."""
+    """Every artifact timed in turns, the GPU rows among themselves first (on `first`, the first image's input,
+    or noise); an int8 file a runtime computes wrongly here is flagged beside its row."""
     rng = np.random.default_rng(opts.seed)
     runs, batches = {}, {}
     for i, a in enumerate(arts):
@@ -142,7 +142,8 @@ def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None
         runs[i] = (lambda r=a, lq=lq, eps=eps: r.timed(lq, eps)) if a.on_gpu else \
             (lambda r=a, lq=lq, eps=eps: r(lq, eps))
         batches[i] = b
-    speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches)
+    speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches,
+                                 on_gpu={i for i, a in enumerate(arts) if a.on_gpu})
     base = speeds[0]["median_ms"]
     rows = []
     for i, a in enumerate(arts):
