@@ -239,8 +239,12 @@ class FakeCuda(types.ModuleType):
         return OK, ptr
 
     def cudaFree(self, ptr):
-        """cudaFree(0) frees nothing and succeeds (the usual way to make the context); others free an allocation."""
+        """cudaFree(0) frees nothing and succeeds (the usual way to make the context); others free an allocation.
+        Refused where a capture forbids unsafe calls (it synchronizes), as cudaFreeHost is."""
         self._ensure_context()
+        if self._refused_in_capture():
+            self._tick("cudaFree")
+            return (E.cudaErrorStreamCaptureUnsupported,)
         if int(ptr) == 0:
             self._tick("cudaFree(0)")
             return (OK,)
@@ -248,6 +252,9 @@ class FakeCuda(types.ModuleType):
         return self._release("cudaFree", self.device_mem, ptr)
 
     def cudaFreeHost(self, ptr):
+        if self._refused_in_capture():
+            self._tick("cudaFreeHost")
+            return (E.cudaErrorStreamCaptureUnsupported,)
         return self._release("cudaFreeHost", self.host_mem, ptr)
 
     def _device(self, ptr: int, size: int) -> tuple[bytearray, int] | None:
@@ -416,11 +423,14 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaStreamCaptureStatus(int(active))
 
     def cudaStreamEndCapture(self, stream):
-        """The stream leaves capture mode; an invalidated capture gives an error and no graph."""
+        """The stream leaves capture mode; an invalidated capture gives an error and no graph. A capture not begun
+        Relaxed is ended only by the thread that began it (cudaErrorStreamCaptureWrongThread, still capturing)."""
         self._tick("cudaStreamEndCapture")
         s = self.streams[int(stream)]
         if s["capture"] is None:
             return E.cudaErrorIllegalState, None
+        if s["mode"] != MODE.cudaStreamCaptureModeRelaxed and s["thread"] != threading.get_ident():
+            return E.cudaErrorStreamCaptureWrongThread, None
         ops, s["capture"] = s["capture"], None
         if s["invalidated"]:
             return E.cudaErrorStreamCaptureInvalidated, None
@@ -429,7 +439,10 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaGraph_t(h)
 
     def cudaGraphInstantiate(self, graph, flags):
+        """Can fail (injected: `instantiate_fails`), with no graph exec, as the real call can."""
         self._tick("cudaGraphInstantiate")
+        if "instantiate_fails" in self.faults:
+            return E.cudaErrorNotSupported, None
         h = self._handle()
         self.execs[h] = list(self.graphs[int(graph)])
         return OK, real_rt.cudaGraphExec_t(h)

@@ -467,3 +467,55 @@ def test_gpu_clocks_drop_when_it_idles_and_boost_under_load(monkeypatch):
     time.sleep(0.06)
     assert one() == pytest.approx(1.0 + 40.0, abs=0.05)  # idled: slow again
     assert fake_gpu.FakeCuda().idle_s is None  # no clock model unless asked
+
+
+@pytest.mark.parametrize("mode, refused", [(MODE.cudaStreamCaptureModeThreadLocal, True),
+                                           (MODE.cudaStreamCaptureModeRelaxed, False)])
+def test_cuda_free_and_free_host_are_refused_inside_a_capture(gpu, mode, refused):
+    """cudaFree and cudaFreeHost synchronize, so a capture that forbids unsafe calls refuses them (and is
+    invalidated); a Relaxed one does not."""
+    fake, _ = gpu
+    device, host = cuda.check(fake.cudaMalloc(16)), cuda.check(fake.cudaMallocHost(16))
+    stream = cuda.check(fake.cudaStreamCreate())
+    cuda.check(fake.cudaStreamBeginCapture(stream, mode))
+    unsupported = fake.cudaError_t.cudaErrorStreamCaptureUnsupported
+    assert (fake.cudaFree(device)[0] == unsupported) == refused
+    assert (fake.cudaFreeHost(host)[0] == unsupported) == refused
+    assert (fake.cudaStreamEndCapture(stream)[1] is None) == refused
+    assert fake.live()["device"] == fake.live()["host"] == (1 if refused else 0)
+
+
+def test_a_capture_is_ended_only_by_the_thread_that_began_it(gpu):
+    """cudaErrorStreamCaptureWrongThread: a capture not begun Relaxed, ended on another thread; it goes on."""
+    fake, _ = gpu
+    stream = cuda.check(fake.cudaStreamCreate())
+    cuda.check(fake.cudaStreamBeginCapture(stream, MODE.cudaStreamCaptureModeThreadLocal))
+    result = []
+    t = threading.Thread(target=lambda: result.append(fake.cudaStreamEndCapture(stream)))
+    t.start()
+    t.join()
+    assert result == [(fake.cudaError_t.cudaErrorStreamCaptureWrongThread, None)]
+    assert int(cuda.check(fake.cudaStreamIsCapturing(stream))) == 1
+    assert cuda.check(fake.cudaStreamEndCapture(stream)) is not None
+
+
+def test_graph_instantiation_can_fail_and_the_runner_goes_on_without_a_graph(gpu, tmp_path):
+    """cudaGraphInstantiate can fail (injected: `instantiate_fails`) and gives no graph exec; the runner's capture
+    then destroys the graph and runs without one, with a warning (on the full TensorRT, where it captures)."""
+    fake, _ = gpu
+    fake.faults.add("instantiate_fails")
+    graph = cuda.check(fake.cudaStreamEndCapture(_begun(fake)))
+    assert fake.cudaGraphInstantiate(graph, 0) == (fake.cudaError_t.cudaErrorNotSupported, None)
+    cuda.check(fake.cudaGraphDestroy(graph))
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False))
+    runner = EngineRunner(fake_gpu.full_tensorrt(fake), plan, tmp_path / "m.trt", "TensorRT", cuda_graph=True)
+    lq = np.zeros((1, 3, 64, 64), np.float32)
+    with pytest.warns(UserWarning, match=r"CUDA graph capture failed \(cudaGraphInstantiate failed"):
+        runner(lq, np.zeros((1, 16, 8, 8), np.float32))
+    assert runner.kind == "TensorRT" and fake.live()["graphs"] == fake.live()["graph_execs"] == 0
+
+
+def _begun(fake):
+    stream = cuda.check(fake.cudaStreamCreate())
+    cuda.check(fake.cudaStreamBeginCapture(stream, MODE.cudaStreamCaptureModeThreadLocal))
+    return stream
