@@ -139,7 +139,7 @@ class FakeCuda(types.ModuleType):
         self.memory_mb = memory_mb  # free device memory
         self.launches, self.jit_ms, self.fallback_x = launches, jit_ms, fallback_x
         self.real_host = real_host  # host costs also spent for real (sleeps), for what the host's clock measures
-        self.context_ms, self.context = context_ms, False  # the process's CUDA context: made by the first call needing it
+        self.context_ms, self.context = context_ms, False  # the CUDA context: made by the first call needing it
         # GPU clocks (None: none modelled): idle for `idle_s` of the host's real time, the GPU runs its next `ramp_ms`
         # of work `cool_x` times slower while it boosts again
         self.idle_s, self.cool_x, self.ramp_ms = idle_s, cool_x, ramp_ms
@@ -508,7 +508,8 @@ class FakeTrt(types.ModuleType):
                 bits = DIAGNOSTICS.MALFORMED_ENGINE if header is None else _invalidity(cuda, header)
                 if bits:
                     return real_trt.EngineValidity.INVALID, int(bits)
-                return (real_trt.EngineValidity.SUBOPTIMAL if header["suboptimal"] else real_trt.EngineValidity.VALID), 0
+                validity = real_trt.EngineValidity
+                return (validity.SUBOPTIMAL if header["suboptimal"] else validity.VALID), 0
 
         if self.is_rtx:
             self.EngineValidity, self.EngineInvalidityDiagnostics = real_trt.EngineValidity, DIAGNOSTICS
@@ -942,7 +943,8 @@ def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
 
 
 def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True,
-                          unreadable_caches: tuple[bytes, ...] = (), refused_sms: tuple[str, ...] = ()) -> types.ModuleType:
+                          unreadable_caches: tuple[bytes, ...] = (),
+                          refused_sms: tuple[str, ...] = ()) -> types.ModuleType:
     """`tensorrt` for building, as TensorRT `version` has it, with its real enum values: STRONGLY_TYPED is 1
     in TensorRT 10 (EXPLICIT_BATCH 0, NvInfer.h) and in 11 the value the installed tensorrt_rtx, which shares
     11's API, has (0); BuilderFlag FP16 0 and TF32 7 in 10, TF32 as tensorrt_rtx has it in 11; the FP16
@@ -960,7 +962,8 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
     else:
         trt.NetworkDefinitionCreationFlag = real_trt.NetworkDefinitionCreationFlag
         tf32 = int(real_trt.BuilderFlag.TF32)
-    rtx_flags = {} if version.startswith("10.") else {"REQUIRE_USER_ALLOCATION": int(real_trt.BuilderFlag.REQUIRE_USER_ALLOCATION)}
+    rtx_flags = {} if version.startswith("10.") else \
+        {"REQUIRE_USER_ALLOCATION": int(real_trt.BuilderFlag.REQUIRE_USER_ALLOCATION)}
     trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32, **rtx_flags)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
     trt.ProfilingVerbosity = real_trt.ProfilingVerbosity

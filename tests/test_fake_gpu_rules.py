@@ -234,7 +234,8 @@ def test_the_full_tensorrt_has_no_is_stream_capturable(gpu):
     """TensorRT 11.1's Python bindings have no IExecutionContext.is_stream_capturable (tensorrt_rtx has it)."""
     fake, trt = gpu
     assert not hasattr(_context(fake_gpu.full_tensorrt(fake), dynamic=False)[1], "is_stream_capturable")
-    assert hasattr(tensorrt_rtx.IExecutionContext, "is_stream_capturable") and hasattr(_context(trt)[1], "is_stream_capturable")
+    assert hasattr(tensorrt_rtx.IExecutionContext, "is_stream_capturable")
+    assert hasattr(_context(trt)[1], "is_stream_capturable")
 
 
 def test_whole_graph_capture_makes_tensorrt_rtx_replay_its_own_graph(gpu):
