@@ -378,7 +378,8 @@ def add_build_parser(sub) -> None:
                    "(default 1x32x32, the export's size, 4x twice that)")
     p.add_argument("-o", "--output", type=Path, help="engine path (one graph only; default beside the graph)")
     p.add_argument("--no-tf32", dest="tf32", action="store_false",
-                   help="tensorrt: keep fp32 layers in fp32 on Ampere and later (TensorRT allows TF32 by default)")
+                   help="keep fp32 layers in fp32 on Ampere and later (TensorRT and TensorRT-RTX allow TF32 "
+                   "by default)")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=run_build)

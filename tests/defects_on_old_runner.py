@@ -13,6 +13,11 @@ on 55f760b:
 
     mkdir /tmp/old22 && git archive 1d83821 elir_edge | tar -x -C /tmp/old22
     cd /tmp/old22 && python -m pytest -p no:cacheprovider "$OLDPWD/tests/test_gpu_runtime.py" -k i22
+
+Issue 32's the same way, on c84a6ef (`test_i32_*`; benchmarks/RESULTS.md has the counts):
+
+    mkdir /tmp/old32 && git archive c84a6ef elir_edge | tar -x -C /tmp/old32
+    cd /tmp/old32 && python -m pytest -p no:cacheprovider "$OLDPWD/tests/test_gpu_runtime.py" -k i32
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ right:
   read before a sync is stale;
 - device memory lives outside the host's address space: only cudaMemcpy reaches it, and a copy whose
   kind does not match its pointers is refused (cudaErrorInvalidValue);
-- events carry simulated device time on a virtual clock; every host call costs modelled host time and
+- events carry simulated device time on a virtual clock (optionally with GPU clocks that drop when the GPU
+  idles, `idle_s`); every host call costs modelled host time and
   an enqueue costs `enqueue_ms`, made in `launches` steps, each launching its share of the kernels as it
   is made, so the GPU starts while the host still enqueues (real kernels do): a GPU idling while the host
   enqueues shows in the events, and where the enqueue outlasts the kernels the run is host-bound
@@ -27,8 +28,10 @@ right:
   once before capturing, as trtexec does);
 - TensorRT-RTX only (`FakeTrt(name="tensorrt_rtx")`, what `install` puts in place; `full_tensorrt` is
   TensorRT 10 without these): a stream capture by the user of an engine built without
-  REQUIRE_USER_ALLOCATION is refused (`is_stream_capturable` says so), while an IRuntimeConfig with
-  `cuda_graph_strategy = WHOLE_GRAPH_CAPTURE` makes the context capture and replay its own graphs; a
+  REQUIRE_USER_ALLOCATION is refused (`is_stream_capturable`, which only its context has, says so), and so
+  is its own capture: an IRuntimeConfig with `cuda_graph_strategy = WHOLE_GRAPH_CAPTURE` (a setting that can
+  be refused, seen only by reading it back) makes the context capture and replay its own graphs only for an
+  engine built with that flag; a
   dynamic engine's new shape runs fallback kernels (`fallback_x` times slower) until its JIT compile ends
   (LAZY, the default: `jit_ms` of host time later, in the background), compiles in the enqueue (EAGER), or
   never (NONE); the compiled shapes are kept in the runtime cache, which serializes, and which
@@ -64,14 +67,18 @@ DEVICE_BASE = 0x7F00_0000_0000  # fake device addresses: never mapped in this pr
 
 def make_plan(onnx_bytes: bytes, io: dict[str, str] | None = None, dynamic: bool = False,
               profile: tuple | None = None, user_allocation: bool = False, verbosity: str = "LAYER_NAMES_ONLY",
-              int8_kernels: bool = True) -> bytes:
+              int8_kernels: bool = True, min_driver: int = 0, device_mb: int = 0, suboptimal: bool = False,
+              built_on: str | None = None) -> bytes:
     """A stand-in serialized engine: a JSON header (I/O dtypes by TensorRT DataType name, dynamic dims, the
     optimization profile of `lq` as (B, H, W) min, opt, max, whether it was built with
     BuilderFlag.REQUIRE_USER_ALLOCATION, its ProfilingVerbosity (TensorRT's default unless said), whether
-    TensorRT chose INT8 kernels for the Q/DQ convolutions) and the ONNX graph it 'runs'. A dynamic plan
-    without a profile gets the one `elir-edge build` sets by default (written out here, not imported)."""
+    TensorRT chose INT8 kernels for the Q/DQ convolutions, what TensorRT-RTX's get_engine_validity reads in
+    the header: the CUDA driver it needs, the device memory it needs in MiB, whether it is SUBOPTIMAL here) and
+    the ONNX graph it 'runs'; `built_on`: the GPU a full TensorRT plan was built on. A dynamic plan without a
+    profile gets the one `elir-edge build` sets by default (written out here, not imported)."""
     header = json.dumps({"io": io or {}, "dynamic": dynamic, "profile": profile, "user_allocation": user_allocation,
-                         "verbosity": verbosity, "int8_kernels": int8_kernels}).encode()
+                         "verbosity": verbosity, "int8_kernels": int8_kernels, "min_driver": min_driver,
+                         "device_mb": device_mb, "suboptimal": suboptimal, "built_on": built_on}).encode()
     return b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + onnx_bytes
 
 
@@ -123,12 +130,20 @@ class FakeCuda(types.ModuleType):
     cudaStreamCaptureMode = real_rt.cudaStreamCaptureMode
 
     def __init__(self, *, enqueue_ms: float = 5.0, kernel_ms: float = 2.0, gb_s: float = 10.0,
-                 gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, faults: set[str] = frozenset(),
-                 launches: int = 4, jit_ms: float = 200.0, fallback_x: float = 3.0, real_host: bool = False):
+                 gpu=("NVIDIA GeForce RTX 2080 Ti", 7, 5), driver: int = 13000, memory_mb: int = 11264,
+                 faults: set[str] = frozenset(),
+                 launches: int = 4, jit_ms: float = 200.0, fallback_x: float = 3.0, real_host: bool = False,
+                 context_ms: float = 0.0, idle_s: float | None = None, cool_x: float = 2.0, ramp_ms: float = 50.0):
         super().__init__("cuda.bindings.runtime")
         self.enqueue_ms, self.kernel_ms, self.gb_s, self.gpu, self.driver = enqueue_ms, kernel_ms, gb_s, gpu, driver
+        self.memory_mb = memory_mb  # free device memory
         self.launches, self.jit_ms, self.fallback_x = launches, jit_ms, fallback_x
         self.real_host = real_host  # host costs also spent for real (sleeps), for what the host's clock measures
+        self.context_ms, self.context = context_ms, False  # the CUDA context: made by the first call needing it
+        # GPU clocks (None: none modelled): idle for `idle_s` of the host's real time, the GPU runs its next `ramp_ms`
+        # of work `cool_x` times slower while it boosts again
+        self.idle_s, self.cool_x, self.ramp_ms = idle_s, cool_x, ramp_ms
+        self.last_busy, self.ramp_left = float("-inf"), 0.0
         self.faults = set(faults)
         self.host_now = 0.0  # virtual host clock (ms)
         self.device_free = 0.0  # when the GPU finishes what is queued (ms)
@@ -150,6 +165,14 @@ class FakeCuda(types.ModuleType):
         self.host_now += ms
         if self.real_host and ms >= 1:
             time.sleep(ms / 1000)
+
+    def _ensure_context(self) -> None:
+        """The primary context, made (its `context_ms` of host time) by the first call that needs one, as the CUDA
+        runtime does: allocations, streams, events, cudaFree(0), and TensorRT's deserialization; never the device
+        queries (count, properties, driver version)."""
+        if not self.context:
+            self.context = True
+            self._tick("CUDA context creation", self.context_ms)
 
     def _handle(self) -> int:
         self.handles += 1
@@ -195,6 +218,7 @@ class FakeCuda(types.ModuleType):
     def cudaMallocHost(self, size):
         import ctypes
 
+        self._ensure_context()
         self._tick("cudaMallocHost")
         if self._refused_in_capture():
             return E.cudaErrorStreamCaptureUnsupported, None
@@ -204,6 +228,7 @@ class FakeCuda(types.ModuleType):
         return OK, ctypes.addressof(buf)
 
     def cudaMalloc(self, size):
+        self._ensure_context()
         self._tick("cudaMalloc")
         if self._refused_in_capture():
             return E.cudaErrorStreamCaptureUnsupported, None
@@ -214,10 +239,22 @@ class FakeCuda(types.ModuleType):
         return OK, ptr
 
     def cudaFree(self, ptr):
+        """cudaFree(0) frees nothing and succeeds (the usual way to make the context); others free an allocation.
+        Refused where a capture forbids unsafe calls (it synchronizes), as cudaFreeHost is."""
+        self._ensure_context()
+        if self._refused_in_capture():
+            self._tick("cudaFree")
+            return (E.cudaErrorStreamCaptureUnsupported,)
+        if int(ptr) == 0:
+            self._tick("cudaFree(0)")
+            return (OK,)
         self.written.discard(int(ptr))
         return self._release("cudaFree", self.device_mem, ptr)
 
     def cudaFreeHost(self, ptr):
+        if self._refused_in_capture():
+            self._tick("cudaFreeHost")
+            return (E.cudaErrorStreamCaptureUnsupported,)
         return self._release("cudaFreeHost", self.host_mem, ptr)
 
     def _device(self, ptr: int, size: int) -> tuple[bytearray, int] | None:
@@ -265,6 +302,7 @@ class FakeCuda(types.ModuleType):
 
     # streams, events, graphs ---------------------------------------------------------------------
     def cudaStreamCreate(self):
+        self._ensure_context()
         self._tick("cudaStreamCreate")
         h = self._handle()
         self.streams[h] = {"queue": [], "capture": None, "mode": None, "thread": None, "invalidated": False}
@@ -281,6 +319,7 @@ class FakeCuda(types.ModuleType):
             s["queue"].append((self.host_now, op))
 
     def cudaEventCreate(self):
+        self._ensure_context()
         self._tick("cudaEventCreate")
         h = self._handle()
         self.events[h] = {"t": None, "pending": False}
@@ -320,7 +359,21 @@ class FakeCuda(types.ModuleType):
         """("kernel", work or None, ms): the work (an enqueue's last launch runs the graph) and its device time."""
         if op[1] is not None:
             op[1]()
-        self.device_free = start + op[2]
+        self.device_free = start + op[2] * self._clock_x(op[2])
+
+    def _clock_x(self, ms: float) -> float:
+        """How much slower than boosted the GPU runs `ms` of work now: NVIDIA's GPUs sit at idle clocks with no
+        work and boost when work starts, so after `idle_s` of real time without any, the next `ramp_ms` run slow."""
+        if self.idle_s is None:
+            return 1.0
+        now = time.perf_counter()
+        if now - self.last_busy > self.idle_s:
+            self.ramp_left = self.ramp_ms
+        self.last_busy = now
+        if self.ramp_left <= 0:
+            return 1.0
+        self.ramp_left -= ms
+        return self.cool_x
 
     def _do_copy(self, kind, dst, src, count) -> None:
         import ctypes
@@ -370,11 +423,14 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaStreamCaptureStatus(int(active))
 
     def cudaStreamEndCapture(self, stream):
-        """The stream leaves capture mode; an invalidated capture gives an error and no graph."""
+        """The stream leaves capture mode; an invalidated capture gives an error and no graph. A capture not begun
+        Relaxed is ended only by the thread that began it (cudaErrorStreamCaptureWrongThread, still capturing)."""
         self._tick("cudaStreamEndCapture")
         s = self.streams[int(stream)]
         if s["capture"] is None:
             return E.cudaErrorIllegalState, None
+        if s["mode"] != MODE.cudaStreamCaptureModeRelaxed and s["thread"] != threading.get_ident():
+            return E.cudaErrorStreamCaptureWrongThread, None
         ops, s["capture"] = s["capture"], None
         if s["invalidated"]:
             return E.cudaErrorStreamCaptureInvalidated, None
@@ -383,7 +439,10 @@ class FakeCuda(types.ModuleType):
         return OK, real_rt.cudaGraph_t(h)
 
     def cudaGraphInstantiate(self, graph, flags):
+        """Can fail (injected: `instantiate_fails`), with no graph exec, as the real call can."""
         self._tick("cudaGraphInstantiate")
+        if "instantiate_fails" in self.faults:
+            return E.cudaErrorNotSupported, None
         h = self._handle()
         self.execs[h] = list(self.graphs[int(graph)])
         return OK, real_rt.cudaGraphExec_t(h)
@@ -421,29 +480,78 @@ class FakeTrt(types.ModuleType):
         if self.is_rtx:
             self.CudaGraphStrategy, self.DynamicShapesKernelSpecializationStrategy = GRAPHS, SPECIALISE
 
-        class Logger:
-            ERROR = WARNING = 0
-
-            def __init__(self, *a):
-                pass
-
         outer = self
 
         class Runtime:
             def __init__(self, logger):
-                pass
+                self.logger = logger
 
             def deserialize_cuda_engine(self, plan):
-                if not plan.startswith(b"FAKEPLAN") or "damaged_plan" in cuda.faults:
+                """None for what it cannot deserialize; the full TensorRT warns of a plan built on another GPU
+                model (its own words), through the logger."""
+                header = _header(plan)
+                if header is None or "damaged_plan" in cuda.faults or (outer.is_rtx and _invalidity(cuda, header)):
                     return None
-                n = int.from_bytes(plan[8:12], "little")
-                header = json.loads(plan[12:12 + n])
+                cuda._ensure_context()  # TensorRT's CUDA calls make it where the caller has not
+                if not outer.is_rtx and header.get("built_on") not in (None, cuda.gpu[0]):
+                    self.logger.log(Logger.WARNING, ACROSS_DEVICES)
                 try:
-                    return FakeEngine(outer, header, plan[12 + n:])
+                    return FakeEngine(outer, header, plan[12 + int.from_bytes(plan[8:12], "little"):])
                 except Exception:  # a truncated graph: TensorRT returns None
                     return None
 
-        self.Logger, self.Runtime = Logger, Runtime
+        class RtxRuntime(Runtime):
+            def get_engine_validity(self, buffer) -> tuple:
+                """TensorRT-RTX: (EngineValidity, diagnostics bitmask) from the header alone: INVALID with the
+                EngineInvalidityDiagnostics bits that apply, SUBOPTIMAL where the plan says so, else VALID."""
+                header = _header(bytes(buffer))
+                bits = DIAGNOSTICS.MALFORMED_ENGINE if header is None else _invalidity(cuda, header)
+                if bits:
+                    return real_trt.EngineValidity.INVALID, int(bits)
+                validity = real_trt.EngineValidity
+                return (validity.SUBOPTIMAL if header["suboptimal"] else validity.VALID), 0
+
+        if self.is_rtx:
+            self.EngineValidity, self.EngineInvalidityDiagnostics = real_trt.EngineValidity, DIAGNOSTICS
+        self.Logger, self.Runtime = Logger, RtxRuntime if self.is_rtx else Runtime
+
+
+DIAGNOSTICS = real_trt.EngineInvalidityDiagnostics
+ACROSS_DEVICES = ("Using an engine plan file across different models of devices is not supported and is likely to "
+                  "affect performance or even cause errors or deadlock.")
+
+
+class Logger:
+    """trt.Logger: the real severities (INTERNAL_ERROR 0 .. VERBOSE 4, WARNING by default); a message is written
+    to stderr, as the real default logger does, only at or above its min_severity."""
+
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (real_trt.Logger.Severity.__members__[n] for n in
+                                                     ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"))
+
+    def __init__(self, min_severity=real_trt.Logger.Severity.WARNING):
+        self.min_severity = min_severity
+
+    def log(self, severity, msg: str) -> None:
+        if int(severity) <= int(self.min_severity):
+            print(f"[TRT] [{severity.name[0]}] {msg}", file=sys.stderr)
+
+
+def _header(plan: bytes) -> dict | None:
+    """A stand-in plan's header, or None for anything else."""
+    if not plan.startswith(b"FAKEPLAN"):
+        return None
+    n = int.from_bytes(plan[8:12], "little")
+    try:
+        return json.loads(plan[12:12 + n])
+    except ValueError:
+        return None
+
+
+def _invalidity(cuda: FakeCuda, header: dict) -> int:
+    """The diagnostics bits of what keeps the plan from running on this GPU: an older driver than it needs, less
+    free device memory than it needs."""
+    bits = int(DIAGNOSTICS.OLD_CUDA_DRIVER) if cuda.driver < header.get("min_driver", 0) else 0
+    return bits | (int(DIAGNOSTICS.INSUFFICIENT_GPU_MEMORY) if cuda.memory_mb < header.get("device_mb", 0) else 0)
 
 
 class FakeEngine:
@@ -519,7 +627,8 @@ class FakeEngine:
         """Without a runtime config, TensorRT-RTX's defaults: LAZY specialisation, no CUDA graphs."""
         if "no_context" in self.cuda.faults:
             return None
-        return FakeContext(self, runtime_config or FakeRuntimeConfig(self.trt))
+        kind = FakeRtxContext if self.trt.is_rtx else FakeContext
+        return kind(self, runtime_config or FakeRuntimeConfig(self.trt))
 
 
 class FakeInspector:
@@ -605,14 +714,27 @@ class FakeRuntimeConfig:
     """IRuntimeConfig: TensorRT-RTX's defaults until set, and the runtime cache it is given."""
 
     def __init__(self, trt: FakeTrt):
-        self.trt, self.cache = trt, None
-        self.cuda_graph_strategy = GRAPHS.DISABLED
+        self.trt, self.cache, self._graphs = trt, None, GRAPHS.DISABLED
         self.dynamic_shapes_kernel_specialization_strategy = SPECIALISE.LAZY
+
+    @property
+    def cuda_graph_strategy(self):
+        return self._graphs
+
+    @cuda_graph_strategy.setter
+    def cuda_graph_strategy(self, strategy):
+        """C++ setCudaGraphStrategy answers a bool the Python property drops: a refused strategy (injected:
+        `graph_strategy_refused`) leaves the old one, which only reading it back shows."""
+        if "graph_strategy_refused" not in self.trt.cuda.faults:
+            self._graphs = strategy
 
     def create_runtime_cache(self):
         return FakeRuntimeCache(self.trt)
 
     def set_runtime_cache(self, cache):
+        """False where TensorRT-RTX does not take the cache (injected: `set_cache_refused`), as the real bool."""
+        if "set_cache_refused" in self.trt.cuda.faults:
+            return False
         self.cache = cache
         return True
 
@@ -631,10 +753,16 @@ class FakeRuntimeCache:
     def _made_on(self) -> dict:
         return {"gpu": list(self.trt.cuda.gpu), "tensorrt_rtx": self.trt.__version__}
 
-    def serialize(self) -> bytes:
+    def serialize(self) -> bytes | None:
+        """None where TensorRT-RTX cannot serialize it (injected: `cache_serialize_fails`), as apiUsage checks."""
+        if "cache_serialize_fails" in self.trt.cuda.faults:
+            return None
         return b"FAKERTC" + json.dumps({**self._made_on(), "shapes": [list(s) for s in self.entries]}).encode()
 
     def deserialize(self, blob) -> bool:
+        """False without a current CUDA context too ("A current CUDA context must be present", its docstring)."""
+        if not self.trt.cuda.context:
+            return False
         blob = bytes(blob)
         try:
             data = json.loads(blob[7:]) if blob.startswith(b"FAKERTC") else {}
@@ -679,8 +807,9 @@ class FakeContext:
         self.addresses[name] = int(ptr)
         return True
 
-    def is_stream_capturable(self, stream) -> bool:
-        """TensorRT-RTX: a user's stream capture needs an engine built with REQUIRE_USER_ALLOCATION."""
+    def _capturable(self) -> bool:
+        """TensorRT-RTX: a stream capture, the user's or its own WHOLE_GRAPH_CAPTURE, needs an engine built with
+        REQUIRE_USER_ALLOCATION ("ensures that inference will support graph capture", its docstring)."""
         return self.engine.user_allocation or not self.engine.trt.is_rtx
 
     def _refuses(self, stream) -> bool:
@@ -691,7 +820,7 @@ class FakeContext:
                 d < 0 for n, (m, _, _) in io.items() if m == real_trt.TensorIOMode.INPUT for d in self.shapes[n]):
             return True
         s = self.cuda.streams[int(stream)]
-        if s["capture"] is not None and (self.deferred or not self.is_stream_capturable(stream)):
+        if s["capture"] is not None and (self.deferred or not self._capturable()):
             s["invalidated"] = True
             return True
         self.deferred = False
@@ -713,7 +842,7 @@ class FakeContext:
             self.graph_launches += 1
             return True
         ops = self._launch(stream, self._kernel_ms())
-        if self.config.cuda_graph_strategy == GRAPHS.WHOLE_GRAPH_CAPTURE and not was_deferred:
+        if self.config.cuda_graph_strategy == GRAPHS.WHOLE_GRAPH_CAPTURE and not was_deferred and self._capturable():
             self.graphs[key] = ops  # whatever kernels ran now, fallback ones too, are frozen in the graph
         return True
 
@@ -764,6 +893,13 @@ class FakeContext:
         return kernel
 
 
+class FakeRtxContext(FakeContext):
+    """TensorRT-RTX's context: it alone has is_stream_capturable (TensorRT 11.1's Python bindings have none)."""
+
+    def is_stream_capturable(self, stream) -> bool:
+        return self._capturable()
+
+
 def _np(dt):
     """numpy storage of a TensorRT DataType; bf16 is its 2-byte bit pattern, as on the GPU."""
     return {"HALF": np.float16, "BF16": np.uint16, "INT8": np.int8, "BOOL": np.bool_}.get(dt.name, np.float32)
@@ -807,13 +943,16 @@ def install(monkeypatch, **kw) -> tuple[FakeCuda, FakeTrt]:
 
 
 def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True,
-                          unreadable_caches: tuple[bytes, ...] = ()) -> types.ModuleType:
+                          unreadable_caches: tuple[bytes, ...] = (),
+                          refused_sms: tuple[str, ...] = ()) -> types.ModuleType:
     """`tensorrt` for building, as TensorRT `version` has it, with its real enum values: STRONGLY_TYPED is 1
     in TensorRT 10 (EXPLICIT_BATCH 0, NvInfer.h) and in 11 the value the installed tensorrt_rtx, which shares
     11's API, has (0); BuilderFlag FP16 0 and TF32 7 in 10, TF32 as tensorrt_rtx has it in 11; the FP16
     flag only where `fp16_flag`. A timing cache may not fit this GPU (`cache_fits`), and
     `create_timing_cache` returns None for the `unreadable_caches` blobs, as the real one can. It records
-    the network flags and the builder flags it was given and cleared."""
+    the network flags and the builder flags it was given and cleared. As tensorrt_rtx it takes compute
+    capabilities: `set_compute_capability` answers False (its documented "false otherwise") for kNONE, an index
+    outside `num_compute_capabilities`, or one of `refused_sms`."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.seen = {"network_flags": None, "builder_flags": set(), "cleared_flags": set(), "cache_set": []}
@@ -823,15 +962,12 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
     else:
         trt.NetworkDefinitionCreationFlag = real_trt.NetworkDefinitionCreationFlag
         tf32 = int(real_trt.BuilderFlag.TF32)
-    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32)
+    rtx_flags = {} if version.startswith("10.") else \
+        {"REQUIRE_USER_ALLOCATION": int(real_trt.BuilderFlag.REQUIRE_USER_ALLOCATION)}
+    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}), TF32=tf32, **rtx_flags)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
     trt.ProfilingVerbosity = real_trt.ProfilingVerbosity
-
-    class Logger:
-        ERROR = WARNING = 0
-
-        def __init__(self, *a):
-            pass
+    trt.ComputeCapability = real_trt.ComputeCapability
 
     class Network:
         num_layers = 3
@@ -853,6 +989,14 @@ def fake_tensorrt_builder(version: str, fp16_flag: bool, cache_fits: bool = True
 
     class Config:
         cache = None
+        num_compute_capabilities = 0
+
+        def set_compute_capability(self, cc, index):
+            refused = cc == real_trt.ComputeCapability.NONE or cc.name.removeprefix("SM") in refused_sms
+            if refused or not 0 <= index < self.num_compute_capabilities:
+                return False
+            trt.seen.setdefault("sms", {})[index] = cc.name
+            return True
 
         def set_memory_pool_limit(self, *a):
             pass

@@ -48,8 +48,10 @@ def test_every_graph_kind_builds_for_turing_and_ampere(graphs, kind, tmp_path):
     assert m["builder"] == "tensorrt-rtx" and m["target_sms"] == TURING_AND_AMPERE
     assert m["profiling_verbosity"] == "detailed"  # NVIDIA's builder took it ahead of time, without a GPU
     assert json.loads((tmp_path / f"{kind}.rtx.engine.json").read_text())["engine_sha256"] == m["engine_sha256"]
-    want = {"model": "fp32", "model_fp16": "fp16", "model_int8": "int8 + fp32", "model_int8_fp16": "int8 + fp16"}
-    assert m["precision"] == want.get(kind, "fp16" if kind.endswith("fp16") else "fp32")
+    # TF32 is on by default in TensorRT-RTX too, and SM86 is Ampere: fp32 layers may compute in TF32 there
+    want = {"model": "fp32 (TF32 allowed)", "model_fp16": "fp16", "model_int8": "int8 + fp32 (TF32 allowed)",
+            "model_int8_fp16": "int8 + fp16"}
+    assert m["precision"] == want.get(kind, "fp16" if kind.endswith("fp16") else "fp32 (TF32 allowed)")
     # NVIDIA's TensorRT-RTX matrix lists FP32 and FP16 for SM75 and SM86, INT8 convolutions for neither
     if kind.startswith("model_int8"):
         assert m["support"] == ["INT8 on Turing is not in TensorRT-RTX's support matrix: unverified",

@@ -227,14 +227,23 @@ def test_tensorrt_rtx_refuses_a_users_capture_without_require_user_allocation(gp
     err, graph = fake.cudaStreamEndCapture(stream)
     assert (graph is not None) == user_allocation
     full_engine, full_context = _context(fake_gpu.full_tensorrt(fake), dynamic=False)
-    assert full_context.is_stream_capturable(0) and not hasattr(fake_gpu.full_tensorrt(fake), "CudaGraphStrategy")
+    assert not hasattr(fake_gpu.full_tensorrt(fake), "CudaGraphStrategy")
+
+
+def test_the_full_tensorrt_has_no_is_stream_capturable(gpu):
+    """TensorRT 11.1's Python bindings have no IExecutionContext.is_stream_capturable (tensorrt_rtx has it)."""
+    fake, trt = gpu
+    assert not hasattr(_context(fake_gpu.full_tensorrt(fake), dynamic=False)[1], "is_stream_capturable")
+    assert hasattr(tensorrt_rtx.IExecutionContext, "is_stream_capturable")
+    assert hasattr(_context(trt)[1], "is_stream_capturable")
 
 
 def test_whole_graph_capture_makes_tensorrt_rtx_replay_its_own_graph(gpu):
     """cuda_graph_strategy = WHOLE_GRAPH_CAPTURE: after the deferred first enqueue, TensorRT-RTX captures the
-    next one and replays it from then on: one cheap graph launch on the host, the same kernels on the GPU."""
+    next one and replays it from then on: one cheap graph launch on the host, the same kernels on the GPU (an
+    engine built with REQUIRE_USER_ALLOCATION, as `elir-edge build` builds)."""
     fake, trt = gpu
-    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False))
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=True)
     engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
     config = engine.create_runtime_config()
     config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
@@ -247,6 +256,34 @@ def test_whole_graph_capture_makes_tensorrt_rtx_replay_its_own_graph(gpu):
     assert fake.host_now - t0 < fake.enqueue_ms / 10
     default = engine.create_execution_context()
     assert default.get_runtime_config().cuda_graph_strategy == trt.CudaGraphStrategy.DISABLED
+
+
+@pytest.mark.parametrize("user_allocation", [False, True])
+def test_whole_graph_capture_captures_only_an_engine_built_with_require_user_allocation(gpu, user_allocation):
+    """REQUIRE_USER_ALLOCATION "ensures that inference will support graph capture": without it TensorRT-RTX's own
+    capture is not made either (is_stream_capturable says so), and the enqueues run as plain launches."""
+    fake, trt = gpu
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=user_allocation)
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
+    config = engine.create_runtime_config()
+    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    context = engine.create_execution_context(runtime_config=config)
+    stream = _bind(fake, engine, context)
+    for _ in range(3):
+        assert context.execute_async_v3(int(stream))
+    assert context.graph_launches == (1 if user_allocation else 0)
+    assert context.is_stream_capturable(int(stream)) == user_allocation
+
+
+def test_a_refused_cuda_graph_strategy_shows_only_when_read_back(gpu):
+    """C++ setCudaGraphStrategy answers a bool (NVIDIA's apiUsage sample checks it); the Python property drops it,
+    so a refusal (injected by name) leaves the old strategy, seen by reading it back."""
+    fake, trt = gpu
+    engine, _ = _context(trt)
+    fake.faults.add("graph_strategy_refused")
+    config = engine.create_runtime_config()
+    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    assert config.cuda_graph_strategy == trt.CudaGraphStrategy.DISABLED
 
 
 @pytest.mark.parametrize("strategy, fallback_runs", [("LAZY", 2), ("EAGER", 0), ("NONE", 3)])
@@ -333,3 +370,153 @@ def test_inspector_json_is_asked_for_by_its_format(gpu):
     text = engine.create_engine_inspector().get_engine_information(tensorrt_rtx.LayerInformationFormat.ONELINE)
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
+
+
+def test_set_compute_capability_answers_false_where_it_cannot_set_one():
+    """Its docstring: "True if successful, false otherwise": kNONE, an index past num_compute_capabilities, or
+    a compute capability this TensorRT-RTX cannot target (injected by name)."""
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False, refused_sms=("120",))
+    config = trt.Builder(None).create_builder_config()
+    config.num_compute_capabilities = 1
+    cc = tensorrt_rtx.ComputeCapability
+    assert config.set_compute_capability(cc.SM75, 0)
+    assert not config.set_compute_capability(cc.SM75, 1) and not config.set_compute_capability(cc.NONE, 0)
+    assert not config.set_compute_capability(cc.SM120, 0)
+
+
+def test_a_runtime_cache_may_not_serialize_and_set_runtime_cache_may_refuse(gpu):
+    """IRuntimeCache::serialize can give no memory (NVIDIA's apiUsage sample checks it for null) and
+    IRuntimeConfig.set_runtime_cache answers a bool: both failures are injectable by name."""
+    fake, trt = gpu
+    engine, _ = _context(trt)
+    config = engine.create_runtime_config()
+    cache = config.create_runtime_cache()
+    assert cache.serialize().startswith(b"FAKERTC") and config.set_runtime_cache(cache)
+    fake.faults |= {"cache_serialize_fails", "set_cache_refused"}
+    assert cache.serialize() is None
+    other = engine.create_runtime_config()
+    assert not other.set_runtime_cache(cache) and other.get_runtime_cache() is None
+
+
+def test_get_engine_validity_reads_the_header_and_deserialize_refuses_an_invalid_plan(gpu):
+    """TensorRT-RTX's Runtime.get_engine_validity -> (EngineValidity, EngineInvalidityDiagnostics bits), from the
+    header alone: an older driver or less free GPU memory than the plan needs is INVALID (and deserialize_cuda_engine
+    gives None), a plan marked so is SUBOPTIMAL; the full TensorRT has no such call."""
+    fake, trt = gpu
+    graph = fake_gpu.identity_graph(dynamic=False)
+    runtime = trt.Runtime(trt.Logger())
+    validity = tensorrt_rtx.EngineValidity
+    diag = tensorrt_rtx.EngineInvalidityDiagnostics
+    assert runtime.get_engine_validity(fake_gpu.make_plan(graph)) == (validity.VALID, 0)
+    assert runtime.get_engine_validity(fake_gpu.make_plan(graph, suboptimal=True)) == (validity.SUBOPTIMAL, 0)
+    assert runtime.get_engine_validity(b"not a plan") == (validity.INVALID, int(diag.MALFORMED_ENGINE))
+    old_driver = fake_gpu.make_plan(graph, min_driver=fake.driver + 10)
+    assert runtime.get_engine_validity(old_driver) == (validity.INVALID, int(diag.OLD_CUDA_DRIVER))
+    big = fake_gpu.make_plan(graph, device_mb=fake.memory_mb + 1)
+    assert runtime.get_engine_validity(big) == (validity.INVALID, int(diag.INSUFFICIENT_GPU_MEMORY))
+    assert runtime.deserialize_cuda_engine(old_driver) is None and runtime.deserialize_cuda_engine(big) is None
+    full = fake_gpu.full_tensorrt(fake)
+    assert not hasattr(full.Runtime(full.Logger()), "get_engine_validity")
+
+
+@pytest.mark.parametrize("severity, shown", [("ERROR", False), ("WARNING", True), ("VERBOSE", True)])
+def test_the_logger_writes_only_at_or_above_its_severity(gpu, capfd, severity, shown):
+    """trt.Logger's real severities (ERROR 1, WARNING 2, ...): the full TensorRT's warning of a plan built on
+    another GPU model is written only by a logger at WARNING or below."""
+    fake, _ = gpu
+    trt = fake_gpu.full_tensorrt(fake)
+    assert int(trt.Logger.ERROR) == int(tensorrt_rtx.Logger.ERROR) == 1 and int(trt.Logger().min_severity) == 2
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), built_on="NVIDIA GeForce RTX 3090")
+    assert trt.Runtime(trt.Logger(getattr(trt.Logger, severity))).deserialize_cuda_engine(plan) is not None
+    assert (fake_gpu.ACROSS_DEVICES in capfd.readouterr().err) == shown
+
+
+def test_the_cuda_context_is_made_once_by_the_first_call_needing_it(monkeypatch):
+    """The CUDA runtime makes the primary context lazily: device queries do not, cudaFree(0) (which succeeds) and
+    allocations do, once; IRuntimeCache.deserialize answers False without one ("A current CUDA context must be
+    present", its docstring), and TensorRT's deserialization makes it."""
+    fake, trt = fake_gpu.install(monkeypatch, context_ms=50.0)
+    cuda.gpu_info()
+    assert not fake.context
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(fake_gpu.make_plan(fake_gpu.identity_graph()))
+    assert fake.context and fake.calls.count("CUDA context creation") == 1
+    fake.context = False
+    blob = engine.create_runtime_config().create_runtime_cache().serialize()
+    assert not engine.create_runtime_config().create_runtime_cache().deserialize(blob)
+    t0 = fake.host_now
+    assert fake.cudaFree(0) == (fake.cudaError_t.cudaSuccess,) and fake.host_now - t0 >= 50.0
+    assert engine.create_runtime_config().create_runtime_cache().deserialize(blob)
+    assert fake.cudaFree(0) == (fake.cudaError_t.cudaSuccess,) and fake.calls.count("CUDA context creation") == 2
+
+
+def test_gpu_clocks_drop_when_it_idles_and_boost_under_load(monkeypatch):
+    """NVIDIA's performance guide: the clock "sits idle when there is no active workload and boosts ... when the
+    workload starts". Modelled where asked (`idle_s`): after that much real time without work the next `ramp_ms`
+    of kernels run `cool_x` times slower; back-to-back work runs boosted."""
+    import time
+
+    fake, trt = fake_gpu.install(monkeypatch, enqueue_ms=4.0, kernel_ms=20.0, idle_s=0.05, cool_x=2.0, ramp_ms=20.0)
+    engine, context = _context(trt, dynamic=False)
+    stream = _bind(fake, engine, context)
+
+    def one() -> float:
+        return _device_span(fake, stream, lambda: context.execute_async_v3(int(stream)))
+
+    cold = one()  # on an idle GPU: its 20 ms of kernels at half speed
+    assert cold == pytest.approx(1.0 + 40.0, abs=0.05)
+    assert one() == pytest.approx(1.0 + 20.0, abs=0.05)  # boosted, back to back
+    time.sleep(0.06)
+    assert one() == pytest.approx(1.0 + 40.0, abs=0.05)  # idled: slow again
+    assert fake_gpu.FakeCuda().idle_s is None  # no clock model unless asked
+
+
+@pytest.mark.parametrize("mode, refused", [(MODE.cudaStreamCaptureModeThreadLocal, True),
+                                           (MODE.cudaStreamCaptureModeRelaxed, False)])
+def test_cuda_free_and_free_host_are_refused_inside_a_capture(gpu, mode, refused):
+    """cudaFree and cudaFreeHost synchronize, so a capture that forbids unsafe calls refuses them (and is
+    invalidated); a Relaxed one does not."""
+    fake, _ = gpu
+    device, host = cuda.check(fake.cudaMalloc(16)), cuda.check(fake.cudaMallocHost(16))
+    stream = cuda.check(fake.cudaStreamCreate())
+    cuda.check(fake.cudaStreamBeginCapture(stream, mode))
+    unsupported = fake.cudaError_t.cudaErrorStreamCaptureUnsupported
+    assert (fake.cudaFree(device)[0] == unsupported) == refused
+    assert (fake.cudaFreeHost(host)[0] == unsupported) == refused
+    assert (fake.cudaStreamEndCapture(stream)[1] is None) == refused
+    assert fake.live()["device"] == fake.live()["host"] == (1 if refused else 0)
+
+
+def test_a_capture_is_ended_only_by_the_thread_that_began_it(gpu):
+    """cudaErrorStreamCaptureWrongThread: a capture not begun Relaxed, ended on another thread; it goes on."""
+    fake, _ = gpu
+    stream = cuda.check(fake.cudaStreamCreate())
+    cuda.check(fake.cudaStreamBeginCapture(stream, MODE.cudaStreamCaptureModeThreadLocal))
+    result = []
+    t = threading.Thread(target=lambda: result.append(fake.cudaStreamEndCapture(stream)))
+    t.start()
+    t.join()
+    assert result == [(fake.cudaError_t.cudaErrorStreamCaptureWrongThread, None)]
+    assert int(cuda.check(fake.cudaStreamIsCapturing(stream))) == 1
+    assert cuda.check(fake.cudaStreamEndCapture(stream)) is not None
+
+
+def test_graph_instantiation_can_fail_and_the_runner_goes_on_without_a_graph(gpu, tmp_path):
+    """cudaGraphInstantiate can fail (injected: `instantiate_fails`) and gives no graph exec; the runner's capture
+    then destroys the graph and runs without one, with a warning (on the full TensorRT, where it captures)."""
+    fake, _ = gpu
+    fake.faults.add("instantiate_fails")
+    graph = cuda.check(fake.cudaStreamEndCapture(_begun(fake)))
+    assert fake.cudaGraphInstantiate(graph, 0) == (fake.cudaError_t.cudaErrorNotSupported, None)
+    cuda.check(fake.cudaGraphDestroy(graph))
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False))
+    runner = EngineRunner(fake_gpu.full_tensorrt(fake), plan, tmp_path / "m.trt", "TensorRT", cuda_graph=True)
+    lq = np.zeros((1, 3, 64, 64), np.float32)
+    with pytest.warns(UserWarning, match=r"CUDA graph capture failed \(cudaGraphInstantiate failed"):
+        runner(lq, np.zeros((1, 16, 8, 8), np.float32))
+    assert runner.kind == "TensorRT" and fake.live()["graphs"] == fake.live()["graph_execs"] == 0
+
+
+def _begun(fake):
+    stream = cuda.check(fake.cudaStreamCreate())
+    cuda.check(fake.cudaStreamBeginCapture(stream, MODE.cudaStreamCaptureModeThreadLocal))
+    return stream

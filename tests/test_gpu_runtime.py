@@ -29,7 +29,8 @@ def _engine(folder, tmp_path, io=None, dynamic=False, name="model.rtx.engine", g
     dst = tmp_path / "export"
     if not dst.exists():
         shutil.copytree(folder, dst)
-    plan = fake_gpu.make_plan((dst / graph).read_bytes(), io, dynamic, verbosity="DETAILED")  # as build sets it
+    plan = fake_gpu.make_plan((dst / graph).read_bytes(), io, dynamic, verbosity="DETAILED",
+                              user_allocation=True)  # as build sets them
     (dst / name).write_bytes(plan)
     import hashlib
 
@@ -283,8 +284,9 @@ def test_an_rtx_engine_on_a_machine_without_gpu_says_where_it_runs(tiny_quantize
 
 # issue 22: one test per defect fixed (its numbers), each failing on the code before the fix -------------
 
-def _identity_runner(trt, tmp_path, eps=True, dynamic=True, cuda_graph=False, profile=None, user_allocation=False):
-    """An engine of fake_gpu.identity_graph (hq = lq), so every output is known without a reference run."""
+def _identity_runner(trt, tmp_path, eps=True, dynamic=True, cuda_graph=False, profile=None, user_allocation=True):
+    """An engine of fake_gpu.identity_graph (hq = lq), so every output is known without a reference run; built with
+    REQUIRE_USER_ALLOCATION unless said, as `elir-edge build` builds."""
     plan = fake_gpu.make_plan(fake_gpu.identity_graph(eps=eps, dynamic=dynamic), dynamic=dynamic, profile=profile,
                               user_allocation=user_allocation)
     kind = "TensorRT-RTX" if trt.is_rtx else "TensorRT"
@@ -585,3 +587,224 @@ def test_i22_13_on_a_gpu_the_staging_tensors_are_page_locked(tmp_path):
     lq, eps = _inputs(1)
     assert np.array_equal(runner.timed(lq, eps) and runner(lq, eps), lq * 2)
     assert all(t.is_pinned() for t in runner.staging.tensors.values()) and len(runner.staging.tensors) == 3
+
+
+# issue 32: one test per defect fixed (its numbers), each failing on c84a6ef ------------------------------
+
+def _rtx_build(monkeypatch, tmp_path, trt, target="rtx", fp16_flag=False, **opts):
+    """build_rtx (or build_tensorrt) on the stand-in builder, of fake_gpu.identity_graph (static, fp32): no
+    quantized fixture."""
+    import sys
+
+    from elir_edge.engines.build import BuildOptions
+    from elir_edge.engines.rtx import build_rtx
+    from elir_edge.engines.tensorrt import build_tensorrt
+
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx" if target == "rtx" else "tensorrt", trt)
+    graph = tmp_path / "m.onnx"
+    graph.write_bytes(fake_gpu.identity_graph(dynamic=False))
+    options = BuildOptions(target=target, output=tmp_path / "m.engine", **opts)
+    if target == "rtx":
+        return build_rtx(graph, options, quiet=True)[1]
+    return build_tensorrt(graph, options, quiet=True, fp16_flag=fp16_flag)[1]
+
+
+def test_i32_7_a_compute_capability_tensorrt_rtx_refuses_is_an_error(tmp_path, monkeypatch):
+    """Defect 7: set_compute_capability's False was dropped, so the plan was built for fewer GPUs than asked."""
+    from elir_edge.engines.build import BuildError
+
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False, refused_sms=("86",))
+    with pytest.raises(BuildError, match=r"^--sm 86: TensorRT-RTX 1\.7\.1 refused compute capability SM86: build"):
+        _rtx_build(monkeypatch, tmp_path, trt, sms=["75", "86"])
+    assert _rtx_build(monkeypatch, tmp_path, trt, sms=["75"])["target_sms"] == ["75"]
+    assert trt.seen["sms"] == {0: "SM75"}
+
+
+def test_i32_9_pytorch_timed_captures_a_graph_for_each_shape(monkeypatch, tmp_path):
+    """Defect 9: timed() captured only when no graph existed, so a second shape replayed the first shape's graph
+    (its static tensors). Shown on the CPU with stand-ins for the CUDA calls timed() makes: a capture records its
+    shape and replays the model on its static tensors."""
+    import types
+
+    import torch
+
+    from elir_edge.runtime.pytorch import TorchRunner
+    from elir_edge.runtime.runner import Interface
+
+    class Doubler(torch.nn.Module):
+        def forward(self, lq, eps):
+            return lq * 2
+
+    runner = TorchRunner(Doubler(), tmp_path / "w.safetensors", Interface({}, None, None, None, 16, True))
+    captured = []
+
+    def capture(lq, eps):
+        captured.append(tuple(lq.shape))
+        runner.static = (lq.clone(), eps.clone(), runner.model(lq, eps))
+        runner.graph = types.SimpleNamespace(replay=lambda: runner.static[2].copy_(runner.model(*runner.static[:2])))
+
+    event = types.SimpleNamespace(record=lambda: None, elapsed_time=lambda other: 0.0)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    runner.on_gpu, runner.cuda_graph, runner.events, runner._capture = True, True, [event] * 6, capture
+    for size in (64, 96):
+        lq, eps = _inputs(1, size=size)
+        assert runner.timed(lq, eps)["compute_ms"] == 0.0
+        assert np.array_equal(runner(lq, eps), lq * 2)
+    assert captured == [(1, 3, 64, 64), (1, 3, 96, 96)]
+
+
+@pytest.mark.parametrize("failure", ["serialize returns None", "serialize raises"])
+def test_i32_1_close_frees_everything_when_the_runtime_cache_cannot_be_saved(gpu, tmp_path, failure):
+    """Defect 1: close() saved the runtime cache before freeing, and bytes(None) raised TypeError there: buffers,
+    stream, events and graph leaked and `closed` stayed False. NVIDIA's apiUsage sample treats a None from
+    IRuntimeCache::serialize as possible; now it costs one warning, and any other failure still frees first."""
+    fake, trt = gpu
+    before = fake.live()
+    runner = _identity_runner(trt, tmp_path, cuda_graph=True)
+    assert np.array_equal(runner(*_inputs(1))[0], _inputs(1)[0][0])
+    if failure == "serialize returns None":
+        fake.faults.add("cache_serialize_fails")
+        with pytest.warns(UserWarning, match=r"runtime cache .* not written \(TensorRT-RTX could not serialize it\)"):
+            runner.close()
+    else:
+        runner.setup.cache.serialize = lambda: (_ for _ in ()).throw(RuntimeError("std::bad_alloc"))
+        with pytest.raises(RuntimeError, match="bad_alloc"):
+            runner.close()
+    assert fake.live() == before and runner.closed and not (tmp_path / "identity.rtx.engine.runtime_cache").exists()
+
+
+@pytest.mark.parametrize("sms, tf32, precision", [(["75", "86"], True, "fp32 (TF32 allowed)"), (["75"], True, "fp32"),
+                                                  (["86"], False, "fp32")])
+def test_i32_5_tensorrt_rtx_fp32_engines_say_tf32_too(tmp_path, monkeypatch, sms, tf32, precision):
+    """Defect 5: TensorRT-RTX keeps BuilderFlag.TF32 on by default too ("Enabled by default"), so an fp32 plan with
+    an SM80+ target computes in TF32 there; it was labelled plain "fp32". The support notes read the precision
+    without the label (an fp32 build for SM86 is listed)."""
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False)
+    m = _rtx_build(monkeypatch, tmp_path, trt, sms=sms, tf32=tf32)
+    assert m["precision"] == precision and m["support"][0].startswith("listed in NVIDIA's matrix")
+    assert trt.seen["cleared_flags"] == (set() if tf32 else {trt.BuilderFlag.TF32})
+
+
+def test_i32_5_an_fp16_flag_build_is_not_labelled_fp32(tmp_path, monkeypatch):
+    """Defect 5: a TensorRT build of an fp32 graph with the FP16 flag was labelled "fp32 (TF32 allowed)"."""
+    fake_gpu.install(monkeypatch, gpu=("NVIDIA A100-SXM4-80GB", 8, 0))
+    trt = fake_gpu.fake_tensorrt_builder("10.8.0", True)
+    assert _rtx_build(monkeypatch, tmp_path, trt, target="tensorrt", fp16_flag=True)["precision"] == "fp16 (FP16 flag)"
+    assert _rtx_build(monkeypatch, tmp_path, trt, target="tensorrt")["precision"] == "fp32 (TF32 allowed)"
+
+
+def test_i32_6_a_cuda_graph_tensorrt_rtx_cannot_make_is_not_in_the_label(gpu, tmp_path):
+    """Defect 6: "+ CUDA graph" was the request, never confirmed. Now the row says it only where TensorRT-RTX took
+    WHOLE_GRAPH_CAPTURE (read back: the C++ setter's bool is lost in Python) and the context is capturable (an
+    engine built with REQUIRE_USER_ALLOCATION, which "ensures that inference will support graph capture")."""
+    fake, trt = gpu
+    lq, eps = _inputs(1)
+    for user_allocation, fault, why in [(False, None, r"is_stream_capturable\(\) is False"),
+                                        (True, "graph_strategy_refused", "did not take cuda_graph_strategy")]:
+        fake.faults = {fault} - {None}
+        with pytest.warns(UserWarning, match=f"{why}.*: running without a CUDA graph$"):
+            runner = _identity_runner(trt, tmp_path, dynamic=False, cuda_graph=True, user_allocation=user_allocation)
+        for _ in range(3):
+            assert np.array_equal(runner(lq, eps), lq)
+        assert runner.kind == "TensorRT-RTX" and runner.context.graph_launches == 0
+        runner.close()
+
+
+def test_i32_6_build_sets_require_user_allocation(tmp_path, monkeypatch):
+    """Defect 6: `elir-edge build` never set REQUIRE_USER_ALLOCATION, without which TensorRT-RTX may not capture."""
+    trt = fake_gpu.fake_tensorrt_builder("1.7.1", False)
+    m = _rtx_build(monkeypatch, tmp_path, trt)
+    assert trt.BuilderFlag.REQUIRE_USER_ALLOCATION in trt.seen["builder_flags"] and m["require_user_allocation"]
+
+
+@pytest.mark.parametrize("plan, reasons", [
+    (dict(min_driver=13020), r"\(OLD_CUDA_DRIVER\): update the NVIDIA driver$"),
+    (dict(device_mb=20_000), r"\(INSUFFICIENT_GPU_MEMORY\): free GPU memory"),
+    (dict(min_driver=13020, device_mb=20_000), r"\(OLD_CUDA_DRIVER, INSUFFICIENT_GPU_MEMORY\): update the NVIDIA "
+                                               r"driver; free GPU memory")])
+def test_i32_3_tensorrt_rtx_says_why_an_engine_cannot_run_here(gpu, tmp_path, plan, reasons):
+    """Defect 3: every None from deserialization read "damaged, truncated, or built by another version". The runner
+    asks get_engine_validity first, as NVIDIA's apiUsage sample does, and names the diagnostics bits."""
+    fake, trt = gpu
+    before = fake.live()
+    blob = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), **plan)
+    with pytest.raises(EngineError, match=r"^\S+identity.rtx.engine: TensorRT-RTX says this engine cannot run here "
+                                          + reasons):
+        EngineRunner(trt, blob, tmp_path / "identity.rtx.engine", "TensorRT-RTX")
+    assert fake.live() == before
+
+
+def test_i32_3_a_suboptimal_engine_runs_and_its_bench_row_is_flagged(gpu, tmp_path):
+    """Defect 3: a SUBOPTIMAL engine (TensorRT-RTX: it runs, recompilation recommended) was benched unmarked."""
+    from elir_edge.bench.options import BenchOptions
+    from elir_edge.bench.stage import _speed_rows
+
+    _, trt = gpu
+
+    def row(suboptimal: bool) -> dict:
+        path = tmp_path / f"{suboptimal}.rtx.engine"
+        path.write_bytes(fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), suboptimal=suboptimal))
+        runner = EngineRunner(trt, path.read_bytes(), path, "TensorRT-RTX")
+        lq, eps = _inputs(1)
+        assert np.array_equal(runner(lq, eps), lq)
+        return _speed_rows(BenchOptions([], iterations=1, duration=0, warmup=0), [runner], None, 64, 64, 16)[0]
+
+    assert row(True)["flag"].startswith("TensorRT-RTX rates this engine SUBOPTIMAL on this GPU")
+    assert "flag" not in row(False)
+
+
+def test_i32_4_a_tensorrt_engine_of_another_gpu_model_is_refused(monkeypatch, tmp_path):
+    """Defect 4: engines were matched by compute capability alone, so one built on an RTX 3090 ran on an A10 (both
+    8.6), which TensorRT calls unsupported ("likely to affect performance or even cause errors or deadlock")."""
+    import sys
+
+    from elir_edge.runtime.tensorrt import open_tensorrt
+
+    fake, _ = fake_gpu.install(monkeypatch, gpu=("NVIDIA A10", 8, 6))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_gpu.full_tensorrt(fake))
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False))
+    built = {"tensorrt": "10.8.0", "gpu_compute_capability": "8.6", "gpu_name": "NVIDIA GeForce RTX 3090"}
+    with pytest.raises(EngineError, match=r"m.trt was built on NVIDIA GeForce RTX 3090, this machine has NVIDIA A10 "
+                                          r"\(both 8.6\): TensorRT does not support .*rebuild it here"):
+        open_tensorrt(tmp_path / "m.trt", plan, built)
+    open_tensorrt(tmp_path / "m.trt", plan, {**built, "gpu_name": "NVIDIA A10"}).close()
+
+
+def test_i32_4_tensorrts_warnings_reach_the_user(gpu, tmp_path, capfd):
+    """Defect 4: the runtime's logger was at ERROR, hiding TensorRT's warning of a plan from another GPU model."""
+    fake, _ = gpu
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), built_on="NVIDIA GeForce RTX 3090")
+    EngineRunner(fake_gpu.full_tensorrt(fake), plan, tmp_path / "m.trt", "TensorRT").close()
+    assert fake_gpu.ACROSS_DEVICES in capfd.readouterr().err
+
+
+def test_i32_8_the_cuda_context_is_made_first_and_timed_apart_from_the_engine_load(monkeypatch, tmp_path):
+    """Defect 8: the first engine's load_ms held the process's CUDA context creation (made by TensorRT's first CUDA
+    call), reported as TensorRT-RTX's JIT. The runner makes the context first (cudaFree(0)) and times it apart;
+    a second engine finds it made. The stand-in spends its 400 ms of context creation for real (real_host)."""
+    fake, trt = fake_gpu.install(monkeypatch, context_ms=400.0, real_host=True)
+    first = _identity_runner(trt, tmp_path, dynamic=False)
+    assert first.load_ms < 400 <= first.context_ms
+    assert fake.calls.index("CUDA context creation") < fake.calls.index("cudaFree(0)")
+    second = _identity_runner(trt, tmp_path, dynamic=False)
+    assert fake.calls.count("CUDA context creation") == 1 and second.context_ms < 400
+
+
+def test_i32_2_gpu_rows_are_timed_back_to_back_not_after_cpu_runs(monkeypatch, tmp_path):
+    """Defect 2: each GPU sample followed a CPU row's run, so the GPU had dropped to idle clocks and every sample
+    timed the boost. The stand-in's clocks: after 80 ms of real time without work, the next 50 ms of kernels run
+    at half speed. A CPU row of 150 ms beside an engine of 20 ms kernels: the engine's compute reads 20 ms."""
+    import time
+
+    from elir_edge.bench.speed import measure_interleaved
+
+    _, trt = fake_gpu.install(monkeypatch, enqueue_ms=5.0, kernel_ms=20.0, idle_s=0.08, cool_x=2.0, ramp_ms=50.0)
+    runner = _identity_runner(trt, tmp_path, dynamic=False)
+    lq, eps = _inputs(1)
+    order = []
+    runs = {"engine": lambda: order.append("gpu") or runner.timed(lq, eps),
+            "onnx": lambda: order.append("cpu") or time.sleep(0.15)}
+    speeds = measure_interleaved(runs, warmup_s=0, iterations=3, duration_s=0, on_gpu={"engine"})
+    assert order == ["gpu"] * 4 + ["cpu"] * 4  # warm-up and samples of the GPU row, then the CPU row's
+    assert speeds["engine"]["device"]["compute"]["median_ms"] == pytest.approx(20.0, abs=0.5)
+    assert "device" not in speeds["onnx"]

@@ -75,6 +75,8 @@ def _engine_lines(r: dict) -> list[str]:
         if row.get("load_ms") is not None:
             out.append(f"{row['label']}: engine load {row['load_ms']:.0f} ms"
                        + (" (TensorRT-RTX compiles for this GPU here, JIT)" if "RTX" in row["runner"] else "")
+                       + (f", CUDA context {row['context_ms']:.0f} ms before it"
+                          if (row.get("context_ms") or 0) >= 1 else "")
                        + (f", first inference {row['first_run_ms']:.0f} ms" if row.get("first_run_ms") else "")
                        + ": not in the latency figures")
     return out

@@ -1,27 +1,45 @@
 """Speed measured the trtexec way: warm-up by time, then at least N iterations and at least D seconds per
-artifact. Artifacts compared in one run take turns, run by run, so machine drift hits them alike."""
+artifact. Artifacts compared in one run take turns, run by run, so machine drift hits them alike; but the GPU
+rows take their turns among themselves, warmed up and timed back to back before the CPU rows: a GPU idle
+through a CPU run drops to idle clocks and boosts again only under load (NVIDIA's performance guide), so a
+GPU sample after a CPU run would time the boost."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Collection
 
 from elir_edge.bench.stats import latency_summary
 
 
 def measure_interleaved(runs: dict[str, Callable[[], object]], warmup_s: float = 0.2, iterations: int = 10,
-                        duration_s: float = 3.0, batches: dict[str, int] | None = None) -> dict[str, dict]:
+                        duration_s: float = 3.0, batches: dict[str, int] | None = None,
+                        on_gpu: Collection[str] = ()) -> dict[str, dict]:
     """Per-run wall-clock latency of each candidate (host side, inputs already in memory) and throughput =
     batch / median. A `run` that returns a dict of device-measured milliseconds (CUDA events) gets those
     summarised too, under "device", each with its own throughput; its "wall_ms", when given, is the host
-    latency (an engine's timed run does extra work after it, for the compute figure)."""
+    latency (an engine's timed run does extra work after it, for the compute figure). The runs named in
+    `on_gpu` are warmed up and timed first, in turns among themselves only."""
+    times = {k: [] for k in runs}
+    device = {k: [] for k in runs}
+    gpu = {k: run for k, run in runs.items() if k in on_gpu}
+    for group in (gpu, {k: run for k, run in runs.items() if k not in on_gpu}):
+        _warm_up(group, warmup_s)
+        _take_turns(group, iterations, duration_s, times, device)
+    return {k: _summary(times[k], device[k], (batches or {}).get(k, 1)) for k in runs}
+
+
+def _warm_up(runs: dict[str, Callable[[], object]], warmup_s: float) -> None:
     for run in runs.values():
         end = time.perf_counter() + warmup_s
         run()
         while time.perf_counter() < end:
             run()
-    times = {k: [] for k in runs}
-    device = {k: [] for k in runs}
+
+
+def _take_turns(runs: dict[str, Callable[[], object]], iterations: int, duration_s: float, times: dict,
+                device: dict) -> None:
+    """Each run in turn, until every one has at least `iterations` samples and `duration_s` seconds."""
     spent = dict.fromkeys(runs, 0.0)
 
     def wanting(k: str) -> bool:
@@ -40,7 +58,6 @@ def measure_interleaved(runs: dict[str, Callable[[], object]], warmup_s: float =
                 dt = r.pop("wall_ms", dt * 1000) / 1000
                 device[k].append(r)
             times[k].append(dt)
-    return {k: _summary(times[k], device[k], (batches or {}).get(k, 1)) for k in runs}
 
 
 def measure(run: Callable[[], object], warmup_s: float = 0.2, iterations: int = 10, duration_s: float = 3.0,

@@ -131,8 +131,8 @@ def _common_input(opts: BenchOptions, arts: list[Runner]) -> tuple[str, int, int
 
 def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None, h: int, w: int,
                 latent: int) -> list[dict]:
-    """Every artifact timed in turns (on `first`, the first image's input, or noise); an int8 file a runtime
-    computes wrongly here is flagged beside its row."""
+    """Every artifact timed in turns, the GPU rows among themselves first (on `first`, the first image's input,
+    or noise); an int8 file a runtime computes wrongly here is flagged beside its row."""
     rng = np.random.default_rng(opts.seed)
     runs, batches = {}, {}
     for i, a in enumerate(arts):
@@ -142,19 +142,24 @@ def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None
         runs[i] = (lambda r=a, lq=lq, eps=eps: r.timed(lq, eps)) if a.on_gpu else \
             (lambda r=a, lq=lq, eps=eps: r(lq, eps))
         batches[i] = b
-    speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches)
+    speeds = measure_interleaved(runs, opts.warmup, opts.iterations, opts.duration, batches,
+                                 on_gpu={i for i, a in enumerate(arts) if a.on_gpu})
     base = speeds[0]["median_ms"]
     rows = []
     for i, a in enumerate(arts):
         speeds[i]["ratio_vs_first"] = base / speeds[i]["median_ms"]
         row = {"artifact": str(a.path), "label": label(a), "runner": a.kind, "on_gpu": a.on_gpu,
-               "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": a.load_ms, "first_run_ms": a.first_run_ms}
+               "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": a.load_ms, "first_run_ms": a.first_run_ms,
+               "context_ms": getattr(a, "context_ms", None)}
         row.update(_layer_figures(a))
+        flags = [a.flag] if getattr(a, "flag", None) else []
         probed = probe_runner(a)
         if probed is not None:
             row["probe"] = probed.to_dict()
             if not probed.ok:
-                row["flag"] = f"{probed.describe()} ({WHY}); its speed is not a fair figure"
+                flags.append(f"{probed.describe()} ({WHY}); its speed is not a fair figure")
+        if flags:
+            row["flag"] = "; ".join(flags)
         rows.append(row)
     return rows
 

@@ -35,7 +35,7 @@ class BuildOptions:
     output: Path | None = None  # default: beside the ONNX, named by target
     profile: tuple | None = None  # dynamic graphs: ((B,H,W) min, opt, max); default from the metadata
     workspace_gib: float = 2.0
-    tf32: bool = True  # False clears TensorRT's default TF32 flag: fp32 layers stay fp32 on Ampere and later
+    tf32: bool = True  # False clears the default TF32 flag (both targets): fp32 layers stay fp32 on Ampere and later
 
 
 class BuildError(UserError):
@@ -58,6 +58,14 @@ def precision_of(model: onnx.ModelProto) -> str:
         for a in n.attribute)
     floats = "fp16" if half else "fp32"
     return f"int8 + {floats}" if {"QuantizeLinear", "DequantizeLinear"} & ops else floats
+
+
+def with_tf32(precision: str, tf32: bool, sms: list[str]) -> str:
+    """TensorRT and TensorRT-RTX both keep BuilderFlag.TF32 set by default (tensorrt_rtx 1.7.1: "Enabled by
+    default"), so fp32 layers may compute in TF32 on any target of SM80 (Ampere) or later unless it is cleared."""
+    if precision.endswith("fp32") and tf32 and any(int(sm) >= 80 for sm in sms):
+        return f"{precision} (TF32 allowed)"
+    return precision
 
 
 def _profile_shapes(model: onnx.ModelProto, profile: tuple | None) -> dict[str, tuple] | None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from elir_edge.common.files import atomic_file
-from elir_edge.engines.build import BuilderMissing, BuildError, BuildOptions, build
+from elir_edge.engines.build import BuilderMissing, BuildError, BuildOptions, build, with_tf32
 from elir_edge.runtime.cuda import CudaUnavailable, gpu_info
 
 INSTALL = "pip install 'elir-edge[tensorrt]' on the machine with the NVIDIA GPU the engine is for"
@@ -66,8 +66,8 @@ def build_tensorrt(onnx_path: Path, opts: BuildOptions, quiet: bool = False, fp1
             **{f"gpu_{k}": v for k, v in gpu.items()}, "fp16_flag": fp16_flag}
     data, manifest = build(trt, onnx_path, opts, configure, meta, quiet, strongly_typed=not fp16_flag,
                            using="with TensorRT on this GPU")
-    if manifest["precision"].endswith("fp32") and opts.tf32 and int(gpu["compute_capability"].split(".")[0]) >= 8:
-        manifest["precision"] += " (TF32 allowed)"  # TensorRT's default on Ampere and later
+    precision = manifest["precision"].replace("fp32", "fp16 (FP16 flag)") if fp16_flag else manifest["precision"]
+    manifest["precision"] = with_tf32(precision, opts.tf32, [gpu["compute_capability"].replace(".", "")])
     cache = state["config"].get_timing_cache()
     if cache is not None:
         with atomic_file(cache_path) as tmp:

@@ -87,6 +87,12 @@ def gpu_info() -> dict:
             "cuda_driver": f"{version // 1000}.{version % 1000 // 10}"}
 
 
+def make_context(rt) -> float:
+    """The process's CUDA context, made now by cudaFree(0) (a no-op once it exists); returns the milliseconds it
+    took, so the first engine's load time is not the context's creation."""
+    return host_ms(lambda: check(rt.cudaFree(0), "cudaFree(0), which makes the CUDA context"))
+
+
 class Buffer:
     """One tensor's pinned host memory (a numpy view of the right dtype and shape) and device memory; where
     the device memory cannot be had, the pinned memory is given back before the error is raised."""

@@ -37,6 +37,33 @@ class EngineError(UserError):
     """The engine cannot run here as it is (damaged, wrong GPU, failed call): one line, never a crash."""
 
 
+# TensorRT-RTX's EngineInvalidityDiagnostics bits -> the fix (NVIDIA's apiUsage sample names each bit)
+INVALIDITY_FIXES = {"VERSION_MISMATCH": "rebuild it with this TensorRT-RTX (`elir-edge build`)",
+                    "UNSUPPORTED_CC": "rebuild it for this GPU (`elir-edge build --sm`)",
+                    "OLD_CUDA_DRIVER": "update the NVIDIA driver", "OLD_CUDA_RUNTIME": "update the CUDA runtime",
+                    "INSUFFICIENT_GPU_MEMORY": "free GPU memory (other processes) or use a GPU with more",
+                    "MALFORMED_ENGINE": "build it again with `elir-edge build`",
+                    "CUDA_ERROR": "check the GPU and its driver (nvidia-smi)"}
+
+
+def validity_flag(trt, runtime, plan: bytes, path: Path) -> str | None:
+    """TensorRT-RTX's own verdict on the plan's header, asked before deserializing (as NVIDIA's apiUsage
+    sample does): INVALID is an error naming its reasons; SUBOPTIMAL runs, and the row is flagged with it."""
+    if not hasattr(runtime, "get_engine_validity"):
+        return None
+    validity, diagnostics = runtime.get_engine_validity(plan)
+    if validity == trt.EngineValidity.SUBOPTIMAL:
+        return "TensorRT-RTX rates this engine SUBOPTIMAL on this GPU (it runs, recompilation recommended): " \
+               "rebuild it with `elir-edge build`"
+    if validity != trt.EngineValidity.INVALID:
+        return None
+    reasons = [n for n, bit in trt.EngineInvalidityDiagnostics.__members__.items() if int(diagnostics) & int(bit)]
+    said = ", ".join(reasons) or "INVALID, no reason given"
+    fixes = "; ".join(INVALIDITY_FIXES.get(r, "rebuild it with `elir-edge build`") for r in reasons)
+    raise EngineError(f"{path}: TensorRT-RTX says this engine cannot run here ({said}): "
+                      f"{fixes or 'rebuild it on this machine with `elir-edge build`'}")
+
+
 def _to_bf16(x: np.ndarray) -> np.ndarray:
     bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
     return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
@@ -56,8 +83,11 @@ class EngineRunner(Runner):
         self.trt, self.path, self.name, self.on_gpu = trt, Path(path), Path(path).name, True
         self.kind = kind + (" + CUDA graph" if cuda_graph else "")
         self.rt = cuda.bindings()
+        self.context_ms = cuda.make_context(self.rt)  # the first engine's: not TensorRT-RTX's JIT
         t0 = time.perf_counter()
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # TensorRT's warnings reach the user (other GPU model)
+        self.flag = validity_flag(trt, runtime, plan, self.path)
+        self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise EngineError(f"{path} cannot be deserialized (damaged, truncated, or built by another "
                               "version or for another GPU): build it again with `elir-edge build`")
@@ -73,6 +103,7 @@ class EngineRunner(Runner):
         self.buffers: dict[str, cuda.Buffer] = {}
         try:
             self._open(meta)
+            self._confirm_graph()
         except BaseException:  # noqa: BLE001 - re-raised: what was made so far is given back first
             self._free()
             raise
@@ -175,6 +206,23 @@ class EngineRunner(Runner):
         if self.cuda_graph and not self.setup.graph_by_tensorrt and self.stream.graph_exec is None:
             self._capture()
 
+    def _confirm_graph(self) -> None:
+        """TensorRT-RTX makes the CUDA graph only where it took WHOLE_GRAPH_CAPTURE and the context can be
+        captured (an engine built with REQUIRE_USER_ALLOCATION); otherwise the row must not say CUDA graph."""
+        if not (self.cuda_graph and hasattr(self.trt, "CudaGraphStrategy")):
+            return
+        if not self.setup.graph_by_tensorrt:
+            self._no_graph("TensorRT-RTX did not take cuda_graph_strategy = WHOLE_GRAPH_CAPTURE")
+        elif not self.context.is_stream_capturable(int(self.stream.handle)):
+            self._no_graph("TensorRT-RTX cannot capture it (is_stream_capturable() is False: built without "
+                           "REQUIRE_USER_ALLOCATION; rebuild it with `elir-edge build`)")
+
+    def _no_graph(self, why: str) -> None:
+        """Run without a CUDA graph, said in one warning, and the row's kind no longer says CUDA graph."""
+        self.cuda_graph = False
+        self.kind = self.kind.removesuffix(" + CUDA graph")
+        warnings.warn(f"{self.path}: {why}: running without a CUDA graph", stacklevel=4)
+
     def _capture(self) -> None:
         """One enqueue as a CUDA graph, where the context says it can be captured (TensorRT-RTX: only an
         engine built with REQUIRE_USER_ALLOCATION); an engine that cannot be captured runs without one, with
@@ -186,10 +234,7 @@ class EngineRunner(Runner):
                                   "with REQUIRE_USER_ALLOCATION")
             self.stream.capture(self._enqueue)
         except (EngineError, cuda.CudaError) as e:
-            self.cuda_graph = False
-            self.kind = self.kind.removesuffix(" + CUDA graph")
-            warnings.warn(f"{self.path}: CUDA graph capture failed ({e}): running without a CUDA graph",
-                          stacklevel=3)
+            self._no_graph(f"CUDA graph capture failed ({e})")
 
     def _copy_in(self) -> None:
         for name, b in self.buffers.items():
@@ -253,10 +298,12 @@ class EngineRunner(Runner):
         """Give back buffers, CUDA graph, events and stream; the runner refuses to run afterwards."""
         if self.closed:
             return
-        runtime_config.save_cache(self.setup)
-        self._free()
-        self.context = self.engine = None
-        self.closed = True
+        try:
+            runtime_config.save_cache(self.setup)
+        finally:  # a cache that cannot be saved must not keep the GPU's memory, stream and graph
+            self._free()
+            self.context = self.engine = None
+            self.closed = True
 
     def _free_buffers(self) -> None:
         buffers, self.buffers = self.buffers, {}

@@ -93,6 +93,12 @@ class TorchRunner(Runner):
             out = self.model(static_lq, static_eps)
         self.static = (static_lq, static_eps, out)
 
+    def _ready(self, lq, eps) -> None:
+        """With `cuda_graph`, a graph captured at this input shape: one of another shape would replay onto
+        static tensors that do not fit the inputs."""
+        if self.cuda_graph and (self.graph is None or tuple(self.static[0].shape) != tuple(lq.shape)):
+            self._capture(lq, eps)
+
     def _inputs(self, host: tuple):
         return tuple(h.to(self.device, self.dtype, non_blocking=True) for h in host)
 
@@ -102,8 +108,7 @@ class TorchRunner(Runner):
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
         with self.torch.inference_mode():
             x, e = self._inputs(self._stage(lq, eps))
-            if self.cuda_graph and (self.graph is None or self.static[0].shape != x.shape):
-                self._capture(x, e)
+            self._ready(x, e)
             out = self.staging.take(self._forward(x, e))
             if self.on_gpu:
                 self.torch.cuda.synchronize()
@@ -116,8 +121,7 @@ class TorchRunner(Runner):
         torch, (e0, e1, e2, e3, e4, e5) = self.torch, self.events
         with torch.inference_mode():
             staged = self._stage(lq, eps)
-            if self.cuda_graph and self.graph is None:
-                self._capture(*self._inputs(staged))
+            self._ready(*self._inputs(staged))
             t0 = time.perf_counter()
             e0.record()
             x, e = self._inputs(staged)

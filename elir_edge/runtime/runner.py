@@ -56,7 +56,9 @@ class Runner(Protocol):
     on_gpu: bool
     interface: Interface
     load_ms: float | None = None  # engines: deserialisation (TensorRT-RTX compiles for the GPU there)
+    context_ms: float | None = None  # engines: making the process's CUDA context first, timed apart from load_ms
     first_run_ms: float | None = None  # engines: the first inference of a shape, kept out of latency
+    flag: str | None = None  # why its speed may not be a fair figure (a SUBOPTIMAL TensorRT-RTX engine)
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray: ...
 

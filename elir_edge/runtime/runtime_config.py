@@ -8,8 +8,9 @@ NVIDIA's rules, from the installed tensorrt_rtx 1.7.1's docstrings and the Tenso
   EAGER compiles the shape-specialised kernels for each shape when it is first run ("Warm up or use
   kEAGER specialization", TensorRT-RTX's dynamic-shapes guide).
 - CudaGraphStrategy.WHOLE_GRAPH_CAPTURE: TensorRT-RTX stream-captures the inference and replays the
-  graph itself; a user's own capture needs BuilderFlag.REQUIRE_USER_ALLOCATION ("required when using
-  CUDA stream capture", TensorRT-RTX 1.2 release notes), which `is_stream_capturable` reports.
+  graph itself; a capture needs BuilderFlag.REQUIRE_USER_ALLOCATION ("required when using CUDA stream
+  capture", TensorRT-RTX 1.2 release notes; it "ensures that inference will support graph capture", its
+  docstring), which `is_stream_capturable` reports, so the runner asks it before it says "CUDA graph".
 - IRuntimeCache.deserialize validates the blob against this GPU, driver and TensorRT-RTX version and
   returns False on any mismatch: such a cache is dropped, and a new one written when the runner closes.
 """
@@ -45,10 +46,15 @@ def configure(trt, engine, cuda_graph: bool, engine_path: Path) -> RuntimeSetup:
         return RuntimeSetup(None, False, None, path)
     config = engine.create_runtime_config()
     config.dynamic_shapes_kernel_specialization_strategy = trt.DynamicShapesKernelSpecializationStrategy.EAGER
-    by_tensorrt = cuda_graph and hasattr(trt, "CudaGraphStrategy")
-    if by_tensorrt:
-        config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    by_tensorrt = cuda_graph and hasattr(trt, "CudaGraphStrategy") and _whole_graph_capture(trt, config)
     return RuntimeSetup(config, by_tensorrt, _load_cache(config, path), path)
+
+
+def _whole_graph_capture(trt, config) -> bool:
+    """WHOLE_GRAPH_CAPTURE, confirmed by reading it back: C++ setCudaGraphStrategy answers a bool (NVIDIA's
+    apiUsage sample checks it) that the Python property drops."""
+    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    return config.cuda_graph_strategy == trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
 
 
 def _load_cache(config, path: Path):
@@ -67,9 +73,16 @@ def save_cache(setup: RuntimeSetup) -> None:
     only the JIT next time (a one-line warning)."""
     if setup.cache is None:
         return
+    blob = setup.cache.serialize()  # None where TensorRT-RTX cannot (NVIDIA's apiUsage sample checks for it)
+    if blob is None:
+        _not_written(setup, "TensorRT-RTX could not serialize it")
+        return
     try:
         with atomic_file(setup.cache_path) as tmp:
-            tmp.write_bytes(bytes(setup.cache.serialize()))
+            tmp.write_bytes(bytes(blob))
     except OSError as e:
-        warnings.warn(f"runtime cache {setup.cache_path} not written ({e.strerror}): the next run compiles again",
-                      stacklevel=3)
+        _not_written(setup, e.strerror)
+
+
+def _not_written(setup: RuntimeSetup, why: str) -> None:
+    warnings.warn(f"runtime cache {setup.cache_path} not written ({why}): the next run compiles again", stacklevel=4)

@@ -20,13 +20,19 @@ def import_tensorrt():
 
 
 def check_manifest(manifest: dict, trt_version: str, gpu: dict, path: Path) -> None:
-    """An engine runs only with the TensorRT version and the GPU (compute capability) it was built for."""
+    """An engine runs only with the TensorRT version and the GPU model it was built on: one compute capability
+    is not enough (an RTX 3090 and an A10 are both 8.6), TensorRT itself warns that "using an engine plan file
+    across different models of devices is not supported"."""
     if manifest.get("tensorrt") != trt_version:
         raise EngineError(f"{path} was built with TensorRT {manifest.get('tensorrt')}, this machine has "
                           f"{trt_version}: rebuild it here with `elir-edge build --target tensorrt`")
     if manifest.get("gpu_compute_capability") != gpu["compute_capability"]:
         raise EngineError(f"{path} was built for compute capability {manifest.get('gpu_compute_capability')} "
                           f"({manifest.get('gpu_name')}), this machine has {gpu['compute_capability']} ({gpu['name']}): "
+                          "rebuild it here with `elir-edge build --target tensorrt`")
+    if manifest.get("gpu_name") != gpu["name"]:
+        raise EngineError(f"{path} was built on {manifest.get('gpu_name')}, this machine has {gpu['name']} (both "
+                          f"{gpu['compute_capability']}): TensorRT does not support a plan on another GPU model; "
                           "rebuild it here with `elir-edge build --target tensorrt`")
 
 
