@@ -11,7 +11,7 @@ import torch
 
 from elir_edge.common.files import sha256_file
 from elir_edge.errors import UserError
-from elir_edge.model.arch import ArchConfig, build_elir
+from elir_edge.model.arch import ArchConfig, model_shapes
 
 PARTS = ("fmir", "mmse", "enc", "dec")
 
@@ -138,7 +138,7 @@ def infer_arch(parts: dict[str, dict]) -> ArchConfig:
 
 def _validate(parts: dict[str, dict], arch: ArchConfig) -> None:
     """Compare key sets and shapes with the model the shapes imply; name every difference."""
-    expected = build_elir(arch, 1, 0.0).state_dict()
+    expected = model_shapes(arch).state_dict()
     given = {f"{p}.{k}": v for p in PARTS for k, v in parts[p].items()}
     missing, extra = set(expected) - set(given), set(given) - set(expected)
     if missing:
