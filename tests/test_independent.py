@@ -94,3 +94,46 @@ def test_cpu_form_activations_are_the_int8_grid_shifted_by_128():
     assert zps and all(z.dtype == np.uint8 and int(z) == 125 for z in zps)
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
     assert np.array_equal(before, after)
+
+
+def _float_weight_qdq_conv(w: np.ndarray, scale: np.ndarray):
+    """x -> Conv whose weight is a float initializer through per-channel QuantizeLinear/DequantizeLinear, the form
+    MCT exports before the weights are folded to int8."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(scale, "w_s"),
+             numpy_helper.from_array(np.zeros(len(scale), np.int8), "w_zp")]
+    nodes = [helper.make_node("QuantizeLinear", ["w", "w_s", "w_zp"], ["w_q"], axis=0),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["w_d"], axis=0),
+             helper.make_node("Conv", ["x", "w_d"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_folded_weights_compute_what_onnx_runtimes_own_weight_qdq_computes():
+    """Folding a weight's QuantizeLinear into an int8 initializer leaves the graph computing exactly what ONNX
+    Runtime computes with its own QuantizeLinear; the 7-bit fold equals the 8-bit one at doubled scales, its
+    values in [-64, 63]. Caught: the dequantizers' scales off by 2x."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from elir_edge.quantize.qdq_rewrite import fold_weight_quantizers
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    scale = (np.abs(w).reshape(6, -1).max(1) / 120).astype(np.float32)  # no value at the 7-bit grid's edge
+    x = {"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)}
+
+    def run(model):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+
+    want = run(_float_weight_qdq_conv(w, scale))
+    for bits, widen in ((8, 1), (7, 2)):
+        model = _float_weight_qdq_conv(w, scale)
+        fold_weight_quantizers(model, bits)
+        assert not [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+        q = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w_q"))
+        assert q.dtype == np.int8 and q.min() >= -128 // widen and q.max() <= 127 // widen
+        ref = want if bits == 8 else run(_float_weight_qdq_conv(w, scale * np.float32(widen)))
+        assert np.array_equal(run(model), ref), bits
