@@ -1,5 +1,5 @@
-"""Past one machine (`--ray`): the same outputs as one process, byte for byte; a worker that dies mid-run loses
-nothing; a poison image is one failed row; `--resume` keeps what is done; a cluster that
+"""Past one machine (`--ray`): the same outputs as one process, byte for byte; a worker or a whole node that
+dies mid-run loses nothing; a poison image is one failed row; `--resume` keeps what is done; a cluster that
 cannot be reached or used is one line.
 
 One Ray cluster on this machine serves the whole module: a head of 0 CPUs (the driver's) and two worker nodes
@@ -24,7 +24,7 @@ from elir_edge.cli import main
 
 @pytest.fixture(scope="module")
 def fleet():
-    """The cluster, connected."""
+    """The cluster, connected; tests that remove a node add one back."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -395,6 +395,47 @@ def test_a_poison_image_is_a_failed_row_and_an_actor_that_fails_to_start_is_repl
     console = [h for h in logging.getLogger("ray.data").handlers if "HiddenRecordFilter" in map(
         lambda f: type(f).__name__, h.filters)]
     assert console and starved.isEnabledFor(logging.WARNING) and all(h.filter(record) for h in console)
+
+
+class Slow(on_ray.RestoreActor):
+    """A quarter of a second an image, so that a node can be removed while the run is going."""
+
+    def _one(self, item: dict):
+        import time
+
+        time.sleep(0.25)
+        return super()._one(item)
+
+
+def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
+    """Two worker nodes; one is removed (all its processes killed) once the run has written outputs: the
+    other finishes, every output is there and identical to one process, and each image is one row."""
+    import threading
+    import time
+
+    export, out = tiny_quantized[0], tmp_path / "ray"
+    assert _restore(export, photos, tmp_path / "one") == 0
+    monkeypatch.setattr(on_ray, "RestoreActor", Slow)
+    victim = next(iter(fleet.worker_nodes))
+
+    def remove_when_going():
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*.png"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fleet.remove_node(victim, allow_graceful=False)
+
+    remover = threading.Thread(target=remove_when_going)
+    remover.start()
+    try:
+        assert _restore(export, photos, out, "--ray", "--actors", "2", "--report", str(tmp_path / "r.jsonl")) == 0
+    finally:
+        remover.join()
+        fleet.add_node(num_cpus=1)
+    assert victim not in fleet.worker_nodes and len(_pngs(tmp_path / "one")) == 7
+    assert _pngs(out) == _pngs(tmp_path / "one")
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()[1:]]
+    assert sorted(r["index"] for r in rows) == list(range(8))
+    no_temporaries(out)
 
 
 def test_a_run_past_the_policy_stops_in_one_line(monkeypatch):
