@@ -1,7 +1,9 @@
-"""Past one machine (`--ray`): the same outputs as one process, byte for byte; a worker that dies mid-run
-loses nothing; `--resume` keeps what is done; a cluster that cannot be reached or used is one line.
+"""Past one machine (`--ray`): the same outputs as one process, byte for byte; a worker or a whole node that
+dies mid-run loses nothing; a poison image is one failed row; `--resume` keeps what is done; a cluster that
+cannot be reached or used is one line.
 
-One local Ray (2 CPUs) serves the whole module; each test's work is a handful of 64 px images."""
+One Ray cluster on this machine serves the whole module: a head of 0 CPUs (the driver's) and two worker nodes
+of 1 CPU each (ray.cluster_utils.Cluster); each test's work is a handful of 64 px images."""
 
 from __future__ import annotations
 
@@ -21,13 +23,20 @@ from elir_edge.cli import main
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def fleet():
+    """The cluster, connected; tests that remove a node add one back."""
     import ray
+    from ray.cluster_utils import Cluster
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    Path(ray._private.utils.get_ray_address_file(None)).unlink(missing_ok=True)  # no `ray.init()` here joins it
+    ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's own actors travel by value
-    yield ray
+    yield cluster
     ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture
@@ -51,7 +60,7 @@ def _restore(export: Path, photos: Path, out: Path, *extra: str) -> int:
     return main(["restore", str(export / "model.onnx"), str(photos), "-o", str(out), "-q", "--threads", "1", *extra])
 
 
-def test_ray_writes_the_same_bytes_as_one_process(ray_local, tiny_quantized, photos, tmp_path, capsys):
+def test_ray_writes_the_same_bytes_as_one_process(fleet, tiny_quantized, photos, tmp_path, capsys):
     export = tiny_quantized[0]
     assert _restore(export, photos, tmp_path / "one", "--report", str(tmp_path / "one.jsonl")) == 0
     assert _restore(export, photos, tmp_path / "ray", "--ray", "--actors", "2",
@@ -78,7 +87,7 @@ class DiesOnce(on_ray.RestoreActor):
         return super()._one(item)
 
 
-def test_a_worker_killed_mid_run_loses_nothing(ray_local, tiny_quantized, photos, tmp_path, monkeypatch):
+def test_a_worker_killed_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
     export = tiny_quantized[0]
     assert _restore(export, photos, tmp_path / "one") == 0
     DiesOnce.marker = str(tmp_path / "died")
@@ -89,7 +98,7 @@ def test_a_worker_killed_mid_run_loses_nothing(ray_local, tiny_quantized, photos
     no_temporaries(tmp_path / "ray")
 
 
-def test_resume_keeps_what_is_done_and_redoes_the_rest(ray_local, tiny_quantized, photos, tmp_path, capsys):
+def test_resume_keeps_what_is_done_and_redoes_the_rest(fleet, tiny_quantized, photos, tmp_path, capsys):
     export, out = tiny_quantized[0], tmp_path / "out"
     assert _restore(export, photos, out) == 0
     first = _pngs(out)
@@ -174,7 +183,7 @@ def test_a_node_that_cannot_see_the_output_folder_is_named(tmp_path):
     assert _sees(str(marker), "abc", [str(marker)]) is None
 
 
-def test_bench_quality_through_ray_equals_one_process(ray_local, tiny_quantized, photos, random_inception, tmp_path):
+def test_bench_quality_through_ray_equals_one_process(fleet, tiny_quantized, photos, random_inception, tmp_path):
     """Per-image rows computed on two workers and aggregated on the driver: every figure equal to one process's,
     FID/KID (float64 sums of the same features, KID subsets from the same seed) included."""
     from elir_edge.bench.stage import BenchOptions, run_bench
@@ -189,20 +198,264 @@ def test_bench_quality_through_ray_equals_one_process(ray_local, tiny_quantized,
                                       threads=1, iterations=2, duration=0, warmup=0, cpu_roof=False,
                                       fid_weights=random_inception, progress=False, **ray))
 
-    one, fleet = bench(), bench(ray="local", actors=2, report=tmp_path / "rows.jsonl")
-    assert fleet["quality"]["where"].startswith("Ray") and one["quality"]["where"] == "this process"
+    one, spread = bench(), bench(ray="local", actors=2, report=tmp_path / "rows.jsonl")
+    assert spread["quality"]["where"].startswith("Ray") and one["quality"]["where"] == "this process"
     from elir_edge.bench.report import bench_tables
 
-    assert "quality pass on the Ray cluster (local)" in bench_tables(fleet)
+    assert "quality pass on the Ray cluster (local)" in bench_tables(spread)
     assert "1 image(s) not scored, not counted (e.g. " in bench_tables(one)
     assert "1 x not a readable image (UnidentifiedImageError)" in bench_tables(one)
     assert "over the cluster" not in bench_tables(one)
     for key in ("images", "failed", "failures", "noise_floor_vs_float", "degraded_vs_gt"):
-        assert fleet["quality"][key] == one["quality"][key], key
+        assert spread["quality"][key] == one["quality"][key], key
     assert one["quality"]["images"] == 3 and len(one["quality"]["failed"]) == 1
-    (a,), (b,) = one["rows"], fleet["rows"]
+    (a,), (b,) = one["rows"], spread["rows"]
     for key in ("vs_gt", "vs_float", "fid_kid_vs_gt", "fid_kid_vs_float"):
         assert a[key] == b[key], key
     assert a["fid_kid_vs_gt"]["available"] and a["vs_float"]["psnr"]["n"] == 3
     rows = (tmp_path / "rows.jsonl").read_text().splitlines()
     assert len(rows) == 1 + 4 and json.loads(rows[0])["kind"] == "elir-edge bench report"
+
+
+def test_ray_alone_starts_a_fresh_ray_here_and_auto_joins(monkeypatch):
+    """`--ray` alone never joins RAY_ADDRESS's cluster or the host's last `ray start` (maybe long dead)."""
+    import ray
+
+    from elir_edge.cluster.ray_data import LOCAL, cluster
+
+    asked = []
+    monkeypatch.setenv("RAY_ADDRESS", "10.9.9.9:6379")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda address=None, **kw: asked.append(address))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    for address in (LOCAL, "auto"):
+        with cluster(address):
+            pass
+    assert asked == ["local", "auto"]
+
+
+def test_a_ray_version_mismatch_is_named_as_such():
+    from ray._private.utils import check_version_info
+
+    from elir_edge.cluster.ray_data import refusal
+
+    with pytest.raises(RuntimeError) as e:  # Ray's own check, as ray.init runs it against the cluster's GCS
+        check_version_info({"ray_version": "2.9.0", "python_version": "3.10.4"}, "this node")
+    line = refusal("10.0.0.5:6379", e.value)
+    assert "\n" not in line and line.startswith("the Ray cluster at 10.0.0.5:6379 runs Ray 2.9.0 on Python 3.10.4")
+    assert "pip install 'ray[data]==2.9.0'" in line and "cannot reach" not in line
+
+
+def test_a_node_without_elir_edge_is_named_with_the_install_line(fleet, tmp_path, monkeypatch):
+    """The check runs on every node; one whose workers cannot load it (here: its code is in a module only the
+    driver has) is one line naming the node and the fix, not a ModuleNotFoundError from a worker."""
+    import ray
+
+    import elir_edge.cluster.ray_data as ray_data
+
+    (tmp_path / "driver_only.py").write_text("def sees(marker, token, reads):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import driver_only
+
+    monkeypatch.setattr(ray_data, "_sees", driver_only.sees)
+    with pytest.raises(ray_data.UserError) as e:
+        ray_data.check_reach(ray, [tmp_path])
+    assert str(e.value).startswith("the Ray node ") and "cannot import elir-edge" in str(e.value)
+    assert "pip install 'elir-edge[ray]==" in str(e.value) and "\n" not in str(e.value)
+    asleep = ray.remote(num_cpus=0)(lambda: __import__("time").sleep(30)).remote()
+    assert ray_data._answer(ray, asleep, 0.1).startswith("did not answer the check within 0.1 s")
+    ray.cancel(asleep, force=True)
+
+
+def test_the_driver_reads_an_engines_manifest_never_the_engine(fleet, tiny_quantized, photos, tmp_path,
+                                                              monkeypatch):
+    """A CPU-only head node cannot open an engine: with --ray the driver takes the interface from the ONNX the
+    manifest names and the hash from the manifest; only the GPU workers open the engine."""
+    import shutil
+
+    import elir_edge.restore.stage as stage
+
+    folder = tmp_path / "engines"
+    folder.mkdir()
+    shutil.copy(tiny_quantized[0] / "model.onnx", folder / "model.onnx")
+    (folder / "model.engine").write_bytes(b"an engine for a GPU this machine lacks")
+    (folder / "model.engine.json").write_text(json.dumps({"builder": "tensorrt-rtx", "onnx": "model.onnx",
+                                                          "engine_sha256": "ab" * 32}))
+    monkeypatch.setattr(stage, "open_choice", lambda *a, **k: pytest.fail("the driver opened the engine"))
+    seen = []
+    monkeypatch.setattr(on_ray, "restore_on_ray", lambda ray, settings, todo, *a: seen.append(settings) or iter(()))
+    result = stage.restore_images(folder / "model.engine", [photos], stage.RestoreOptions(output=tmp_path / "out",
+                                                                                          ray="local"), False)
+    (settings,) = seen
+    assert settings.artifact_sha256 == "ab" * 32 and settings.task == "denoising" and result["inputs"] == 8
+
+
+def test_blocks_hold_a_fixed_few_items_whatever_the_archive():
+    from elir_edge.cluster.ray_data import BLOCK, blocks
+
+    assert BLOCK <= 16
+    for n in (40_000, 10_000_000):
+        assert blocks(n, 2) == -(-n // BLOCK)  # not min(n, 1000): 10k images a block at 10M
+    assert blocks(7, 2) == 2 and blocks(1, 4) == 1  # a small run still spreads over the actors
+
+
+def test_an_error_of_one_item_on_a_worker_is_its_failed_row():
+    from elir_edge.cluster.ray_data import batch_rows
+    from elir_edge.restore.on_ray import failed_job
+
+    def work(item):
+        if item["index"] == 1:
+            raise OSError(116, "Stale file handle")
+        return {"index": item["index"], "status": "restored"}, b""
+
+    batch = {"item": np.array([json.dumps({"index": i, "source": f"/in/{i}.png"}) for i in range(3)], dtype=object)}
+    rows = [json.loads(r) for r in batch_rows(batch, work, failed_job)["row"]]
+    assert [r["status"] for r in rows] == ["restored", "failed", "restored"]
+    assert rows[1]["path"] == "/in/1.png" and "Stale file handle" in rows[1]["error"]
+
+
+def test_an_output_that_cannot_be_written_is_a_failed_row(tiny_quantized, photos, tmp_path, monkeypatch, capsys):
+    """A full disk or a stale mount fails that image, the run goes on (the same code runs on every worker)."""
+    import errno
+
+    import elir_edge.restore.image as image
+
+    real = image.save_png
+
+    def save_png(img, path, text=None):
+        if Path(path).name == "p2.png":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(img, path, text)
+
+    monkeypatch.setattr(image, "save_png", save_png)
+    assert _restore(tiny_quantized[0], photos, tmp_path / "out", "--report", str(tmp_path / "r.jsonl")) == 0
+    rows = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines()[1:])}
+    assert rows["p2.png"]["status"] == "failed" and "No space left on device" in rows["p2.png"]["error"]
+    assert len(_pngs(tmp_path / "out")) == 6
+
+
+def test_a_run_that_stops_leaves_its_report_so_far_and_resume_takes_it(tiny_quantized, photos, tmp_path,
+                                                                        monkeypatch):
+    import elir_edge.restore.image as image
+
+    real, report = image.ImageRestorer.__call__, tmp_path / "r.jsonl"
+
+    def stops(self, job):
+        if job.index == 3:
+            raise KeyboardInterrupt
+        return real(self, job)
+
+    monkeypatch.setattr(image.ImageRestorer, "__call__", stops)
+    assert _restore(tiny_quantized[0], photos, tmp_path / "out", "--report", str(report)) == 130
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert lines[0]["kind"] == "elir-edge restore report" and lines[0]["complete"] is False
+    assert [r["index"] for r in lines[1:]] == [0, 1, 2]  # every row done before the stop
+    monkeypatch.setattr(image.ImageRestorer, "__call__", real)
+    assert _restore(tiny_quantized[0], photos, tmp_path / "out", "--report", str(report), "--resume") == 0
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert lines[0]["skipped_existing"] == 2 and len(lines) == 1 + 6  # p0, p1 kept; broken.png a row again
+
+
+class Poison(on_ray.RestoreActor):
+    """p4.png kills whichever worker reads it, every time; and the first actor to start raises (a node briefly
+    short of memory)."""
+    marker = ""
+
+    def __init__(self, settings: dict):
+        if not os.path.exists(self.marker):
+            Path(self.marker).write_text("failed")
+            raise MemoryError("could not allocate the runtime's arena")
+        super().__init__(settings)
+
+    def _one(self, item: dict):
+        if Path(item["source"]).name == "p4.png":
+            os._exit(1)
+        return super()._one(item)
+
+
+def test_a_poison_image_is_a_failed_row_and_an_actor_that_fails_to_start_is_replaced(fleet, tiny_quantized, photos,
+                                                                                      tmp_path, monkeypatch):
+    import logging
+
+    import elir_edge.cluster.ray_data as ray_data
+
+    Poison.marker = str(tmp_path / "failed")
+    monkeypatch.setattr(on_ray, "RestoreActor", Poison)
+    monkeypatch.setattr(ray_data, "RETRIES", 0)  # the policy's count, made small to keep the test short
+    report = tmp_path / "r.jsonl"
+    assert _restore(tiny_quantized[0], photos, tmp_path / "ray", "--ray", "--actors", "2", "--report", str(report)) == 0
+    assert (tmp_path / "failed").exists()  # an actor did fail to start, and was replaced
+    rows = [json.loads(line) for line in report.read_text().splitlines()[1:]]
+    status = {Path(r["path"]).name: r for r in rows}
+    assert len(rows) == len(status) == 8  # each image once
+    assert status["p4.png"]["status"] == "failed" and "died on every try (1)" in status["p4.png"]["error"]
+    assert sorted(_pngs(tmp_path / "ray")) == [f"p{i}.png" for i in (0, 1, 2, 3, 5, 6)]
+    starved = logging.getLogger("ray.data._internal.execution.resource_manager")  # Ray's "may hang forever"
+    record = starved.makeRecord(starved.name, logging.WARNING, "", 0, "The job may hang forever", (), None)
+    console = [h for h in logging.getLogger("ray.data").handlers if "HiddenRecordFilter" in map(
+        lambda f: type(f).__name__, h.filters)]
+    assert console and starved.isEnabledFor(logging.WARNING) and all(h.filter(record) for h in console)
+
+
+class Slow(on_ray.RestoreActor):
+    """A quarter of a second an image, so that a node can be removed while the run is going."""
+
+    def _one(self, item: dict):
+        import time
+
+        time.sleep(0.25)
+        return super()._one(item)
+
+
+def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
+    """Two worker nodes; one is removed (all its processes killed) once the run has written outputs: the
+    other finishes, every output is there and identical to one process, and each image is one row."""
+    import threading
+    import time
+
+    export, out = tiny_quantized[0], tmp_path / "ray"
+    assert _restore(export, photos, tmp_path / "one") == 0
+    monkeypatch.setattr(on_ray, "RestoreActor", Slow)
+    victim = next(iter(fleet.worker_nodes))
+
+    def remove_when_going():
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*.png"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fleet.remove_node(victim, allow_graceful=False)
+
+    remover = threading.Thread(target=remove_when_going)
+    remover.start()
+    try:
+        assert _restore(export, photos, out, "--ray", "--actors", "2", "--report", str(tmp_path / "r.jsonl")) == 0
+    finally:
+        remover.join()
+        fleet.add_node(num_cpus=1)
+    assert victim not in fleet.worker_nodes and len(_pngs(tmp_path / "one")) == 7
+    assert _pngs(out) == _pngs(tmp_path / "one")
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()[1:]]
+    assert sorted(r["index"] for r in rows) == list(range(8))
+    no_temporaries(out)
+
+
+def test_a_run_past_the_policy_stops_in_one_line(monkeypatch):
+    """Past the policy (here: actors that keep dying as they start) Ray raises out of the iteration: one line
+    with the cause at the bottom of Ray's error, no traceback."""
+    import ray
+
+    from elir_edge.cluster.ray_data import map_actors
+    from elir_edge.errors import UserError
+
+    class Stopped:
+        def map_batches(self, *a, **k):
+            return self
+
+        def iter_rows(self):
+            raise ray.exceptions.RayError("ray::MapWorker.__init__() (pid=1)\n  File ...\n"
+                                          "MemoryError: could not allocate the runtime's arena")
+            yield
+
+    monkeypatch.setattr(ray.data, "from_items", lambda *a, **k: Stopped())
+    with pytest.raises(UserError) as e:
+        list(map_actors(ray, [{"index": 0}], on_ray.RestoreActor, {}, 1, on_ray.failed_job))
+    assert str(e.value).startswith("the Ray run stopped (MemoryError: could not allocate the runtime's arena): ")

@@ -36,7 +36,7 @@ class ScoreActor:
         return failed_row(item, self.refused) if self.refused else self.score(item)
 
     def __call__(self, batch: dict) -> dict:
-        return batch_rows(batch, self._one)
+        return batch_rows(batch, self._one, failed_row)
 
 
 def _wrong_here(arts: list[Runner]) -> str | None:
@@ -61,7 +61,8 @@ def score_on_ray(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list
     threads = opts.threads or 1
     gpu = any(a.on_gpu for a in arts)
     with cluster(opts.ray) as ray:
-        check_reach(ray, [Path(todo[0]["path"]), *(a.path for a in arts)])
+        folders = {Path(p).parent for i in todo for p in (i["path"], i["gt"]) if p}
+        check_reach(ray, [*sorted(folders), *(a.path for a in arts)])
         actors = opts.actors or default_actors(ray, gpu, threads)
         yield from map_actors(ray, todo, ScoreActor, actor_settings(opts, arts, ref, settings), actors,
-                              num_cpus=0 if gpu else threads, num_gpus=1 if gpu else 0)
+                              failed_row, num_cpus=0 if gpu else threads, num_gpus=1 if gpu else 0)

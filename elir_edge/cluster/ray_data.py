@@ -1,9 +1,12 @@
-"""Ray Data under `--ray`: join or start a cluster, check its workers see the run's files, and map an actor
+"""Ray Data under `--ray`: start a Ray here or join a cluster, check every node can take part, and map an actor
 class over a list of small items (paths and settings, never decoded images) with progress on the driver.
 
-Ray's own parts do the distributed work: `ray.data.from_items`, `map_batches` over an actor pool, actors
-restarted and tasks retried when a worker dies (Ray Data's defaults for actor pools). What is ours: the items
-are JSON, each result is a small JSON row plus an optional blob of bytes, and the driver counts them."""
+Ray's own parts do the distributed work and carry the failure policy: `ray.data.from_items` in blocks of a
+fixed few items, `map_batches` over an actor pool, a dead worker's actor restarted and its block retried
+(`max_task_retries`), a block Ray gave up on dropped rather than ending the run (`max_errored_blocks`),
+actors that die starting replaced up to a count (`max_consecutive_actor_init_deaths`). What is ours: the
+items are JSON, each result is a small JSON row plus an optional blob of bytes, an item's exception is its
+failed row, and the rows of a dropped block are tried again one by one."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -21,6 +25,10 @@ from elir_edge.errors import UserError
 
 INSTALL = "pip install 'elir-edge[ray]'"
 LOCAL = "local"  # `--ray` without an address: start Ray on this machine
+BLOCK = 16  # items per Ray Data block, whatever the archive's size
+RETRIES = 3  # Ray's retries of a block whose worker died (then its rows alone, as many times each)
+START_DEATHS = 3  # actors that may die starting, in a row, before the run stops
+SHARED = "give paths on storage every node mounts at the same place (a shared file system)"
 
 
 def _ray():
@@ -40,17 +48,31 @@ def cluster(address: str = LOCAL, num_cpus: int | None = None):
         yield ray
         return
     local = address in (LOCAL, "", None)
-    try:
-        ray.init(address=None if local else address, num_cpus=num_cpus if local else None, include_dashboard=False,
-                 logging_level=logging.WARNING, log_to_driver=False)
+    try:  # "local": a new Ray here, never RAY_ADDRESS's cluster or the host's last (maybe dead) `ray start`
+        ray.init(address="local" if local else address, num_cpus=num_cpus if local else None,
+                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"cannot reach the Ray cluster at {address} ({first}): start it with `ray start --head` "
-                        "and pass its address (or `auto`), or run `--ray` alone to start one here") from None
+        raise UserError(refusal(address, e)) from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def refusal(address: str, e: Exception) -> str:
+    """The one line for a cluster that `ray.init` refused: a Ray/Python version mismatch named as such, with
+    both sides' versions (Ray checks them before anything runs), else the address that did not answer."""
+    text = str(e).strip()
+    versions = re.findall(r"Ray: (\S+)\s+Python: (\S+)", text)
+    if text.startswith("Version mismatch") and len(versions) == 2:
+        (ray_there, py_there), (ray_here, py_here) = versions
+        return (f"the Ray cluster at {address} runs Ray {ray_there} on Python {py_there}, this machine Ray "
+                f"{ray_here} on Python {py_here}: install the cluster's versions here (pip install "
+                f"'ray[data]=={ray_there}' on Python {py_there}), or submit the run to the cluster "
+                "(`ray job submit -- elir-edge restore ... --ray auto`)")
+    first = (text.splitlines() or [type(e).__name__])[0][:160]
+    return (f"cannot reach the Ray cluster at {address} ({first}): start it with `ray start --head` and pass its "
+            "address (or `auto`), or run `--ray` alone to start one here")
 
 
 def precheck(address: str | None, timeout_s: float = 5.0):
@@ -65,15 +87,14 @@ def precheck(address: str | None, timeout_s: float = 5.0):
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
-        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or type(e).__name__}): start it "
-                        "with `ray start --head` and pass its address (or `auto`), or run `--ray` alone to start "
-                        "one here") from None
+        raise UserError(refusal(address, e)) from None
     return ray
 
 
-def check_reach(ray, reads: list[Path], writes: Path | None = None) -> None:
-    """Refuse before any work when a node's workers cannot read the inputs or write the output folder (a
-    local path given to a remote cluster): each node reads a token the driver wrote in the output folder."""
+def check_reach(ray, reads: list[Path], writes: Path | None = None, timeout_s: float = 60.0) -> None:
+    """Refuse before any work when a node cannot take part, naming the first such node: its workers cannot
+    import elir-edge, do not answer, cannot read the inputs, or cannot write the output folder (a local path
+    given to a remote cluster: each node reads a token the driver wrote in the output folder)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     token = uuid.uuid4().hex
@@ -81,17 +102,34 @@ def check_reach(ray, reads: list[Path], writes: Path | None = None) -> None:
     if marker is not None:
         marker.write_text(token)
     try:
-        probe = ray.remote(num_cpus=0)(_sees)
+        probe = ray.remote(num_cpus=0, max_retries=0)(_sees)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                           .remote(str(marker) if marker else None, token, [str(p) for p in reads]) for n in nodes])
+        asked = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                 .remote(str(marker) if marker else None, token, [str(p) for p in reads]) for n in nodes]
+        answers = [_answer(ray, ref, timeout_s) for ref in asked]
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
     for node, why in zip(nodes, answers):
         if why:
-            raise UserError(f"the Ray node {node.get('NodeManagerAddress')} {why}: give paths on storage every "
-                            "node mounts at the same place (a shared file system)")
+            raise UserError(f"the Ray node {node.get('NodeManagerAddress')} {why}")
+
+
+def _answer(ray, ref, timeout_s: float) -> str | None:
+    """One node's answer to the check; a node whose workers cannot even load it lacks elir-edge."""
+    from elir_edge import __version__
+
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except ray.exceptions.TaskUnschedulableError:  # the node left between the listing and the check
+        return None
+    except ray.exceptions.GetTimeoutError:
+        return f"did not answer the check within {timeout_s:g} s: see `ray status` and the node's raylet log"
+    except ray.exceptions.RayError as e:
+        if "ModuleNotFoundError" not in str(e) and "No module named" not in str(e):
+            raise
+        return (f"cannot import elir-edge: pip install 'elir-edge[ray]=={__version__}' on every node (the same "
+                "version as the driver's)")
 
 
 def _sees(marker: str | None, token: str, reads: list[str]) -> str | None:
@@ -103,11 +141,11 @@ def _sees(marker: str | None, token: str, reads: list[str]) -> str | None:
         except OSError:
             seen = None
         if seen != token:
-            return f"does not see the output folder {folder} the driver sees"
+            return f"does not see the output folder {folder} the driver sees: {SHARED}"
         if not os.access(folder, os.W_OK):
-            return f"cannot write to the output folder {folder}"
+            return f"cannot write to the output folder {folder}: {SHARED}"
     missing = next((p for p in reads if not os.access(p, os.R_OK)), None)
-    return f"cannot read {missing}" if missing else None
+    return f"cannot read {missing}: {SHARED}" if missing else None
 
 
 def default_actors(ray, gpu: bool, threads: int) -> int:
@@ -116,24 +154,93 @@ def default_actors(ray, gpu: bool, threads: int) -> int:
     return max(1, int(resources.get("GPU", 1) if gpu else resources.get("CPU", 1) // threads))
 
 
-def map_actors(ray, items: list[dict], actor: type, settings: dict, actors: int, num_cpus: float = 1,
+def blocks(n: int, actors: int) -> int:
+    """How many Ray Data blocks n items make: at most BLOCK items each whatever n (a death redoes one block,
+    rows come back a block at a time), and no fewer than one per actor while items last."""
+    return max(min(n, actors), -(-n // BLOCK))
+
+
+def map_actors(ray, items: list[dict], actor: type, settings: dict, actors: int,
+               failed: Callable[[dict, str], tuple[dict, bytes]], num_cpus: float = 1,
                num_gpus: float = 0) -> Iterator[tuple[dict, bytes]]:
     """(row, blob) for every item, in the order they finish; `actor(settings)` is made once per worker and
-    called on batches {"item": [json, ...]}, returning {"row": [json, ...], "blob": [bytes, ...]}."""
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # the driver shows its own bar, and says what failed
+    called on batches {"item": [json, ...]}, returning {"row": [json, ...], "blob": [bytes, ...]}. The rows
+    of a block Ray gave up on are tried again one per block and one at a time per actor, so only an item that
+    kills its worker on every try ends as `failed(item, why)`."""
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    ctx.enable_progress_bars = False  # the driver shows its own bar
     ctx.print_on_execution_start = False
-    ds = ray.data.from_items([{"item": json.dumps(i)} for i in items], override_num_blocks=min(len(items), 1000))
+    ctx.max_errored_blocks = -1  # a block whose retries ran out is dropped, and its rows tried again here
+    ctx.max_consecutive_actor_init_deaths = START_DEATHS
+    _quiet_console()
+    seen: set[int] = set()
+    for size in (BLOCK, 1):
+        todo = [i for i in items if i["index"] not in seen]
+        for row, blob in _map(ray, todo, actor, settings, min(actors, len(todo)), num_cpus, num_gpus, size) \
+                if todo else ():
+            if row["index"] not in seen:  # a retried block's rows count once
+                seen.add(row["index"])
+                yield row, blob
+    for item in (i for i in items if i["index"] not in seen):
+        yield failed(item, f"its Ray worker died on every try ({RETRIES + 1}): an image that crashes the runtime "
+                           "(or nodes lost): run it alone without --ray to see why")
+
+
+class _Console(logging.Filter):
+    """What of Ray Data's log reaches the console: its warnings (such as "may hang forever"), one line each. Its
+    notes, its tracebacks (a block dropped, an actor replaced: the rows and the run's own line say what failed)
+    and its progress notices (the driver shows its own bar) stay in its log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and not record.exc_info and \
+            not record.name.startswith("ray.data._internal.progress")
+
+
+def _quiet_console() -> None:
+    """The filter on Ray Data's console handler (the one carrying Ray's own console filter), once."""
+    from ray.data._internal.logging import HiddenRecordFilter
+
+    for handler in logging.getLogger("ray.data").handlers:
+        filters = [type(f) for f in handler.filters]
+        if HiddenRecordFilter in filters and _Console not in filters:
+            handler.addFilter(_Console())
+
+
+def _map(ray, items: list[dict], actor: type, settings: dict, actors: int, num_cpus: float, num_gpus: float,
+         size: int) -> Iterator[tuple[dict, bytes]]:
+    ds = ray.data.from_items([{"item": json.dumps(i)} for i in items],
+                             override_num_blocks=blocks(len(items), actors) if size > 1 else len(items))
     out = ds.map_batches(actor, fn_constructor_kwargs={"settings": settings}, batch_size=1,
-                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=num_cpus,
-                         num_gpus=num_gpus or None)
-    for r in out.iter_rows():
-        yield json.loads(r["row"]), bytes(r["blob"])
+                         compute=ray.data.ActorPoolStrategy(  # alone, a row risks no other's tries
+                             size=actors, max_tasks_in_flight_per_actor=None if size > 1 else 1), num_cpus=num_cpus,
+                         num_gpus=num_gpus or None,  # as ray_remote_args: Ray 2.60 has no named parameter
+                         max_restarts=-1, max_task_retries=RETRIES)  # for them (deprecated there for 2.64)
+    try:
+        for r in out.iter_rows():
+            yield json.loads(r["row"]), bytes(r["blob"])
+    except ray.exceptions.RayError as e:  # past the policy (actors that keep dying as they start, ...)
+        raise UserError(f"the Ray run stopped ({_last_line(e)}): fix that and run again (`restore --resume` "
+                        "keeps what is done; --report has the rows so far)") from None
 
 
-def batch_rows(batch: dict, work: Callable[[dict], tuple[dict, bytes]]) -> dict:
-    """An actor's `__call__` body: each item of a Ray Data batch through `work`, results as columns."""
-    done = [work(json.loads(str(i))) for i in batch["item"]]
+def _last_line(e: Exception) -> str:
+    """What went wrong at the bottom of a Ray error (its own first lines name Ray's frames)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(e).__name__)[:200]
+
+
+def batch_rows(batch: dict, work: Callable[[dict], tuple[dict, bytes]],
+               failed: Callable[[dict, str], tuple[dict, bytes]]) -> dict:
+    """An actor's `__call__` body: each item of a Ray Data batch through `work`, results as columns; an
+    exception of one item is that item's failed row, never a failed block."""
+    done = [_one(json.loads(str(i)), work, failed) for i in batch["item"]]
     return {"row": np.array([json.dumps(r) for r, _ in done], dtype=object),
             "blob": np.array([b for _, b in done], dtype=object)}
+
+
+def _one(item: dict, work: Callable[[dict], tuple[dict, bytes]],
+         failed: Callable[[dict, str], tuple[dict, bytes]]) -> tuple[dict, bytes]:
+    try:
+        return work(item)
+    except Exception as e:  # noqa: BLE001 - any one item's error is its row (the policy), the rest go on
+        return failed(item, f"{type(e).__name__}: {str(e)[:160]} (on a Ray worker)")

@@ -3,8 +3,10 @@ report and the run, then one row per image. One writer, so both commands' files 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Callable, Iterator
 
 from elir_edge.common.files import atomic_file, ensure_writable_dir, refuse_foreign
 from elir_edge.errors import UserError
@@ -33,3 +35,18 @@ def check_rows_path(path: Path, kind: str, inputs: list[Path]) -> None:
 def write_rows(path: Path, kind: str, header: dict, rows: list[dict]) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in [{"kind": kind, **header}, *rows]))
+
+
+@contextlib.contextmanager
+def streamed_rows(path: Path | None, kind: str, header: dict) -> Iterator[Callable[[dict], None]]:
+    """A function appending one row to `path` (after a header line), flushed at once: a run that stops leaves
+    the rows it had. `path` None: rows go nowhere."""
+    if path is None:
+        yield lambda row: None
+        return
+    with open(path, "w") as f:
+        def add(row: dict) -> None:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+        add({"kind": kind, **header})
+        yield add

@@ -59,8 +59,8 @@ def resolve(artifact: Path, artifact_sha256: str, interface: Interface, task: st
 
 
 class ImageRestorer:
-    """Restores one job at a time with `runner`; a row per job, failures included, never an exception for a
-    bad image."""
+    """Restores one job at a time with `runner`; a row per job, failures included (an unreadable image, an
+    output that cannot be written), never an exception for one image."""
 
     def __init__(self, settings: Settings, runner: Runner):
         self.s, self.runner = settings, runner
@@ -75,7 +75,11 @@ class ImageRestorer:
             except (*UNREADABLE, FileNotFoundError) as e:
                 return {**row, "status": "failed", "output": None,
                         "error": f"not a readable image ({type(e).__name__}: {str(e)[:80]})"}
-            self._write(job, img)
+            try:
+                self._write(job, img)
+            except OSError as e:  # a full disk, a stale mount: this image failed, the run goes on
+                return {**row, "status": "failed", "output": None,
+                        "error": f"could not write {e.filename or job.target} ({e.strerror or type(e).__name__})"}
         return {**row, "status": "restored", "ms": (time.perf_counter() - t0) * 1000,
                 "notes": [str(w.message) for w in caught]}
 

@@ -26,23 +26,26 @@ class RestoreActor:
         self.restore = ImageRestorer(s, self.runner)
 
     def _one(self, item: dict) -> tuple[dict, bytes]:
-        job = Job(**item)
-        if self.refused:
-            return {"index": job.index, "path": job.source, "output": None, "status": "failed",
-                    "error": self.refused}, b""
-        return self.restore(job), b""
+        return failed_job(item, self.refused) if self.refused else (self.restore(Job(**item)), b"")
 
     def __call__(self, batch: dict) -> dict:
-        return batch_rows(batch, self._one)
+        return batch_rows(batch, self._one, failed_job)
 
 
-def restore_on_ray(ray, settings: Settings, jobs: list[Job], out_dir: Path, actors: int | None) -> Iterator[dict]:
-    """Rows of the jobs as they finish on the cluster (each output written by the worker that ran it)."""
-    check_reach(ray, [Path(jobs[0].source), Path(settings.artifact)], out_dir)
+def failed_job(item: dict, error: str) -> tuple[dict, bytes]:
+    """A job's row when its image was not restored, and why."""
+    return {"index": item["index"], "path": item["source"], "output": None, "status": "failed", "error": error}, b""
+
+
+def restore_on_ray(ray, settings: Settings, jobs: list[Job], inputs: list[Path], out_dir: Path,
+                   actors: int | None) -> Iterator[dict]:
+    """Rows of the jobs as they finish on the cluster (each output written by the worker that ran it), once
+    every node has shown it sees the inputs, the artifact and the output folder."""
+    check_reach(ray, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
     threads = settings.threads or 1
     gpu = Path(settings.artifact).suffix not in (".onnx", ".safetensors")
     actors = actors or default_actors(ray, gpu, threads)
     settings = replace(settings, threads=threads)
-    for row, _ in map_actors(ray, [j.to_dict() for j in jobs], RestoreActor, asdict(settings), actors,
+    for row, _ in map_actors(ray, [j.to_dict() for j in jobs], RestoreActor, asdict(settings), actors, failed_job,
                              num_cpus=0 if gpu else threads, num_gpus=1 if gpu else 0):
         yield row

@@ -7,17 +7,19 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from elir_edge.common.files import ensure_writable_dir, sha256_file, sweep_temporaries
 from elir_edge.common.progress import bar
-from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, write_rows
+from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, streamed_rows, write_rows
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.image import ImageRestorer, Settings, resolve
 from elir_edge.restore.plan import Job, already_done, collect_inputs, plan_jobs
 from elir_edge.runtime.choose import open_choice
-from elir_edge.runtime.open import RunnerOptions, open_runner
+from elir_edge.runtime.engine_manifest import read_engine_manifest, source_onnx
+from elir_edge.runtime.interface import onnx_interface
+from elir_edge.runtime.open import ENGINE_SUFFIXES, RunnerOptions, open_runner
 from elir_edge.runtime.probe import refuse_if_wrong
 
 @dataclass
@@ -39,59 +41,83 @@ class RestoreOptions:
 
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
     """Restore `inputs` with `artifact` (a file, or an export folder: its best CPU file computed right here)."""
-    out_dir = Path(opts.output)
     if opts.ray is not None:
         from elir_edge.cluster.ray_data import precheck
 
         precheck(opts.ray)
     files = collect_inputs(inputs)
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(Path(opts.output))
     if opts.report is not None:
         check_rows_path(Path(opts.report), RESTORE_REPORT, files)
+    if opts.ray is not None and Path(artifact).suffix in ENGINE_SUFFIXES:
+        return _run(_engine_settings(Path(artifact), opts), None, None, files, inputs, opts, progress)
     run_opts = RunnerOptions(runtime=opts.runtime, threads=opts.threads)
     with open_choice(Path(artifact), lambda p: open_runner(p, run_opts), cpu_runtime=True) as choice:
         runner = choice.runner
-        artifact = runner.path
         if choice.why is None:  # a file given; a folder's choice was already probed on this runtime
             refuse_if_wrong(runner, lambda p: open_runner(p, run_opts))
         _warn_if_int8_does_not_pay(runner)
-        settings = resolve(artifact, sha256_file(artifact), runner.interface, opts.task, opts.tile, opts.overlap,
-                           opts.seed, opts.batch, opts.runtime, opts.threads)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        jobs = plan_jobs(files, out_dir, opts.compare)
-        todo = [j for j in jobs if not (opts.resume and already_done(j, settings.stamped()))]
-        started = time.perf_counter()
+        settings = resolve(runner.path, sha256_file(runner.path), runner.interface, opts.task, opts.tile,
+                           opts.overlap, opts.seed, opts.batch, opts.runtime, opts.threads)
         if opts.ray is None:
-            rows = _collect(map(ImageRestorer(settings, runner), todo), len(todo), progress, started)
-    if opts.ray is not None:
-        rows = _on_cluster(settings, todo, out_dir, opts, progress, started)
-    result = {**_summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, opts.ray),
-              "chosen": choice.why}
+            return _run(settings, runner, choice.why, files, inputs, opts, progress)
+    return _run(settings, None, choice.why, files, inputs, opts, progress)  # the runner closed: workers open theirs
+
+
+def _engine_settings(engine: Path, opts: RestoreOptions) -> Settings:
+    """An engine's settings from its manifest and the ONNX it was built from: the driver (often a CPU-only head
+    node) never opens the engine; each GPU worker does."""
+    manifest = read_engine_manifest(engine)
+    return resolve(engine, manifest.get("engine_sha256") or sha256_file(engine),
+                   onnx_interface(source_onnx(engine, manifest)), opts.task, opts.tile, opts.overlap, opts.seed,
+                   opts.batch, opts.runtime, opts.threads)
+
+
+def _run(settings: Settings, runner, chosen: str | None, files: list[Path], inputs: list[Path],
+         opts: RestoreOptions, progress: bool) -> dict:
+    """Plan, restore (with `runner` here, or on the cluster when it is None), report: each row appended to the
+    report as it arrives, so a run that stops leaves its rows so far; the whole report, sorted, at the end."""
+    out_dir = Path(opts.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(files, out_dir, opts.compare)
+    todo = [j for j in jobs if not (opts.resume and already_done(j, settings.stamped()))]
+    where = f"Ray cluster ({opts.ray})" if opts.ray is not None else "this process"
+    started = time.perf_counter()
+    with streamed_rows(opts.report, RESTORE_REPORT, {"artifact": settings.artifact, "inputs": len(jobs),
+                                                     "where": where, "complete": False}) as add:
+        if runner is not None:
+            rows = _collect(map(ImageRestorer(settings, runner), todo), len(todo), progress, started, add)
+        else:
+            rows = _on_cluster(settings, todo, inputs, out_dir, opts, progress, started, add)
+    result = {**_summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, where),
+              "chosen": chosen}
     if opts.report is not None:
         header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
         write_rows(Path(opts.report), RESTORE_REPORT, header, rows)
     return result
 
 
-def _on_cluster(settings: Settings, todo: list[Job], out_dir: Path, opts: RestoreOptions, progress: bool,
-                started: float) -> list:
+def _on_cluster(settings: Settings, todo: list[Job], inputs: list[Path], out_dir: Path, opts: RestoreOptions,
+                progress: bool, started: float, add: Callable[[dict], None]) -> list:
     from elir_edge.cluster.ray_data import cluster
     from elir_edge.restore.on_ray import restore_on_ray
 
     try:
         with cluster(opts.ray) as ray:
-            return _collect(restore_on_ray(ray, settings, todo, out_dir, opts.actors) if todo else iter(()),
-                            len(todo), progress, started)
+            rows = restore_on_ray(ray, settings, todo, inputs, out_dir, opts.actors) if todo else iter(())
+            return _collect(rows, len(todo), progress, started, add)
     finally:  # a worker killed mid-write leaves its temporary file: none may outlive the run
         sweep_temporaries(out_dir, [Path(j.target) for j in todo] + [Path(j.compare) for j in todo if j.compare])
 
 
-def _collect(rows: Iterator[dict], total: int, progress: bool, started: float) -> list[dict]:
+def _collect(rows: Iterator[dict], total: int, progress: bool, started: float,
+             add: Callable[[dict], None]) -> list[dict]:
     """Every row, with the run's progress bar (done/total, images/s, time left) and when it arrived (`at_s`,
-    seconds into the run); notes re-raised as warnings."""
+    seconds into the run), each given to `add` as it comes; notes re-raised as warnings."""
     out = []
     for row in bar(rows, total, "restore", quiet=not progress):
         row["at_s"] = time.perf_counter() - started
+        add(row)
         for note in row.get("notes", []):
             warnings.warn(f"{row['path']}: {note}", stacklevel=2)
         if row.get("moved"):
@@ -102,14 +128,14 @@ def _collect(rows: Iterator[dict], total: int, progress: bool, started: float) -
     return sorted(out, key=lambda r: r["index"])
 
 
-def _summary(settings: Settings, jobs: list[Job], rows: list[dict], kept: int, seconds: float, ray: str | None) -> dict:
+def _summary(settings: Settings, jobs: list[Job], rows: list[dict], kept: int, seconds: float, where: str) -> dict:
     done = [r for r in rows if r["status"] == "restored"]
     return {"restored": [r["output"] for r in done], "failed": [r["path"] for r in rows if r["status"] == "failed"],
             "renamed": [r["output"] for r in done if r.get("moved")], "skipped_existing": kept,
             "task": settings.task, "tile": settings.tile, "artifact": settings.artifact, "inputs": len(jobs),
             "seconds": seconds, "images_per_s": len(done) / seconds if done and seconds > 0 else None,
             "steady_images_per_s": _steady(rows),
-            "where": f"Ray cluster ({ray})" if ray is not None else "this process"}
+            "where": where}
 
 
 def _steady(rows: list[dict]) -> float | None:
