@@ -20,6 +20,7 @@ from PIL import Image
 
 import elir_edge.restore.on_ray as on_ray
 from elir_edge.cli import main
+from elir_edge.common.rows import partial_path
 
 
 @pytest.fixture(scope="module")
@@ -314,26 +315,6 @@ def test_an_error_of_one_item_on_a_worker_is_its_failed_row():
     assert rows[1]["path"] == "/in/1.png" and "Stale file handle" in rows[1]["error"]
 
 
-def test_an_output_that_cannot_be_written_is_a_failed_row(tiny_quantized, photos, tmp_path, monkeypatch, capsys):
-    """A full disk or a stale mount fails that image, the run goes on (the same code runs on every worker)."""
-    import errno
-
-    import elir_edge.restore.image as image
-
-    real = image.save_png
-
-    def save_png(img, path, text=None):
-        if Path(path).name == "p2.png":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(img, path, text)
-
-    monkeypatch.setattr(image, "save_png", save_png)
-    assert _restore(tiny_quantized[0], photos, tmp_path / "out", "--report", str(tmp_path / "r.jsonl")) == 0
-    rows = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines()[1:])}
-    assert rows["p2.png"]["status"] == "failed" and "No space left on device" in rows["p2.png"]["error"]
-    assert len(_pngs(tmp_path / "out")) == 6
-
-
 def test_a_run_that_stops_leaves_its_report_so_far_and_resume_takes_it(tiny_quantized, photos, tmp_path,
                                                                         monkeypatch):
     import elir_edge.restore.image as image
@@ -345,15 +326,19 @@ def test_a_run_that_stops_leaves_its_report_so_far_and_resume_takes_it(tiny_quan
             raise KeyboardInterrupt
         return real(self, job)
 
+    report.write_text('{"kind": "elir-edge restore report", "an earlier run": true}\n')  # stays until replaced
+    before = report.read_bytes()
     monkeypatch.setattr(image.ImageRestorer, "__call__", stops)
     assert _restore(tiny_quantized[0], photos, tmp_path / "out", "--report", str(report)) == 130
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert report.read_bytes() == before  # what existed before the stopped run is intact
+    lines = [json.loads(line) for line in partial_path(report).read_text().splitlines()]
     assert lines[0]["kind"] == "elir-edge restore report" and lines[0]["complete"] is False
     assert [r["index"] for r in lines[1:]] == [0, 1, 2]  # every row done before the stop
     monkeypatch.setattr(image.ImageRestorer, "__call__", real)
     assert _restore(tiny_quantized[0], photos, tmp_path / "out", "--report", str(report), "--resume") == 0
     lines = [json.loads(line) for line in report.read_text().splitlines()]
     assert lines[0]["skipped_existing"] == 2 and len(lines) == 1 + 6  # p0, p1 kept; broken.png a row again
+    assert not partial_path(report).exists()  # a run that ended leaves the whole report only
 
 
 class Poison(on_ray.RestoreActor):

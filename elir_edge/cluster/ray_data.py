@@ -220,7 +220,7 @@ def _map(ray, items: list[dict], actor: type, settings: dict, actors: int, num_c
             yield json.loads(r["row"]), bytes(r["blob"])
     except ray.exceptions.RayError as e:  # past the policy (actors that keep dying as they start, ...)
         raise UserError(f"the Ray run stopped ({_last_line(e)}): fix that and run again (`restore --resume` "
-                        "keeps what is done; --report has the rows so far)") from None
+                        "keeps what is done; the --report file's .partial has the rows so far)") from None
 
 
 def _last_line(e: Exception) -> str:

@@ -37,16 +37,24 @@ def write_rows(path: Path, kind: str, header: dict, rows: list[dict]) -> None:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in [{"kind": kind, **header}, *rows]))
 
 
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
 @contextlib.contextmanager
 def streamed_rows(path: Path | None, kind: str, header: dict) -> Iterator[Callable[[dict], None]]:
-    """A function appending one row to `path` (after a header line), flushed at once: a run that stops leaves
-    the rows it had. `path` None: rows go nowhere."""
+    """A function appending one row to `path`.partial (after a header line), flushed at once: a run that stops
+    leaves its rows so far there, and the report a run before it wrote stays as it was. The .partial goes when
+    the block ends without an error (by then the whole report is written). `path` None: rows go nowhere."""
     if path is None:
         yield lambda row: None
         return
-    with open(path, "w") as f:
+    partial = partial_path(path)
+    refuse_foreign(partial, lambda p: is_rows_file(p, kind), "--report")
+    with open(partial, "w") as f:
         def add(row: dict) -> None:
             f.write(json.dumps(row) + "\n")
             f.flush()
         add({"kind": kind, **header})
         yield add
+    partial.unlink()

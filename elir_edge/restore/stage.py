@@ -75,8 +75,8 @@ def _engine_settings(engine: Path, opts: RestoreOptions) -> Settings:
 
 def _run(settings: Settings, runner, chosen: str | None, files: list[Path], inputs: list[Path],
          opts: RestoreOptions, progress: bool) -> dict:
-    """Plan, restore (with `runner` here, or on the cluster when it is None), report: each row appended to the
-    report as it arrives, so a run that stops leaves its rows so far; the whole report, sorted, at the end."""
+    """Plan, restore (with `runner` here, or on the cluster when it is None), report: each row appended to
+    REPORT.partial as it arrives, so a run that stops leaves its rows so far; the whole report, sorted, at the end."""
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(files, out_dir, opts.compare)
@@ -89,11 +89,11 @@ def _run(settings: Settings, runner, chosen: str | None, files: list[Path], inpu
             rows = _collect(map(ImageRestorer(settings, runner), todo), len(todo), progress, started, add)
         else:
             rows = _on_cluster(settings, todo, inputs, out_dir, opts, progress, started, add)
-    result = {**_summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, where),
-              "chosen": chosen}
-    if opts.report is not None:
-        header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
-        write_rows(Path(opts.report), RESTORE_REPORT, header, rows)
+        result = {**_summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, where),
+                  "chosen": chosen}
+        if opts.report is not None:
+            header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
+            write_rows(Path(opts.report), RESTORE_REPORT, header, rows)
     return result
 
 
