@@ -17,6 +17,11 @@ from elir_edge.model.arch import ArchConfig
 from elir_edge.model.synthetic import random_model, save_checkpoint
 from elir_edge.quantize.stage import QuantizeOptions, quantize_export
 
+# Ray Data's usage poller (a driver thread started by the first Ray Data run, polling every 10 s, never stopped)
+# outlives tests/test_ray.py in this process and logs to ray-data.log: under test_walk's full disk that write
+# fails and logging prints a traceback to stderr, which the tests rightly refuse. The tests run without it.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
 SMALL = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 1, 2), n_mid_blocks=1,
                    rrdb_hid=16, n_rrdb=1)
 
