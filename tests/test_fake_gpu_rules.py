@@ -238,17 +238,22 @@ def test_the_full_tensorrt_has_no_is_stream_capturable(gpu):
     assert hasattr(_context(trt)[1], "is_stream_capturable")
 
 
+def _whole_graph_capture(fake, trt, user_allocation: bool):
+    """An identity engine's context with cuda_graph_strategy = WHOLE_GRAPH_CAPTURE, bound on a stream."""
+    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=user_allocation)
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
+    config = engine.create_runtime_config()
+    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+    context = engine.create_execution_context(runtime_config=config)
+    return engine, context, _bind(fake, engine, context)
+
+
 def test_whole_graph_capture_makes_tensorrt_rtx_replay_its_own_graph(gpu):
     """cuda_graph_strategy = WHOLE_GRAPH_CAPTURE: after the deferred first enqueue, TensorRT-RTX captures the
     next one and replays it from then on: one cheap graph launch on the host, the same kernels on the GPU (an
     engine built with REQUIRE_USER_ALLOCATION, as `elir-edge build` builds)."""
     fake, trt = gpu
-    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=True)
-    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
-    config = engine.create_runtime_config()
-    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
-    context = engine.create_execution_context(runtime_config=config)
-    stream = _bind(fake, engine, context)
+    engine, context, stream = _whole_graph_capture(fake, trt, user_allocation=True)
     for _ in range(2):
         assert context.execute_async_v3(int(stream))
     t0 = fake.host_now
@@ -263,12 +268,7 @@ def test_whole_graph_capture_captures_only_an_engine_built_with_require_user_all
     """REQUIRE_USER_ALLOCATION "ensures that inference will support graph capture": without it TensorRT-RTX's own
     capture is not made either (is_stream_capturable says so), and the enqueues run as plain launches."""
     fake, trt = gpu
-    plan = fake_gpu.make_plan(fake_gpu.identity_graph(dynamic=False), user_allocation=user_allocation)
-    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan)
-    config = engine.create_runtime_config()
-    config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
-    context = engine.create_execution_context(runtime_config=config)
-    stream = _bind(fake, engine, context)
+    _, context, stream = _whole_graph_capture(fake, trt, user_allocation)
     for _ in range(3):
         assert context.execute_async_v3(int(stream))
     assert context.graph_launches == (1 if user_allocation else 0)

@@ -150,9 +150,9 @@ def _speed_rows(opts: BenchOptions, arts: list[Runner], first: np.ndarray | None
         speeds[i]["ratio_vs_first"] = base / speeds[i]["median_ms"]
         row = {"artifact": str(a.path), "label": label(a), "runner": a.kind, "on_gpu": a.on_gpu,
                "sha256": sha256_file(a.path), "speed": speeds[i], "load_ms": a.load_ms, "first_run_ms": a.first_run_ms,
-               "context_ms": getattr(a, "context_ms", None)}
+               "context_ms": a.context_ms}
         row.update(_layer_figures(a))
-        flags = [a.flag] if getattr(a, "flag", None) else []
+        flags = [a.flag] if a.flag else []
         probed = probe_runner(a)
         if probed is not None:
             row["probe"] = probed.to_dict()
