@@ -49,8 +49,7 @@ def streamed_rows(path: Path | None, kind: str, header: dict) -> Iterator[Callab
     if path is None:
         yield lambda row: None
         return
-    partial = partial_path(path)
-    refuse_foreign(partial, lambda p: is_rows_file(p, kind), "--report")
+    partial = partial_path(path)  # checked with the report itself, before any work (check_rows_path)
     with open(partial, "w") as f:
         def add(row: dict) -> None:
             f.write(json.dumps(row) + "\n")

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 from elir_edge.common.files import ensure_writable_dir, sha256_file, sweep_temporaries
 from elir_edge.common.progress import bar
-from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, streamed_rows, write_rows
+from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, partial_path, streamed_rows, write_rows
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.image import ImageRestorer, Settings, resolve
@@ -47,8 +47,9 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         precheck(opts.ray)
     files = collect_inputs(inputs)
     ensure_writable_dir(Path(opts.output))
-    if opts.report is not None:
-        check_rows_path(Path(opts.report), RESTORE_REPORT, files)
+    if opts.report is not None:  # and where its rows stream to while the run goes
+        for path in (Path(opts.report), partial_path(Path(opts.report))):
+            check_rows_path(path, RESTORE_REPORT, files)
     if opts.ray is not None and Path(artifact).suffix in ENGINE_SUFFIXES:
         return _run(_engine_settings(Path(artifact), opts), None, None, files, inputs, opts, progress)
     run_opts = RunnerOptions(runtime=opts.runtime, threads=opts.threads)
