@@ -155,7 +155,8 @@ def test_a_worker_whose_runtime_computes_the_int8_file_wrongly_scores_and_restor
     opts = BenchOptions(engines=[int8], threads=1)
     with open_artifact(int8, opts, spin=False) as art:
         h, w = art.interface.size
-        score = actor_settings(opts, [art], art, ScoreSettings("denoising", h, w, art.interface.latent_channels, 0))
+        score = actor_settings(opts, [art], art, ScoreSettings("denoising", h, w, art.interface.latent_channels, 0),
+                               None)
         interface = art.interface
         here = probe.probe_runner(art)  # what this machine's runtime does with the file, before the fault
     item = {"item": np.array([json.dumps(items(["p0"], [photo])[0])], dtype=object)}
@@ -254,14 +255,15 @@ def test_a_node_without_elir_edge_is_named_with_the_install_line(fleet, tmp_path
 
     import elir_edge.cluster.ray_data as ray_data
 
-    (tmp_path / "driver_only.py").write_text("def sees(marker, token, reads):\n    return None\n")
+    (tmp_path / "driver_only.py").write_text("def check(marker, token, reads, work):\n    return None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import driver_only
 
-    monkeypatch.setattr(ray_data, "_sees", driver_only.sees)
+    monkeypatch.setattr(ray_data, "_check_node", driver_only.check)
     with pytest.raises(ray_data.UserError) as e:
-        ray_data.check_reach(ray, [tmp_path])
+        ray_data.check_nodes(ray, ray_data.Work(on_ray.RestoreActor, {}), [tmp_path])
     assert str(e.value).startswith("the Ray node ") and "cannot import elir-edge" in str(e.value)
+    assert "(and 1 more nodes): no node can take part" in str(e.value)
     assert "pip install 'elir-edge[ray]==" in str(e.value) and "\n" not in str(e.value)
     asleep = ray.remote(num_cpus=0)(lambda: __import__("time").sleep(30)).remote()
     assert ray_data._answer(ray, asleep, 0.1).startswith("did not answer the check within 0.1 s")
@@ -343,11 +345,13 @@ def test_a_run_that_stops_leaves_its_report_so_far_and_resume_takes_it(tiny_quan
 
 class Poison(on_ray.RestoreActor):
     """p4.png kills whichever worker reads it, every time; and the first actor to start raises (a node briefly
-    short of memory)."""
+    short of memory, after it passed the check before the run)."""
     marker = ""
 
     def __init__(self, settings: dict):
-        if not os.path.exists(self.marker):
+        import ray
+
+        if ray.get_runtime_context().get_actor_id() and not os.path.exists(self.marker):
             Path(self.marker).write_text("failed")
             raise MemoryError("could not allocate the runtime's arena")
         super().__init__(settings)
@@ -423,12 +427,109 @@ def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_pa
     no_temporaries(out)
 
 
+class CannotOpenOnOneNode(on_ray.RestoreActor):
+    """On one node (by Ray node ID) the artifact cannot be opened, as with a broken runtime library there; the
+    actors' rows say on which node they ran."""
+    bad = ""
+
+    def __init__(self, settings: dict):
+        import ray
+
+        if ray.get_runtime_context().get_node_id() == self.bad:
+            raise OSError("libonnxruntime.so.1: cannot open shared object file")
+        super().__init__(settings)
+
+    def _one(self, item: dict):
+        import ray
+
+        row, blob = super()._one(item)
+        return {**row, "node": ray.get_runtime_context().get_node_id()}, blob
+
+
+def _worker_nodes() -> list[str]:
+    import ray
+
+    return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU"))
+
+
+def test_a_node_where_the_worker_cannot_start_is_left_out_in_one_line(fleet, tiny_quantized, photos, tmp_path,
+                                                                      monkeypatch, capsys):
+    """Every node starts a worker before any work; the node where that fails is left out with one line naming
+    it and why, and the other node restores every image, the same bytes as one process. (Before the check,
+    that node's actors died starting until the run stopped.)"""
+    export = tiny_quantized[0]
+    assert _restore(export, photos, tmp_path / "one") == 0
+    CannotOpenOnOneNode.bad = _worker_nodes()[0]
+    monkeypatch.setattr(on_ray, "RestoreActor", CannotOpenOnOneNode)
+    capsys.readouterr()
+    assert _restore(export, photos, tmp_path / "ray", "--ray", "auto") == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "left out" in line]
+    assert len(said) == 1 and CannotOpenOnOneNode.bad[:8] in said[0], said
+    assert "cannot start a worker (OSError: libonnxruntime.so.1: cannot open shared object file)" in said[0]
+    assert _pngs(tmp_path / "ray") == _pngs(tmp_path / "one")
+
+
+def test_actors_run_only_on_the_nodes_that_passed_the_check(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
+    """Two actors asked for, one node left out: Ray's node-ID label keeps both off it (without it, one actor
+    per node, and the left-out node's dies starting)."""
+    import ray
+
+    from elir_edge.cluster.ray_data import Work, check_nodes, map_actors
+    from elir_edge.common.files import sha256_file
+    from elir_edge.restore.image import resolve
+    from elir_edge.restore.plan import plan_jobs
+    from elir_edge.runtime.interface import onnx_interface
+
+    model = tiny_quantized[0] / "model.onnx"
+    CannotOpenOnOneNode.bad = _worker_nodes()[0]
+    settings = resolve(model, sha256_file(model), onnx_interface(model), None, None, 16, 0, 1, "ort", 1)
+    work = Work(CannotOpenOnOneNode, settings.__dict__, num_cpus=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.warns(UserWarning, match="left out of this run"):
+        fleet_ = check_nodes(ray, work, [photos], out)
+    assert fleet_.excluded == [CannotOpenOnOneNode.bad] and fleet_.actors(work) == 1
+    jobs = [j.to_dict() for j in plan_jobs(sorted(photos.glob("p*.png")), out, False)]
+    rows = [r for r, _ in map_actors(ray, jobs, work, fleet_, 2, on_ray.failed_job)]
+    assert len(rows) == 7 and {r["status"] for r in rows} == {"restored"}
+    assert {r["node"] for r in rows} == {_worker_nodes()[1]}
+
+
+def test_a_worker_with_another_artifact_or_without_the_fid_weights_refuses(tiny_quantized, photos, tmp_path):
+    """A node whose file is not the driver's (same path, other bytes) restores nothing: its PNGs would carry the
+    driver's hash. A node without the Inception weights the driver scores FID with scores nothing: its rows
+    would lack the features the driver's FID needs."""
+    from dataclasses import asdict, replace
+
+    from elir_edge.bench.artifacts import open_artifact
+    from elir_edge.bench.on_ray import ScoreActor, actor_settings
+    from elir_edge.bench.quality import ScoreSettings
+    from elir_edge.bench.stage import BenchOptions
+    from elir_edge.common.files import sha256_file
+    from elir_edge.restore.image import resolve
+    from elir_edge.runtime.interface import onnx_interface
+
+    model = tiny_quantized[0] / "model.onnx"
+    right = resolve(model, sha256_file(model), onnx_interface(model), None, None, 16, 0, 1, "ort", 1)
+    assert on_ray.RestoreActor(asdict(right)).refused is None
+    other = on_ray.RestoreActor(asdict(replace(right, artifact_sha256="0" * 64))).refused
+    assert other.startswith("has another model.onnx than the driver's (sha256 ") and "000000000000..." in other
+    opts = BenchOptions(engines=[model], threads=1)
+    with open_artifact(model, opts, spin=False) as art:
+        h, w = art.interface.size
+        score = ScoreSettings("denoising", h, w, art.interface.latent_channels, 0)
+        assert ScoreActor(actor_settings(opts, [art], art, score, None)).refused is None
+        missing = actor_settings(opts, [art], art, score, tmp_path / "pt_inception.pth")
+    refused = ScoreActor(missing).refused
+    assert refused.startswith("FID: --fid-weights ") and "no such file" in refused and "on this Ray worker" in refused
+
+
 def test_a_run_past_the_policy_stops_in_one_line(monkeypatch):
     """Past the policy (here: actors that keep dying as they start) Ray raises out of the iteration: one line
     with the cause at the bottom of Ray's error, no traceback."""
     import ray
 
-    from elir_edge.cluster.ray_data import map_actors
+    from elir_edge.cluster.ray_data import Fleet, Work, map_actors
     from elir_edge.errors import UserError
 
     class Stopped:
@@ -442,5 +543,5 @@ def test_a_run_past_the_policy_stops_in_one_line(monkeypatch):
 
     monkeypatch.setattr(ray.data, "from_items", lambda *a, **k: Stopped())
     with pytest.raises(UserError) as e:
-        list(map_actors(ray, [{"index": 0}], on_ray.RestoreActor, {}, 1, on_ray.failed_job))
+        list(map_actors(ray, [{"index": 0}], Work(on_ray.RestoreActor, {}), Fleet([], []), 1, on_ray.failed_job))
     assert str(e.value).startswith("the Ray run stopped (MemoryError: could not allocate the runtime's arena): ")

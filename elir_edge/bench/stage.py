@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elir_edge.bench.fid import check_weights_file, inception
+from elir_edge.bench.fid import cached_weights, check_weights_file, inception
 from elir_edge.bench.machine import machine
 from elir_edge.bench.artifacts import artifact_runtimes, chosen_files, open_artifact
 from elir_edge.bench.options import BenchOptions
@@ -187,7 +187,8 @@ def _scored(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list[dict
         return [scorer(it) for it in bar(todo, len(todo), "quality", quiet=not opts.progress)]
     from elir_edge.bench.on_ray import score_on_ray
 
-    return list(bar(score_on_ray(opts, arts, ref, todo, settings), len(todo), "quality (Ray)",
+    weights = (opts.fid_weights or cached_weights()) if net is not None else None  # the file the driver loaded
+    return list(bar(score_on_ray(opts, arts, ref, todo, settings, weights), len(todo), "quality (Ray)",
                     quiet=not opts.progress))
 
 

@@ -1,5 +1,6 @@
-"""Ray Data under `--ray`: start a Ray here or join a cluster, check every node can take part, and map an actor
-class over a list of small items (paths and settings, never decoded images) with progress on the driver.
+"""Ray Data under `--ray`: start a Ray here or join a cluster, check every node can take part (those that cannot
+are left out by Ray's node-ID label), and map an actor class over a list of small items (paths and settings,
+never decoded images) with progress on the driver.
 
 Ray's own parts do the distributed work and carry the failure policy: `ray.data.from_items` in blocks of a
 fixed few items, `map_batches` over an actor pool, a dead worker's actor restarted and its block retried
@@ -16,6 +17,8 @@ import logging
 import os
 import re
 import uuid
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,6 +31,7 @@ LOCAL = "local"  # `--ray` without an address: start Ray on this machine
 BLOCK = 16  # items per Ray Data block, whatever the archive's size
 RETRIES = 3  # Ray's retries of a block whose worker died (then its rows alone, as many times each)
 START_DEATHS = 3  # actors that may die starting, in a row, before the run stops
+NODE_ID = "ray.io/node-id"  # the label Ray gives every node
 SHARED = "give paths on storage every node mounts at the same place (a shared file system)"
 
 
@@ -91,28 +95,69 @@ def precheck(address: str | None, timeout_s: float = 5.0):
     return ray
 
 
-def check_reach(ray, reads: list[Path], writes: Path | None = None, timeout_s: float = 60.0) -> None:
-    """Refuse before any work when a node cannot take part, naming the first such node: its workers cannot
-    import elir-edge, do not answer, cannot read the inputs, or cannot write the output folder (a local path
-    given to a remote cluster: each node reads a token the driver wrote in the output folder)."""
+@dataclass(frozen=True)
+class Work:
+    """One actor of a run: its class (made as `actor(settings)`; it says in `refused` why it will not work on its
+    node, or None), its settings (plain values) and the resources each one takes."""
+    actor: type
+    settings: dict
+    num_cpus: float = 1
+    num_gpus: float = 0
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The nodes that passed the check, and the IDs of those left out of the run."""
+    usable: list[dict]
+    excluded: list[str]
+
+    def actors(self, work: Work) -> int:
+        """One actor per GPU of the usable nodes for engines, else one per `num_cpus` of their CPUs."""
+        if work.num_gpus:
+            return max(1, sum(int(n["Resources"].get("GPU", 0)) for n in self.usable))
+        return max(1, sum(int(n["Resources"].get("CPU", 0) // work.num_cpus) for n in self.usable))
+
+    def remote_args(self) -> dict:
+        """Ray's scheduling option that keeps actors off the excluded nodes (every node has its ID as a label)."""
+        return {"label_selector": {NODE_ID: f"!in({','.join(self.excluded)})"}} if self.excluded else {}
+
+
+def check_nodes(ray, work: Work, reads: list[Path], writes: Path | None = None, timeout_s: float = 60.0) -> Fleet:
+    """Before any work, on every node that has the resources of one actor: its workers import elir-edge, read
+    the inputs, write the output folder (each reads a token the driver wrote there) and start the actor (open
+    the artifact, check its hash and probe it on the node's own CPU). A node that fails is left out with one
+    warning line; the run is refused, in one line, when no node passes."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    nodes = [n for n in ray.nodes() if n.get("Alive") and _fits(n, work)]
+    if not nodes:
+        need = f"{work.num_gpus:g} GPU" if work.num_gpus else f"{work.num_cpus:g} CPU"
+        raise UserError(f"no node of the Ray cluster has {need} for a worker: add such nodes, or pass fewer --threads")
     token = uuid.uuid4().hex
     marker = Path(writes) / f".elir-edge-reach-{token}" if writes is not None else None
     if marker is not None:
         marker.write_text(token)
     try:
-        probe = ray.remote(num_cpus=0, max_retries=0)(_sees)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        asked = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                 .remote(str(marker) if marker else None, token, [str(p) for p in reads]) for n in nodes]
+        check = ray.remote(num_cpus=0, num_gpus=work.num_gpus, max_retries=0)(_check_node)
+        asked = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                 .remote(str(marker) if marker else None, token, [str(p) for p in reads], work) for n in nodes]
         answers = [_answer(ray, ref, timeout_s) for ref in asked]
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
-    for node, why in zip(nodes, answers):
-        if why:
-            raise UserError(f"the Ray node {node.get('NodeManagerAddress')} {why}")
+    failed = [f"the Ray node {n.get('NodeManagerAddress')} ({n['NodeID'][:8]}): {why}" for n, why in zip(nodes, answers) if why]
+    if len(failed) == len(nodes):
+        more = f" (and {len(failed) - 1} more nodes)" if len(failed) > 1 else ""
+        raise UserError(f"{failed[0]}{more}: no node can take part")
+    for line in failed:
+        warnings.warn(f"{line}: left out of this run", stacklevel=2)
+    return Fleet([n for n, why in zip(nodes, answers) if not why],
+                 [n["NodeID"] for n, why in zip(nodes, answers) if why])
+
+
+def _fits(node: dict, work: Work) -> bool:
+    have = node.get("Resources", {})
+    return have.get("CPU", 0) >= work.num_cpus and have.get("GPU", 0) >= work.num_gpus
 
 
 def _answer(ray, ref, timeout_s: float) -> str | None:
@@ -132,8 +177,19 @@ def _answer(ray, ref, timeout_s: float) -> str | None:
                 "version as the driver's)")
 
 
+def _check_node(marker: str | None, token: str, reads: list[str], work: Work) -> str | None:
+    """Run on one node: why it cannot take part in the run, or None."""
+    why = _sees(marker, token, reads)
+    if why:
+        return why
+    try:
+        return work.actor(work.settings).refused
+    except Exception as e:  # noqa: BLE001 - whatever stops the actor starting here is this node's reason
+        return f"cannot start a worker ({type(e).__name__}: {str(e)[:160]})"
+
+
 def _sees(marker: str | None, token: str, reads: list[str]) -> str | None:
-    """Run on one node: why it cannot do the run's I/O, or None."""
+    """Why this node cannot do the run's I/O, or None."""
     if marker is not None:
         folder = os.path.dirname(marker)
         try:
@@ -148,24 +204,17 @@ def _sees(marker: str | None, token: str, reads: list[str]) -> str | None:
     return f"cannot read {missing}: {SHARED}" if missing else None
 
 
-def default_actors(ray, gpu: bool, threads: int) -> int:
-    """One actor per GPU of the cluster for engines, else one per `threads` of its CPUs."""
-    resources = ray.cluster_resources()
-    return max(1, int(resources.get("GPU", 1) if gpu else resources.get("CPU", 1) // threads))
-
-
 def blocks(n: int, actors: int) -> int:
     """How many Ray Data blocks n items make: at most BLOCK items each whatever n (a death redoes one block,
     rows come back a block at a time), and no fewer than one per actor while items last."""
     return max(min(n, actors), -(-n // BLOCK))
 
 
-def map_actors(ray, items: list[dict], actor: type, settings: dict, actors: int,
-               failed: Callable[[dict, str], tuple[dict, bytes]], num_cpus: float = 1,
-               num_gpus: float = 0) -> Iterator[tuple[dict, bytes]]:
-    """(row, blob) for every item, in the order they finish; `actor(settings)` is made once per worker and
-    called on batches {"item": [json, ...]}, returning {"row": [json, ...], "blob": [bytes, ...]}. The rows
-    of a block Ray gave up on are tried again one per block and one at a time per actor, so only an item that
+def map_actors(ray, items: list[dict], work: Work, fleet: Fleet, actors: int,
+               failed: Callable[[dict, str], tuple[dict, bytes]]) -> Iterator[tuple[dict, bytes]]:
+    """(row, blob) for every item, in the order they finish, on the fleet's usable nodes; `work.actor(settings)`
+    is made once per worker and called on batches {"item": [json, ...]}, returning {"row": [json, ...], "blob":
+    [bytes, ...]}. The rows of a block Ray gave up on are tried again one per block and one at a time per actor, so only an item that
     kills its worker on every try ends as `failed(item, why)`."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows its own bar
@@ -176,8 +225,7 @@ def map_actors(ray, items: list[dict], actor: type, settings: dict, actors: int,
     seen: set[int] = set()
     for size in (BLOCK, 1):
         todo = [i for i in items if i["index"] not in seen]
-        for row, blob in _map(ray, todo, actor, settings, min(actors, len(todo)), num_cpus, num_gpus, size) \
-                if todo else ():
+        for row, blob in _map(ray, todo, work, fleet, min(actors, len(todo)), size) if todo else ():
             if row["index"] not in seen:  # a retried block's rows count once
                 seen.add(row["index"])
                 yield row, blob
@@ -206,15 +254,15 @@ def _quiet_console() -> None:
             handler.addFilter(_Console())
 
 
-def _map(ray, items: list[dict], actor: type, settings: dict, actors: int, num_cpus: float, num_gpus: float,
-         size: int) -> Iterator[tuple[dict, bytes]]:
+def _map(ray, items: list[dict], work: Work, fleet: Fleet, actors: int, size: int) -> Iterator[tuple[dict, bytes]]:
     ds = ray.data.from_items([{"item": json.dumps(i)} for i in items],
                              override_num_blocks=blocks(len(items), actors) if size > 1 else len(items))
-    out = ds.map_batches(actor, fn_constructor_kwargs={"settings": settings}, batch_size=1,
+    out = ds.map_batches(work.actor, fn_constructor_kwargs={"settings": work.settings}, batch_size=1,
                          compute=ray.data.ActorPoolStrategy(  # alone, a row risks no other's tries
-                             size=actors, max_tasks_in_flight_per_actor=None if size > 1 else 1), num_cpus=num_cpus,
-                         num_gpus=num_gpus or None,  # as ray_remote_args: Ray 2.60 has no named parameter
-                         max_restarts=-1, max_task_retries=RETRIES)  # for them (deprecated there for 2.64)
+                             size=actors, max_tasks_in_flight_per_actor=None if size > 1 else 1),
+                         num_cpus=work.num_cpus, num_gpus=work.num_gpus or None,  # as ray_remote_args: Ray 2.60
+                         max_restarts=-1, max_task_retries=RETRIES,  # has no named parameter for them
+                         **fleet.remote_args())
     try:
         for r in out.iter_rows():
             yield json.loads(r["row"]), bytes(r["blob"])

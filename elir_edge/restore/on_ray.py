@@ -1,5 +1,7 @@
 """`restore --ray`: the plan's jobs as a Ray Data dataset, one ImageRestorer per actor. Each actor opens the
-artifact once and checks, on its own CPU, that its runtime computes an int8 file right (nodes differ)."""
+artifact once and checks that it is the driver's file (same sha256) and, on its own CPU, that its runtime
+computes an int8 file right (nodes differ); the same start, tried on every node first, leaves out the nodes
+where it fails."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Iterator
 
-from elir_edge.cluster.ray_data import batch_rows, check_reach, default_actors, map_actors
+from elir_edge.cluster.ray_data import Work, batch_rows, check_nodes, map_actors
+from elir_edge.common.files import sha256_file
 from elir_edge.restore.image import ImageRestorer, Settings
 from elir_edge.restore.plan import Job
 
@@ -17,12 +20,12 @@ class RestoreActor:
 
     def __init__(self, settings: dict):
         from elir_edge.runtime.open import RunnerOptions, open_runner
-        from elir_edge.runtime.probe import WHY, probe_runner
+        from elir_edge.runtime.probe import wrong_here
 
         s = Settings(**settings)
         self.runner = open_runner(Path(s.artifact), RunnerOptions(runtime=s.runtime, threads=s.threads, spin=False))
-        probed = probe_runner(self.runner)
-        self.refused = f"{probed.describe()} ({WHY}) on this worker" if probed is not None and not probed.ok else None
+        why = _another_file(s) or wrong_here([self.runner])
+        self.refused = f"{why}, on this Ray worker" if why else None
         self.restore = ImageRestorer(s, self.runner)
 
     def _one(self, item: dict) -> tuple[dict, bytes]:
@@ -30,6 +33,14 @@ class RestoreActor:
 
     def __call__(self, batch: dict) -> dict:
         return batch_rows(batch, self._one, failed_job)
+
+
+def _another_file(s: Settings) -> str | None:
+    """Why this node's artifact is not the driver's (its outputs would carry the driver's hash), or None."""
+    here = sha256_file(Path(s.artifact))
+    return None if here == s.artifact_sha256 else (
+        f"has another {Path(s.artifact).name} than the driver's (sha256 {here[:12]}..., the driver's "
+        f"{s.artifact_sha256[:12]}...): put the same file on every node")
 
 
 def failed_job(item: dict, error: str) -> tuple[dict, bytes]:
@@ -41,11 +52,10 @@ def restore_on_ray(ray, settings: Settings, jobs: list[Job], inputs: list[Path],
                    actors: int | None) -> Iterator[dict]:
     """Rows of the jobs as they finish on the cluster (each output written by the worker that ran it), once
     every node has shown it sees the inputs, the artifact and the output folder."""
-    check_reach(ray, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
     threads = settings.threads or 1
     gpu = Path(settings.artifact).suffix not in (".onnx", ".safetensors")
-    actors = actors or default_actors(ray, gpu, threads)
-    settings = replace(settings, threads=threads)
-    for row, _ in map_actors(ray, [j.to_dict() for j in jobs], RestoreActor, asdict(settings), actors, failed_job,
-                             num_cpus=0 if gpu else threads, num_gpus=1 if gpu else 0):
+    work = Work(RestoreActor, asdict(replace(settings, threads=threads)), num_cpus=0 if gpu else threads,
+                num_gpus=1 if gpu else 0)
+    fleet = check_nodes(ray, work, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
+    for row, _ in map_actors(ray, [j.to_dict() for j in jobs], work, fleet, actors or fleet.actors(work), failed_job):
         yield row

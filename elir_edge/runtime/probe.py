@@ -86,6 +86,12 @@ def probe_runner(runner: Runner) -> ProbeResult | None:
     return ProbeResult(artifact.name, runner.kind, measure(runner, probe), float(reference))
 
 
+def wrong_here(runners: list[Runner]) -> str | None:
+    """Why these runners may not be used here: the int8 files this machine's runtimes compute wrongly, or None."""
+    wrong = [r.describe() for r in map(probe_runner, runners) if r is not None and not r.ok]
+    return f"{'; '.join(wrong)} ({WHY})" if wrong else None
+
+
 def refuse_if_wrong(runner: Runner, reopen: Callable[[Path], Runner]) -> None:
     """Raise a one-line UserError when `runner` computes its int8 file wrongly here, naming the files of the
     folder that this runtime does compute right (each probed now, opened with `reopen(path)`)."""
