@@ -1,22 +1,32 @@
-"""`restore --ray` against one process on this machine (issue 23): throughput and Ray's overhead per image.
+"""`restore --ray` against one process on this machine (issues 23, 31): throughput, start-up, Ray's overhead per
+image, and what planning a big archive costs the driver.
 
-    python benchmarks/bench_ray.py [--images 200] [--size 256] [--json benchmarks/results/ray_restore.json]
+    python benchmarks/bench_ray.py [--images 200] [--size 256] [--repeats 3] [--json benchmarks/results/ray_restore.json]
+    python benchmarks/bench_ray.py --planning 10000,100000 [--json benchmarks/results/ray_planning.json]
 
 Exports the bundled demo model, cuts `--images` photographs of `--size` px from the bundled ones (seeded
 crops and flips), and restores them through model.onnx four ways, each in a fresh `elir-edge restore`
 process, one after another on the same cores: one process with 1 thread, one process with 2 threads,
-`--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command). Per run: the wall
-time of the whole command, the restore's own images/s (start-up included), its steady images/s (between
-the first and the last result: every worker running) and, for Ray, its overhead per image against the best
-single-process run. The outputs of every run are compared byte for byte with the first.
-Goal: Ray with 2 actors >= 0.9x the best single-process throughput.
+`--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command), `--repeats` rounds
+with the ways taking turns. Per way (median, min and max over the rounds): the wall time of the whole
+command, the restore's own images/s (start-up included), its steady images/s (between the first and the
+last result: every worker running), its start-up (from the start of its work to the first output: for Ray,
+starting Ray, checking the nodes and starting the actors) and, for Ray, its overhead per image against the
+best single-process way. The outputs of every run are compared byte for byte with the first.
+Goals (issue 31): Ray with 2 actors >= 0.95x the best single-process steady throughput; start-up <= 10 s.
+
+`--planning N,M,...`: the driver's side alone, on a synthetic archive of N tiny PNGs in folders of 1000:
+in a fresh process, the time to list, stat, hash and name every input (what the driver does before any
+image is sent) and the process's peak memory growth over it.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,37 +67,95 @@ def run(model: Path, images: Path, out: Path, extra: list[str]) -> dict:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
-    head = json.loads(report.read_text().splitlines()[0])
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(out.glob("*.png")))).hexdigest()
-    return {"command": " ".join(["elir-edge", *cmd[3:]]), "wall_s": wall, "images_per_s": head["images_per_s"],
-            "steady_images_per_s": head["steady_images_per_s"], "restored": head["inputs"], "outputs_sha256": digest}
+    return {"command": " ".join(["elir-edge", *cmd[3:]]), "wall_s": wall, "images_per_s": lines[0]["images_per_s"],
+            "steady_images_per_s": lines[0]["steady_images_per_s"], "first_output_s": min(r["at_s"] for r in lines[1:]),
+            "restored": lines[0]["inputs"], "outputs_sha256": digest}
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": values}
+
+
+def throughput(args) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        export_checkpoint(CHECKPOINT, ExportOptions(output=d / "export", image_size=(args.size, args.size)), quiet=True)
+        make_images(d / "images", args.images, args.size)
+        rounds = [{name: run(d / "export" / "model.onnx", d / "images", d / f"out{k}_{i}", extra)
+                   for i, (name, extra) in enumerate(RUNS.items())} for k in range(args.repeats)]
+    first = rounds[0][next(iter(RUNS))]["outputs_sha256"]
+    results = {name: {"command": rounds[0][name]["command"], "identical_to_first":
+                      all(r[name]["outputs_sha256"] == first for r in rounds),
+                      **{k: spread([r[name][k] for r in rounds]) for k in
+                         ("wall_s", "images_per_s", "steady_images_per_s", "first_output_s")}} for name in RUNS}
+    best = max(r["steady_images_per_s"]["median"] for n, r in results.items() if not n.startswith("--ray"))
+    for name, r in results.items():
+        steady = r["steady_images_per_s"]["median"]
+        r["steady_vs_best_single"] = steady / best
+        r["overhead_ms_per_image"] = 1000 * (1 / steady - 1 / best) if name.startswith("--ray") else None
+    rows = [[n, _med(r["wall_s"], 1), _med(r["images_per_s"]), _med(r["steady_images_per_s"]),
+             _med(r["first_output_s"], 1), f"{r['steady_vs_best_single']:.2f}x",
+             "" if r["overhead_ms_per_image"] is None else f"{r['overhead_ms_per_image']:+.1f}",
+             "yes" if r["identical_to_first"] else "NO"] for n, r in results.items()]
+    print(table(rows, header=["run", "wall s", "img/s (all)", "img/s (steady)", "first output s", "vs best single",
+                              "Ray ms/img", "same PNGs"]))
+    return {"images": args.images, "size": args.size, "repeats": args.repeats, "runs": results}
+
+
+def _med(s: dict, digits: int = 2) -> str:
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
+
+
+PLAN = """
+import json, resource, sys, time
+from pathlib import Path
+from elir_edge.restore.plan import collect_inputs, plan_jobs
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+files = collect_inputs([Path(sys.argv[1])])
+listed = time.perf_counter() - t0
+jobs = plan_jobs(files, Path(sys.argv[2]), False)
+print(json.dumps({"files": len(jobs), "list_s": listed, "plan_s": time.perf_counter() - t0,
+                  "peak_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
+"""
+
+
+def planning(sizes: list[int]) -> dict:
+    """The driver's planning on archives of each size (tiny PNGs, 1000 a folder), each in a fresh process."""
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        d, made = Path(d), 0
+        for n in sorted(sizes):
+            for i in range(made, n):
+                folder = d / "archive" / f"{i // 1000:05d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"{i:08d}.png").write_bytes(buf.getvalue())
+            made = n
+            (d / "out").mkdir(exist_ok=True)
+            got = subprocess.run([sys.executable, "-c", PLAN, str(d / "archive"), str(d / "out")], check=True,
+                                 capture_output=True, text=True)
+            out[n] = json.loads(got.stdout)
+            print(f"{n} files: listed in {out[n]['list_s']:.1f} s, planned in {out[n]['plan_s']:.1f} s, "
+                  f"peak memory +{out[n]['peak_growth_mb']:.0f} MB", flush=True)
+    return {"files": out}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--planning", help="comma-separated archive sizes: time the driver's planning instead")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        export_checkpoint(CHECKPOINT, ExportOptions(output=d / "export", image_size=(args.size, args.size)), quiet=True)
-        make_images(d / "images", args.images, args.size)
-        results = {name: run(d / "export" / "model.onnx", d / "images", d / f"out{i}", extra)
-                   for i, (name, extra) in enumerate(RUNS.items())}
-    best = max(r["steady_images_per_s"] for n, r in results.items() if not n.startswith("--ray"))
-    for name, r in results.items():
-        r["identical_to_first"] = r["outputs_sha256"] == next(iter(results.values()))["outputs_sha256"]
-        r["steady_vs_best_single"] = r["steady_images_per_s"] / best
-        r["overhead_ms_per_image"] = 1000 * (1 / r["steady_images_per_s"] - 1 / best) if name.startswith("--ray") else None
-    rows = [[n, f"{r['wall_s']:.1f}", f"{r['images_per_s']:.2f}", f"{r['steady_images_per_s']:.2f}",
-             f"{r['steady_vs_best_single']:.2f}x", "" if r["overhead_ms_per_image"] is None else
-             f"{r['overhead_ms_per_image']:+.1f}", "yes" if r["identical_to_first"] else "NO"] for n, r in results.items()]
-    print(table(rows, header=["run", "wall s", "img/s (all)", "img/s (steady)", "vs best single", "Ray ms/img",
-                              "same PNGs"]))
     from elir_edge.bench.machine import machine
 
-    record = {"images": args.images, "size": args.size, "machine": machine(False), "runs": results}
+    figures = planning([int(n) for n in args.planning.split(",")]) if args.planning else throughput(args)
+    record = {"machine": machine(False), **figures}
     if args.json:
         args.json.write_text(json.dumps(record, indent=2) + "\n")
 

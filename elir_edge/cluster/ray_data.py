@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -122,11 +123,13 @@ class Fleet:
         return {"label_selector": {NODE_ID: f"!in({','.join(self.excluded)})"}} if self.excluded else {}
 
 
-def check_nodes(ray, work: Work, reads: list[Path], writes: Path | None = None, timeout_s: float = 60.0) -> Fleet:
+def check_nodes(ray, work: Work, reads: list[Path], writes: Path | None = None, timeout_s: float = 180.0) -> Fleet:
     """Before any work, on every node that has the resources of one actor: its workers import elir-edge, read
     the inputs, write the output folder (each reads a token the driver wrote there) and start the actor (open
     the artifact, check its hash and probe it on the node's own CPU). A node that fails is left out with one
-    warning line; the run is refused, in one line, when no node passes."""
+    warning line; the run is refused, in one line, when no node passes. The nodes answer side by side; each has
+    `timeout_s` to start a Python worker, import the runtimes and open the artifact (a cold node, its packages on
+    network storage, takes tens of seconds)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [n for n in ray.nodes() if n.get("Alive") and _fits(n, work)]
@@ -141,7 +144,8 @@ def check_nodes(ray, work: Work, reads: list[Path], writes: Path | None = None, 
         check = ray.remote(num_cpus=0, num_gpus=work.num_gpus, max_retries=0)(_check_node)
         asked = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                  .remote(str(marker) if marker else None, token, [str(p) for p in reads], work) for n in nodes]
-        answers = [_answer(ray, ref, timeout_s) for ref in asked]
+        deadline = time.monotonic() + timeout_s  # one wait for all: the nodes answer side by side
+        answers = [_answer(ray, ref, max(0.0, deadline - time.monotonic()), timeout_s) for ref in asked]
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
@@ -160,14 +164,15 @@ def _fits(node: dict, work: Work) -> bool:
     return have.get("CPU", 0) >= work.num_cpus and have.get("GPU", 0) >= work.num_gpus
 
 
-def _answer(ray, ref, timeout_s: float) -> str | None:
-    """One node's answer to the check; a node whose workers cannot even load it lacks elir-edge."""
+def _answer(ray, ref, left_s: float, timeout_s: float) -> str | None:
+    """One node's answer to the check (`left_s` of the run's `timeout_s` to wait for it); a node whose workers
+    cannot even load it lacks elir-edge."""
     from elir_edge import __version__
 
     try:
-        return ray.get(ref, timeout=timeout_s)
-    except ray.exceptions.TaskUnschedulableError:  # the node left between the listing and the check
-        return None
+        return ray.get(ref, timeout=left_s)
+    except ray.exceptions.TaskUnschedulableError:
+        return "left the cluster during the check"
     except ray.exceptions.GetTimeoutError:
         return f"did not answer the check within {timeout_s:g} s: see `ray status` and the node's raylet log"
     except ray.exceptions.RayError as e:

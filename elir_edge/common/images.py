@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -19,10 +20,11 @@ SUFFIXES = {ext for ext, fmt in Image.registered_extensions().items() if fmt in 
 DOCS = {".md", ".txt"}  # a folder's notes (sources, licences) are expected, not warned about
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path, data: bytes | None = None) -> np.ndarray:
     """HxWx3 uint8 RGB; 16-bit images are scaled down, alpha is composited on white, EXIF rotation applied; of
-    a multi-frame file (animated GIF/WebP/PNG, multi-page TIFF) the first frame, said in a warning."""
-    with Image.open(path) as im:
+    a multi-frame file (animated GIF/WebP/PNG, multi-page TIFF) the first frame, said in a warning. `data`: the
+    file's bytes, already read."""
+    with Image.open(io.BytesIO(data) if data is not None else path) as im:
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             im.seek(0)

@@ -3,6 +3,7 @@ the `restore` process and in each Ray worker, so their outputs are the same byte
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -13,7 +14,7 @@ from PIL import Image
 
 from elir_edge.common.images import UNREADABLE, read_rgb, save_png, to_chw, to_uint8
 from elir_edge.errors import UserError
-from elir_edge.restore.plan import STAMP, Job, stamp
+from elir_edge.restore.plan import STAMP, Job, already_done, stamp
 from elir_edge.restore.strip import write_strip
 from elir_edge.restore.tiling import restore_tiled, restore_whole
 from elir_edge.runtime.runner import Interface, Runner
@@ -33,6 +34,7 @@ class Settings:
     batch: int
     runtime: str
     threads: int | None
+    resume: bool = False  # keep an output stamped with this input's hash and these settings
 
     def stamped(self) -> dict:
         """What decides an output's bytes (not where it was computed, nor with how many threads)."""
@@ -66,20 +68,25 @@ class ImageRestorer:
         self.s, self.runner = settings, runner
 
     def __call__(self, job: Job) -> dict:
+        """The input is read once: its bytes are hashed (the output's stamp, the `--resume` check) and decoded."""
         row = {"index": job.index, "path": job.source, "output": job.target, "moved": job.moved}
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                img = read_rgb(Path(job.source))
+                data = Path(job.source).read_bytes()
+                digest = hashlib.sha256(data).hexdigest()
+                if self.s.resume and already_done(job, digest, self.s.stamped()):
+                    return {**row, "status": "kept"}
+                img = read_rgb(Path(job.source), data)
             except (*UNREADABLE, FileNotFoundError) as e:
                 return {**row, "status": "failed", "output": None,
                         "error": f"not a readable image ({type(e).__name__}: {str(e)[:80]})"}
-            self._write(job, img)  # a full disk stops a run here (one line); on Ray, batch_rows makes it a row
+            self._write(job, img, digest)  # a full disk stops a run here (one line); on Ray, batch_rows makes it a row
         return {**row, "status": "restored", "ms": (time.perf_counter() - t0) * 1000,
                 "notes": [str(w.message) for w in caught]}
 
-    def _write(self, job: Job, img: np.ndarray) -> None:
+    def _write(self, job: Job, img: np.ndarray, input_sha256: str) -> None:
         s, interface = self.s, self.runner.interface
         if s.task in UPSCALE:
             f = UPSCALE[s.task]
@@ -93,6 +100,6 @@ class ImageRestorer:
             out = restore_tiled(to_chw(img), self.runner, s.tile, s.overlap, interface.latent_channels, s.seed,
                                 s.batch)
         result = to_uint8(out)
-        save_png(result, Path(job.target), {STAMP: stamp(job, s.stamped())})
+        save_png(result, Path(job.target), {STAMP: stamp(input_sha256, s.stamped())})
         if job.compare:
             write_strip({"input": [img], "restored": [result]}, Path(job.compare))

@@ -1,6 +1,8 @@
-"""What a restore run will do, decided once by whoever drives it: the inputs (path, size, content hash), the
-output path of each, and which outputs a `--resume` may keep. Workers only carry the plan out, so every
-output's name and bytes are the same whichever process or machine writes it."""
+"""What a restore run will do, decided once by whoever drives it: the inputs (path, size) and the output path
+of each, from the file system's metadata alone. Workers carry the plan out: each hashes the input bytes it
+reads anyway, and with `--resume` keeps an output stamped with that hash and the same settings. So every
+output's name and bytes are the same whichever process or machine writes it, and the driver never reads
+the archive's contents."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from elir_edge.common.files import sha256_file
 from elir_edge.common.images import SUFFIXES, png_text, tagged, written_by_us
 from elir_edge.errors import UserError
 
@@ -21,7 +22,6 @@ class Job:
     index: int
     source: str
     size: int
-    sha256: str
     target: str
     compare: str | None = None
     moved: str | None = None  # why the plain `<stem>.png` name was not free
@@ -50,20 +50,20 @@ def plan_jobs(files: list[Path], out_dir: Path, compare: bool) -> list[Job]:
     for i, path in enumerate(files):
         target, moved = names.target(path, "")
         strip = str(names.target(path, "_compare")[0]) if compare else None
-        jobs.append(Job(i, str(path.resolve()), path.stat().st_size, sha256_file(path), str(target), strip, moved))
+        jobs.append(Job(i, str(path.resolve()), path.stat().st_size, str(target), strip, moved))
     return jobs
 
 
-def stamp(job: Job, settings: dict) -> str:
-    """The PNG text an output carries: enough to tell, on a later `--resume`, that it is this input's result
-    through this artifact with these settings."""
-    return json.dumps({"input_sha256": job.sha256, **settings}, sort_keys=True)
+def stamp(input_sha256: str, settings: dict) -> str:
+    """The PNG text an output carries: enough to tell, on a later `--resume`, that it is the result of the input
+    with this content hash through this artifact with these settings."""
+    return json.dumps({"input_sha256": input_sha256, **settings}, sort_keys=True)
 
 
-def already_done(job: Job, settings: dict) -> bool:
+def already_done(job: Job, input_sha256: str, settings: dict) -> bool:
     """`--resume`: the output exists, elir-edge wrote it, and it is this input's result with these settings."""
     text = png_text(Path(job.target))  # one read of the output: its tag and its stamp
-    return tagged(text) and text.get(STAMP) == stamp(job, settings) and \
+    return tagged(text) and text.get(STAMP) == stamp(input_sha256, settings) and \
         (not job.compare or written_by_us(Path(job.compare)))
 
 

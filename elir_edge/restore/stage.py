@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,7 +15,7 @@ from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, partial_path,
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.image import ImageRestorer, Settings, resolve
-from elir_edge.restore.plan import Job, already_done, collect_inputs, plan_jobs
+from elir_edge.restore.plan import Job, collect_inputs, plan_jobs
 from elir_edge.runtime.choose import open_choice
 from elir_edge.runtime.engine_manifest import read_engine_manifest, source_onnx
 from elir_edge.runtime.interface import onnx_interface
@@ -81,16 +81,16 @@ def _run(settings: Settings, runner, chosen: str | None, files: list[Path], inpu
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(files, out_dir, opts.compare)
-    todo = [j for j in jobs if not (opts.resume and already_done(j, settings.stamped()))]
+    settings = replace(settings, resume=opts.resume)  # each worker keeps what is done, from the bytes it reads
     where = f"Ray cluster ({opts.ray})" if opts.ray is not None else "this process"
     started = time.perf_counter()
     with streamed_rows(opts.report, RESTORE_REPORT, {"artifact": settings.artifact, "inputs": len(jobs),
                                                      "where": where, "complete": False}) as add:
         if runner is not None:
-            rows = _collect(map(ImageRestorer(settings, runner), todo), len(todo), progress, started, add)
+            rows = _collect(map(ImageRestorer(settings, runner), jobs), len(jobs), progress, started, add)
         else:
-            rows = _on_cluster(settings, todo, inputs, out_dir, opts, progress, started, add)
-        result = {**_summary(settings, jobs, rows, len(jobs) - len(todo), time.perf_counter() - started, where),
+            rows = _on_cluster(settings, jobs, inputs, out_dir, opts, progress, started, add)
+        result = {**_summary(settings, jobs, rows, time.perf_counter() - started, where),
                   "chosen": chosen}
         if opts.report is not None:
             header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
@@ -129,13 +129,14 @@ def _collect(rows: Iterator[dict], total: int, progress: bool, started: float,
     return sorted(out, key=lambda r: r["index"])
 
 
-def _summary(settings: Settings, jobs: list[Job], rows: list[dict], kept: int, seconds: float, where: str) -> dict:
+def _summary(settings: Settings, jobs: list[Job], rows: list[dict], seconds: float, where: str) -> dict:
     done = [r for r in rows if r["status"] == "restored"]
     return {"restored": [r["output"] for r in done], "failed": [r["path"] for r in rows if r["status"] == "failed"],
-            "renamed": [r["output"] for r in done if r.get("moved")], "skipped_existing": kept,
+            "renamed": [r["output"] for r in done if r.get("moved")],
+            "skipped_existing": sum(r["status"] == "kept" for r in rows),
             "task": settings.task, "tile": settings.tile, "artifact": settings.artifact, "inputs": len(jobs),
             "seconds": seconds, "images_per_s": len(done) / seconds if done and seconds > 0 else None,
-            "steady_images_per_s": _steady(rows),
+            "steady_images_per_s": _steady(done),
             "where": where}
 
 
