@@ -188,3 +188,13 @@ def test_restore_runs_on_openvino(tmp_path, capsys):
                      str(tmp_path / runtime), "--runtime", runtime]) == 0
     a, b = (np.asarray(Image.open(tmp_path / r / "a.png"), np.float64) for r in ("ort", "openvino"))
     assert np.abs(a - b).max() <= 2  # the same restoration, up to rounding
+
+
+def test_the_steady_rate_leaves_out_the_rows_that_came_with_the_first():
+    """Worked by hand: one process, a row every 0.25 s -> 4 img/s; Ray, blocks of 4 rows every second, the first
+    at 10 s (start-up) -> 8 rows in the 2 s after the first block: 4 img/s, not 11/2."""
+    from elir_edge.restore.stage import _steady
+
+    assert _steady([{"at_s": 1 + 0.25 * i} for i in range(9)]) == pytest.approx(4.0)
+    assert _steady([{"at_s": 10 + b + 1e-4 * i} for b in range(3) for i in range(4)]) == pytest.approx(8 / (2 + 3e-4))
+    assert _steady([{"at_s": 1.0}, {"at_s": 1.0}]) is None

@@ -118,9 +118,9 @@ class Fleet:
             return max(1, sum(int(n["Resources"].get("GPU", 0)) for n in self.usable))
         return max(1, sum(int(n["Resources"].get("CPU", 0) // work.num_cpus) for n in self.usable))
 
-    def remote_args(self) -> dict:
+    def label_selector(self) -> dict | None:
         """Ray's scheduling option that keeps actors off the excluded nodes (every node has its ID as a label)."""
-        return {"label_selector": {NODE_ID: f"!in({','.join(self.excluded)})"}} if self.excluded else {}
+        return {NODE_ID: f"!in({','.join(self.excluded)})"} if self.excluded else None
 
 
 def check_nodes(ray, work: Work, reads: list[Path], writes: Path | None = None, timeout_s: float = 180.0) -> Fleet:
@@ -262,12 +262,14 @@ def _quiet_console() -> None:
 def _map(ray, items: list[dict], work: Work, fleet: Fleet, actors: int, size: int) -> Iterator[tuple[dict, bytes]]:
     ds = ray.data.from_items([{"item": json.dumps(i)} for i in items],
                              override_num_blocks=blocks(len(items), actors) if size > 1 else len(items))
-    out = ds.map_batches(work.actor, fn_constructor_kwargs={"settings": work.settings}, batch_size=1,
-                         compute=ray.data.ActorPoolStrategy(  # alone, a row risks no other's tries
-                             size=actors, max_tasks_in_flight_per_actor=None if size > 1 else 1),
-                         num_cpus=work.num_cpus, num_gpus=work.num_gpus or None,  # as ray_remote_args: Ray 2.60
-                         max_restarts=-1, max_task_retries=RETRIES,  # has no named parameter for them
-                         **fleet.remote_args())
+    with warnings.catch_warnings():  # Ray 2.60 names no parameter for an actor's retries; 2.64 is to
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        out = ds.map_batches(work.actor, fn_constructor_kwargs={"settings": work.settings}, batch_size=1,
+                             compute=ray.data.ActorPoolStrategy(  # alone, a row risks no other's tries
+                                 size=actors, max_tasks_in_flight_per_actor=None if size > 1 else 1),
+                             num_cpus=work.num_cpus, num_gpus=work.num_gpus or None,
+                             label_selector=fleet.label_selector(),
+                             max_restarts=-1, max_task_retries=RETRIES)
     try:
         for r in out.iter_rows():
             yield json.loads(r["row"]), bytes(r["blob"])

@@ -22,6 +22,9 @@ from elir_edge.runtime.interface import onnx_interface
 from elir_edge.runtime.open import ENGINE_SUFFIXES, RunnerOptions, open_runner
 from elir_edge.runtime.probe import refuse_if_wrong
 
+BURST_S = 0.005  # rows closer than this to the first one came with it
+
+
 @dataclass
 class RestoreOptions:
     output: Path
@@ -141,9 +144,11 @@ def _summary(settings: Settings, jobs: list[Job], rows: list[dict], seconds: flo
 
 
 def _steady(rows: list[dict]) -> float | None:
-    """Images/s between the first result and the last: the rate once every worker runs (start-up apart)."""
+    """Images/s between the first result and the last: the rate once every worker runs (start-up apart). On Ray
+    the rows of a block arrive together: those of the first burst were made before it, so they do not count."""
     at = sorted(r["at_s"] for r in rows)
-    return (len(at) - 1) / (at[-1] - at[0]) if len(at) > 2 and at[-1] > at[0] else None
+    later = sum(a > at[0] + BURST_S for a in at) if at else 0
+    return later / (at[-1] - at[0]) if later > 1 and at[-1] > at[0] else None
 
 
 def _warn_if_int8_does_not_pay(runner) -> None:
