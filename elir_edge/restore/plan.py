@@ -75,10 +75,11 @@ class OutputNames:
     def __init__(self, folder: Path, inputs: list[Path]):
         self.folder, self.inputs, self.taken = folder, {p.resolve() for p in inputs}, set()
 
-    def _blocked(self, p: Path) -> str | None:
-        if p.resolve() in self.inputs:
+    def _blocked(self, p: Path, real: Path) -> str | None:
+        """Why `p` (whose resolved path is `real`: one look-up of the file system per candidate) is not free."""
+        if real in self.inputs:
             return f"{p} is one of the inputs"
-        if p.resolve() in self.taken:
+        if real in self.taken:
             return f"{p} was already written by this run (two inputs share the name {p.stem})"
         if p.exists() and not written_by_us(p):
             return f"{p} exists and was not written by elir-edge"
@@ -86,10 +87,12 @@ class OutputNames:
 
     def target(self, source: Path, suffix: str) -> tuple[Path, str | None]:
         p, n = self.folder / f"{source.stem}{suffix}.png", 0
-        why = blocked = self._blocked(p)
+        real = p.resolve()
+        why = blocked = self._blocked(p, real)
         while blocked:
             n += 1
             p = self.folder / f"{source.stem}{suffix}.restored{'' if n == 1 else f'-{n}'}.png"
-            blocked = self._blocked(p)
-        self.taken.add(p.resolve())
+            real = p.resolve()
+            blocked = self._blocked(p, real)
+        self.taken.add(real)
         return p, why
