@@ -1,0 +1,172 @@
+"""Mutation testing of the pure-logic modules with mutmut (issue 33): a benchmark, not CI (it is slow).
+
+Each module is mutated on its own, in a scratch copy of the repository (mutmut works in ./mutants of its
+working folder and reads its settings from pyproject.toml there), against the narrowest test set that
+covers it: mutmut then runs, for each mutant, only the tests of that set that call the mutated function.
+
+    PYTHONPATH=/path/to/mutmut-3.8 python benchmarks/bench_mutation.py --label before stats plan ...
+    python benchmarks/bench_mutation.py --label after --tests after stats
+
+mutmut is installed outside the project's environment (`pip install --target DIR mutmut==3.8.0`), so CI's
+environment never holds it. Results: benchmarks/results/mutation_<stem>.json (one entry per label), each with
+killed / survived / no tests / timeout counts and the surviving mutants' names and diffs; the score here is
+killed / (mutants - equivalent), equivalents being listed by hand in EQUIVALENT with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+# stem -> (module path, the existing tests that cover it (before), the tests after issue 33's additions)
+MODULES: dict[str, tuple[str, list[str], list[str]]] = {}
+
+
+def module(stem: str, path: str, before: list[str], added: list[str]) -> None:
+    MODULES[stem] = (path, before, before + added)
+
+
+NONE = ["tests/test_install.py::test_every_dependency_has_a_bounded_range"]  # reaches no listed module
+module("stats", "elir_edge/bench/stats.py",
+       ["tests/test_bench.py::test_latency_summary_on_known_data",
+        "tests/test_bench.py::test_bootstrap_interval_contains_the_truth_and_shrinks_with_n",
+        "tests/test_bench.py::test_worst_five_percent_and_describe",
+        "tests/test_independent.py::test_bootstrap_interval_covers_the_true_mean_at_its_level"],
+       ["tests/test_stats_properties.py"])
+module("batching", "elir_edge/runtime/batching.py",
+       ["tests/test_restore.py::test_in_batches_pads_a_static_batch_and_trims"], ["tests/test_stats_properties.py"])
+module("layer_precision", "elir_edge/runtime/layer_precision.py",
+       ["tests/test_layer_precision.py"], [])
+module("compare", "elir_edge/runtime/compare.py",
+       ["tests/test_bench.py::test_drift_math_against_hand_computed_values"], ["tests/test_stats_properties.py"])
+module("eval_inputs", "elir_edge/model/eval_inputs.py",
+       ["tests/test_quantize.py::test_calibration_holds_the_tasks_inputs_and_the_same_eps_as_bench"],
+       ["tests/test_inputs_properties.py"])
+module("export_folder", "elir_edge/model/export_folder.py",
+       ["tests/test_bench.py::test_newest_export_is_found"], ["tests/test_export_folder.py"])
+# plan and quality: only the CLI and Ray end-to-end tests reach them (15-45 s a run each): none is fast
+module("plan", "elir_edge/restore/plan.py", NONE, ["tests/test_plan.py"])
+module("quality", "elir_edge/bench/quality.py", NONE, ["tests/test_inputs_properties.py"])
+
+
+# stem -> {mutant name: why it changes nothing a user sees}; filled in after reading each survivor
+EQUIVALENT: dict[str, dict[str, str]] = {}
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    return sorted(set(re.findall(r"\b(avx512_vnni|avx2|amx[a-z_]*)\b", text)))
+
+
+def _scratch(stem: str, path: str, tests: list[str], work: Path) -> Path:
+    """A copy of the package, tests and pyproject (with this module's mutmut settings) to run mutmut in."""
+    d = work / stem
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    shutil.copytree(ROOT / "elir_edge", d / "elir_edge", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests", d / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("README.md", "requirements.lock"):
+        shutil.copy2(ROOT / name, d / name)
+    files = sorted({t.split("::")[0] for t in tests})
+    conf = ("\n[tool.mutmut]\n"
+            'source_paths = ["elir_edge"]\n'
+            f"only_mutate = [{json.dumps(path)}]\n"
+            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+            'process_isolation = "forkserver"\n'
+            "use_git_change_detection = false\n")
+    (d / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + conf)
+    assert all((d / f).is_file() for f in files), files
+    return d
+
+
+def _env() -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                        if p and Path(p).resolve() != ROOT)  # the mutated copy, never this tree
+    return env
+
+
+def _mutmut(d: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())",
+                           *args], cwd=d, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+print(json.dumps({k: get_diff_for_mutant(k) for k in sys.argv[1:]}))
+"""
+
+
+def _mutmut_py(d: Path, code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=d, env=_env(), capture_output=True, text=True,
+                          check=True)
+
+
+def run_module(stem: str, label: str, tests_kind: str, work: Path, max_children: int) -> dict:
+    path, before, after = MODULES[stem]
+    tests = before if tests_kind == "before" else after
+    d = _scratch(stem, path, tests, work)
+    t0 = time.perf_counter()
+    run = _mutmut(d, "run", "--max-children", str(max_children))
+    wall = time.perf_counter() - t0
+    if run.returncode != 0:
+        print(run.stdout[-3000:], run.stderr[-3000:], file=sys.stderr)
+    meta = json.loads((d / "mutants" / (path + ".meta")).read_text())
+    from mutmut.stats import status_by_exit_code
+
+    statuses = {k: status_by_exit_code[v] for k, v in sorted(meta["exit_code_by_key"].items())}
+    counts: dict[str, int] = {}
+    for s in statuses.values():
+        counts[s] = counts.get(s, 0) + 1
+    equivalent = {k: why for k, why in EQUIVALENT.get(stem, {}).items() if k in statuses}
+    alive = sorted(k for k, s in statuses.items() if s != "killed")
+    diffs = json.loads(_mutmut_py(d, DIFFS, *alive).stdout) if alive else {}
+    killed = counts.get("killed", 0)
+    denominator = len(statuses) - len([k for k in equivalent if statuses[k] != "killed"])
+    return {"module": path, "label": label, "tests": tests, "mutants": len(statuses), "counts": counts,
+            "killed": killed, "equivalent": equivalent,
+            "score": round(killed / denominator, 4) if denominator else None,
+            "not_killed": {k: statuses[k] for k in alive}, "diffs": diffs, "wall_s": round(wall, 1),
+            "tool": "mutmut 3.8.0", "python": platform.python_version(), "cpu_flags": _cpu_flags(),
+            "command": f"mutmut run --max-children {max_children} (settings: benchmarks/bench_mutation.py "
+                       f"_scratch, only_mutate={path}, tests={tests_kind})",
+            "returncode": run.returncode}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("modules", nargs="*", help=f"module stems (default: all): {', '.join(MODULES)}")
+    ap.add_argument("--label", default="before")
+    ap.add_argument("--tests", choices=("before", "after"), default="before")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/elir-mutmut"))
+    ap.add_argument("--max-children", type=int, default=1)
+    a = ap.parse_args()
+    for stem in a.modules or list(MODULES):
+        res = run_module(stem, a.label, a.tests, a.work, a.max_children)
+        out = RESULTS / f"mutation_{stem}.json"
+        data = json.loads(out.read_text()) if out.exists() else {}
+        data[a.label] = res
+        out.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"{stem:16s} {a.label:7s} mutants {res['mutants']:4d}  {res['counts']}  score {res['score']}  "
+              f"({res['wall_s']} s)")
+
+
+if __name__ == "__main__":
+    main()
