@@ -194,3 +194,137 @@ def test_fp16_keeps_in_fp32_exactly_the_norms_whose_input_would_overflow(tmp_pat
     ref, got = _run_onnx(out / "model.onnx", feeds), _run_onnx(out / "model_fp16.onnx", feeds)
     u = 2.0 ** -11  # fp16's unit roundoff
     assert np.isfinite(got).all() and np.sqrt(np.mean((got - ref) ** 2)) <= 8 * u * np.sqrt(np.mean(ref ** 2))
+
+
+# --- model/export_folder.py on folders written here by hand (issue 33: mutmut's survivors)
+
+
+def _folder(tmp_path, manifest=None, report=None, files=(), name="exp"):
+    from elir_edge.model import export_folder as ef
+
+    d = tmp_path / name
+    d.mkdir(parents=True, exist_ok=True)
+    for name, data in files:
+        (d / name).write_bytes(data)
+    sha = {name: hashlib.sha256(data).hexdigest() for name, data in files}
+    m = {"elir_edge_version": "0.1.0", "settings": {"task": "sr", "k_steps": "3", "sigma_s": "0.25", "height": 64,
+                                                    "width": "96", "batch": 2},
+         "arch": {"latent_channels": 16, "ae_width": 32},
+         "onnx": {"file": ef.FLOAT, "noise": "baked", "seed": "7", "sha256": sha.get(ef.FLOAT)},
+         "weights": {"sha256": sha.get(ef.WEIGHTS)}, "fp16": None, "gmacs_per_image": 1.5, "deployed_params": 12}
+    (d / ef.MANIFEST).write_text(json.dumps(m if manifest is None else manifest))
+    if report is not None:
+        (d / ef.QUANT_REPORT).write_text(report if isinstance(report, str) else json.dumps(report))
+    return d
+
+
+def test_an_export_folders_fields_are_read_as_numbers(tmp_path):
+    from elir_edge.model.export_folder import ExportFolder, is_export_folder
+
+    d = _folder(tmp_path)
+    x = ExportFolder(d)
+    assert is_export_folder(d) and x.path == d and x / "a.onnx" == d / "a.onnx"
+    s = x.settings
+    assert (s.task, s.k_steps, s.sigma_s, s.height, s.width, s.batch) == ("sr", 3, 0.25, 64, 96, 2)
+    assert isinstance(s.k_steps, int) and isinstance(s.width, int) and isinstance(s.sigma_s, float)
+    assert x.arch == {"latent_channels": 16, "ae_width": 32} and x.latent_channels == 16
+    assert x.baked_noise is True and x.noise_seed == 7 and x.gmacs_per_image == 1.5 and x.deployed_params == 12
+    assert x.quant_report is None and x.recorded_psnr("model_int8.onnx") is None
+    m = json.loads((d / "manifest.json").read_text())
+    m["onnx"]["noise"] = "input"
+    del m["gmacs_per_image"], m["deployed_params"]
+    (d / "manifest.json").write_text(json.dumps(m))
+    y = ExportFolder(d)
+    assert y.baked_noise is False and y.gmacs_per_image is None and y.deployed_params is None
+
+
+def test_a_folder_that_is_not_an_export_is_refused_in_one_line_naming_the_fix(tmp_path):
+    from elir_edge.errors import UserError
+    from elir_edge.model.export_folder import ExportFolder, is_export_folder
+
+    assert not is_export_folder(tmp_path)
+    with pytest.raises(UserError, match=r"is not an export folder \(no manifest\.json\): run `elir-edge export` first"):
+        ExportFolder(tmp_path)
+    d = _folder(tmp_path, manifest={"other": 1})
+    assert not is_export_folder(d)
+    with pytest.raises(UserError, match=r"was not written by `elir-edge export`: export the model again"):
+        ExportFolder(d).manifest
+    (d / "manifest.json").write_text("{not json")
+    assert not is_export_folder(d)
+    with pytest.raises(UserError, match=r"is not readable JSON \(JSONDecodeError\): export the model again"):
+        ExportFolder(d).settings
+    (d / "manifest.json").write_text("[1]")
+    assert not is_export_folder(d)
+    d = _folder(tmp_path, manifest={"elir_edge_version": "0", "settings": {"task": "sr"}})
+    with pytest.raises(UserError, match=r"lacks 'k_steps' \(damaged, or from another tool\): export the model again"):
+        ExportFolder(d).settings
+    with pytest.raises(UserError, match="lacks 'arch'"):
+        ExportFolder(d).latent_channels
+    assert ExportFolder.of(tmp_path / "loose.onnx") is None and ExportFolder.of(d / "model.onnx").path == d
+
+
+def test_the_recorded_hash_is_the_manifests_for_export_files_and_the_reports_for_int8_files(tmp_path):
+    from elir_edge.errors import UserError
+    from elir_edge.model import export_folder as ef
+
+    onnx_bytes, w8 = b"float graph", b"int8 graph"
+    report = {"files": {ef.INT8: {"sha256": hashlib.sha256(w8).hexdigest()}},
+              "probe": {"sha256": "beef"}, "int8_vs_float": {"psnr_db": "41.5"}, "int8_cpu_vs_float": {}}
+    d = _folder(tmp_path, report=report, files=[(ef.FLOAT, onnx_bytes), (ef.INT8, w8), (ef.WEIGHTS, b"w")])
+    x = ef.ExportFolder(d)
+    assert x.expected_sha256(ef.FLOAT) == hashlib.sha256(onnx_bytes).hexdigest()
+    assert x.expected_sha256(ef.WEIGHTS) == hashlib.sha256(b"w").hexdigest()
+    assert x.expected_sha256(ef.FP16) is None and x.expected_sha256(ef.INT8_CPU) is None
+    assert x.expected_sha256(ef.INT8) == hashlib.sha256(w8).hexdigest() and x.expected_sha256(ef.PROBE) == "beef"
+    assert x.recorded_psnr(ef.INT8) == 41.5 and x.recorded_psnr(ef.INT8_CPU) is None
+    assert x.recorded_psnr(ef.INT8_FP16) is None and x.recorded_psnr(ef.FLOAT) is None
+    assert x.verified(ef.FLOAT) == d / ef.FLOAT and x.verified(ef.INT8) == d / ef.INT8
+    ef.ExportFolder.check_artifact(d / ef.INT8)
+    (d / ef.INT8).write_bytes(b"another export's int8 graph")
+    y = ef.ExportFolder(d)
+    with pytest.raises(UserError, match=r"model_int8\.onnx is not the file its quant_report\.json describes "
+                                        r"\(sha256 differs: copied from another export, or changed since\): run "
+                                        r"`elir-edge quantize` again"):
+        y.verified(ef.INT8)
+    with pytest.raises(UserError, match="not the file its quant_report.json describes"):
+        ef.ExportFolder.check_artifact(d / ef.INT8)
+    (d / ef.FLOAT).write_bytes(b"changed")
+    with pytest.raises(UserError, match=r"model\.onnx is not the file its manifest\.json describes .*run "
+                                        r"`elir-edge export` again"):
+        ef.ExportFolder.check_artifact(d / ef.FLOAT)
+    ef.ExportFolder.check_artifact(d / "weights.safetensors.copy")  # not a recorded file: nothing to check
+    with pytest.raises(UserError, match=r"model_int8_cpu\.onnx is missing from the export folder: run `elir-edge "
+                                        r"quantize` again"):
+        y.verified(ef.INT8_CPU)
+    with pytest.raises(UserError, match=r"int8_probe\.safetensors is missing .*`elir-edge quantize` again"):
+        y.verified(ef.PROBE)
+    with pytest.raises(UserError, match=r"model_fp16\.onnx is missing from the export folder: run `elir-edge export`"):
+        y.verified(ef.FP16)
+
+
+def test_a_damaged_quant_report_is_refused_and_stale_files_are_listed(tmp_path):
+    from elir_edge.errors import UserError
+    from elir_edge.model import export_folder as ef
+
+    d = _folder(tmp_path, report="{cut", files=[(ef.FLOAT, b"f"), (ef.INT8, b"i"), ("model_fp16.rtx.engine", b"e"),
+                                                (".hidden", b"h")])
+    with pytest.raises(UserError, match=r"quant_report\.json is not readable JSON: run `elir-edge quantize` again"):
+        ef.ExportFolder(d).quant_report
+    assert ef.ExportFolder(d).stale_files() == ["model_fp16.rtx.engine", "model_int8.onnx", "quant_report.json"]
+    d2 = _folder(tmp_path / "two", report={"int8_vs_float": {"psnr_db": "n/a"}})
+    x = ef.ExportFolder(d2)
+    assert x.recorded_psnr(ef.INT8) is None and x.expected_sha256(ef.INT8) is None
+
+
+def test_the_newest_export_is_the_last_written_manifest(tmp_path):
+    import os
+
+    from elir_edge.errors import UserError
+    from elir_edge.model.export_folder import ExportFolder
+
+    for name, t in (("b", 300), ("a", 200), ("c", 100)):
+        d = _folder(tmp_path, name=name)
+        os.utime(d / "manifest.json", (t, t))
+    assert ExportFolder.newest(tmp_path).path == tmp_path / "b"
+    with pytest.raises(UserError, match=r"^no export under .*/a/: run `elir-edge export CKPT` first, or pass --model DIR$"):
+        ExportFolder.newest(tmp_path / "a")

@@ -198,3 +198,109 @@ def test_the_steady_rate_leaves_out_the_rows_that_came_with_the_first():
     assert _steady([{"at_s": 1 + 0.25 * i} for i in range(9)]) == pytest.approx(4.0)
     assert _steady([{"at_s": 10 + b + 1e-4 * i} for b in range(3) for i in range(4)]) == pytest.approx(8 / (2 + 3e-4))
     assert _steady([{"at_s": 1.0}, {"at_s": 1.0}]) is None
+
+
+# --- restore/plan.py: the plan worked out by hand on files made here (issue 33: mutmut's survivors)
+
+
+def _png(path, level=10, ours=False):
+    from elir_edge.common.images import save_png
+
+    img = np.full((8, 8, 3), level, np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(img, path) if ours else Image.fromarray(img).save(path)
+    return path
+
+
+def test_inputs_are_files_as_given_then_each_folders_images_sorted(tmp_path):
+    from elir_edge.errors import UserError
+    from elir_edge.restore.plan import collect_inputs
+
+    one = _png(tmp_path / "z.png")
+    _png(tmp_path / "d" / "b.PNG"), _png(tmp_path / "d" / "sub" / "a.jpg"), _png(tmp_path / "d" / "c.png")
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    (tmp_path / "d" / "sub" / "folder.png").mkdir()  # a folder named like an image is not one
+    assert collect_inputs([one, tmp_path / "d"]) == [one, tmp_path / "d" / "b.PNG", tmp_path / "d" / "c.png",
+                                                     tmp_path / "d" / "sub" / "a.jpg"]
+    with pytest.raises(UserError, match=r"gone\.png: no such file or folder: give image files or folders of images"):
+        collect_inputs([one, tmp_path / "gone.png"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="^no images found in the inputs: give image files or folders of images$"):
+        collect_inputs([tmp_path / "empty"])
+
+
+def test_each_job_is_its_input_its_hash_and_a_free_output_name(tmp_path):
+    import hashlib
+
+    from elir_edge.restore.plan import plan_jobs
+
+    a, b = _png(tmp_path / "in" / "a.png", 1), _png(tmp_path / "in2" / "a.png", 2)  # two inputs named a
+    out = tmp_path / "out"
+    _png(out / "a_compare.png", ours=False)  # a user's own file where a strip would go
+    jobs = plan_jobs([a, b], out, compare=True)
+    assert [j.index for j in jobs] == [0, 1]
+    assert [j.source for j in jobs] == [str(a.resolve()), str(b.resolve())]
+    assert [j.size for j in jobs] == [a.stat().st_size, b.stat().st_size]
+    assert [j.sha256 for j in jobs] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)]
+    assert [j.target for j in jobs] == [str(out / "a.png"), str(out / "a.restored.png")]
+    assert [j.compare for j in jobs] == [str(out / "a_compare.restored.png"), str(out / "a_compare.restored-2.png")]
+    assert jobs[0].moved is None and "already written by this run (two inputs share the name a)" in jobs[1].moved
+    assert jobs[0].to_dict() == {"index": 0, "source": str(a.resolve()), "size": a.stat().st_size,
+                                 "sha256": jobs[0].sha256, "target": str(out / "a.png"),
+                                 "compare": str(out / "a_compare.restored.png"), "moved": None}
+    assert all(j.compare is None for j in plan_jobs([a], out, compare=False))
+
+
+def test_an_output_never_replaces_an_input_or_a_users_file_but_replaces_its_own(tmp_path):
+    from elir_edge.restore.plan import OutputNames
+
+    folder = tmp_path / "f"
+    src = _png(folder / "x.png")  # restoring in place: the plain name is the input itself
+    _png(folder / "x.restored.png")  # a user's file
+    _png(folder / "y.png", ours=True)  # our own earlier output: may be replaced
+    names = OutputNames(folder, [src])
+    p, why = names.target(src, "")
+    assert p == folder / "x.restored-2.png" and why == f"{folder / 'x.png'} is one of the inputs"
+    assert names.target(folder / "elsewhere" / "y.png", "") == (folder / "y.png", None)
+    p, why = names.target(tmp_path / "y.png", "")
+    assert p == folder / "y.restored.png" and "two inputs share the name y" in why
+    _png(folder / "w.png")
+    p, why = OutputNames(folder, []).target(tmp_path / "w.jpg", "_compare")
+    assert p == folder / "w_compare.png" and why is None
+    assert OutputNames(folder, []).target(tmp_path / "w.jpg", "") == \
+        (folder / "w.restored.png", f"{folder / 'w.png'} exists and was not written by elir-edge")
+
+
+def test_resume_keeps_an_output_only_if_it_is_this_inputs_result_with_these_settings(tmp_path):
+    import json
+
+    from elir_edge.common.images import save_png
+    from elir_edge.restore.plan import STAMP, already_done, plan_jobs, stamp
+
+    src = _png(tmp_path / "in" / "a.png")
+    job = plan_jobs([src], tmp_path / "out", compare=False)[0]
+    settings = {"artifact_sha256": "ab", "tile": 256}
+    assert json.loads(stamp(job, settings)) == {"input_sha256": job.sha256, "artifact_sha256": "ab", "tile": 256}
+    assert stamp(job, {"tile": 1, "b": 2}) == stamp(job, {"b": 2, "tile": 1})  # key order is not a difference
+    img = np.zeros((8, 8, 3), np.uint8)
+    assert not already_done(job, settings)  # nothing written yet
+    save_png(img, tmp_path / "out" / "a.png", {STAMP: stamp(job, settings)})
+    assert already_done(job, settings)
+    assert not already_done(job, {**settings, "tile": 128})  # other settings
+    Image.fromarray(img).save(tmp_path / "out" / "a.png", pnginfo=_info({STAMP: stamp(job, settings)}))
+    assert not already_done(job, settings)  # stamped, but not tagged as ours
+    save_png(img, tmp_path / "out" / "a.png", {STAMP: stamp(job, settings)})
+    strip = plan_jobs([src], tmp_path / "out2", compare=True)[0]
+    save_png(img, tmp_path / "out2" / "a.png", {STAMP: stamp(strip, settings)})
+    assert not already_done(strip, settings)  # its comparison strip is missing
+    save_png(img, tmp_path / "out2" / "a_compare.png")
+    assert already_done(strip, settings)
+
+
+def _info(text):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for k, v in text.items():
+        info.add_text(k, v)
+    return info
