@@ -108,3 +108,48 @@ def test_an_inspector_that_fails_costs_the_layer_counts_only(gpu, tmp_path, monk
                         lambda self, fmt: (_ for _ in ()).throw(RuntimeError("Myelin inspector failed")))
     assert "RuntimeError: Myelin inspector failed" in runner.layer_precisions().note
     runner.close()
+
+
+def test_the_counts_and_their_summary_worked_out_by_hand():
+    """Each schema's tensor key on its own, a convolution told by its parameter type alone, layers without a
+    type counted apart: the summary a bench row shows, word for word (issue 33: mutmut's survivors)."""
+    from elir_edge.runtime.layer_precision import tensor_type
+
+    assert tensor_type({"DataType": "Half"}) == "FP16" and tensor_type({"Format": "Row major linear Int8"}) == "INT8"
+    assert tensor_type({"Datatype": "Float", "Format": "Int8"}) == "FP32"  # the data type first
+    assert tensor_type({"Format/Datatype": "Row major linear FP32 format"}) == "FP32" and tensor_type({}) is None
+    layers = [{"Name": "c", "LayerType": "Kernel", "ParameterType": "Convolution", "Inputs": [{"DataType": "Int8"}]},
+              {"Name": "a", "Inputs": [{"Format": "Row major Int8"}]},  # no LayerType: still compute
+              {"Name": "b", "LayerType": "PointWise", "Inputs": [{"Datatype": "Int8"}]},
+              {"Name": "f", "LayerType": "PointWise", "Inputs": [{"Datatype": "Float"}]},
+              {"Name": "u", "LayerType": "PointWise", "Inputs": [{"Datatype": "N/A due to dynamic shapes"}]},
+              {"Name": "v", "LayerType": "PointWise"}]
+    lp = read_inspector(json.dumps({"Layers": layers}))
+    assert (lp.layers, lp.by_type, lp.convolutions, lp.unresolved, lp.note) == (6, {"INT8": 3, "FP32": 1},
+                                                                                {"INT8": 1}, 2, None)
+    assert lp.describe() == "4 compute layers: INT8 3, FP32 1; convolutions (1): INT8 1; 2 without a type"
+    assert lp.to_dict() == {"layers": 6, "by_type": {"INT8": 3, "FP32": 1}, "convolutions": {"INT8": 1},
+                            "unresolved": 2, "note": None, "summary": lp.describe()}
+    plain = read_inspector(json.dumps({"Layers": [{"LayerType": "PointWise", "Inputs": [{"Datatype": "Half"}]}]}))
+    assert plain.describe() == "1 compute layers: FP16 1; no layer recognisable as a convolution"
+    assert not plain.no_int8_kernels()  # no convolution at all: nothing to say about INT8 kernels
+    from elir_edge.runtime.layer_precision import LayerPrecisions
+
+    assert LayerPrecisions(3).describe() == "0 compute layers: none; no layer recognisable as a convolution"
+
+
+def test_an_inspector_without_figures_says_why_word_for_word():
+    text = "x" * 70
+    bad = read_inspector(text)
+    assert bad.layers == 0 and bad.note == f"the engine inspector gave no layer list (not JSON: {'x' * 60!r}...)"
+    assert bad.describe() == bad.note and bad.to_dict()["summary"] == bad.note and not bad.no_int8_kernels()
+    empty = read_inspector('{"Layers": []}')
+    assert empty.layers == 0 and empty.to_dict()["layers"] == 0
+    assert empty.note == ("the engine lists no layers (built with ProfilingVerbosity.NONE): rebuild it with "
+                          "`elir-edge build` to see its layer precisions")
+    names = read_inspector('{"Layers": ["a", "b", "c"]}')
+    assert names.layers == 3 and names.note == ("layer names only (built without ProfilingVerbosity.DETAILED): "
+                                                "rebuild it with `elir-edge build` to see its layer precisions")
+    untyped = read_inspector(json.dumps({"Layers": [{"LayerType": "PointWise"}, {"LayerType": "kgen"}]}))
+    assert untyped.unresolved == 2 and untyped.note == "the inspector gave no tensor types for any layer"
+    assert read_inspector("[1, 2]").note.startswith("the engine inspector gave no layer list (not JSON: '[1, 2]'")
