@@ -133,3 +133,134 @@ def test_run_graph_returns_hq_then_the_asked_intermediates_for_each_feed(tmp_pat
     (only,) = run_graph(path, feeds[:1])
     assert len(only) == 1 and np.allclose(only[0], [[3.0, 6.0]])
     assert len(run_graph(model, feeds[:1])[0]) == 1
+
+
+# --- runtime/probe.py on a folder and runners made here, whose PSNR on the probe is known by hand
+
+
+class _Runner:
+    """Returns the recorded output plus a known offset: PSNR vs it = 20 log10(1 / offset)."""
+
+    def __init__(self, path, offset, kind="ONNX Runtime CPU", on_gpu=False):
+        self.path, self.name, self.offset, self.kind, self.on_gpu = path, path.name, offset, kind, on_gpu
+        self.seen = []
+
+    def __call__(self, lq, eps):
+        self.seen.append((lq, eps))
+        return self.hq + self.offset
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _probed_folder(tmp_path, reference, eps=True):
+    import hashlib
+    import json
+
+    from elir_edge.model import export_folder as ef
+    from elir_edge.runtime.probe import probe_bytes
+
+    rng = np.random.default_rng(0)
+    lq, hq = rng.random((1, 3, 8, 8)), rng.random((1, 3, 8, 8)) * 0.5
+    e = rng.random((1, 4, 1, 1)) if eps else None
+    blob = probe_bytes(lq, e, hq)
+    (tmp_path / ef.PROBE).write_bytes(blob)
+    (tmp_path / ef.MANIFEST).write_text(json.dumps({"elir_edge_version": "0"}))
+    for name in ef.INT8_FILES + (ef.FLOAT,):
+        (tmp_path / name).write_bytes(b"graph")
+    (tmp_path / ef.QUANT_REPORT).write_text(json.dumps(
+        {"probe": {"sha256": hashlib.sha256(blob).hexdigest(), "reference_psnr_db": reference}}))
+    return lq.astype(np.float32), None if e is None else e.astype(np.float32), hq.astype(np.float32)
+
+
+def _runner(tmp_path, name, offset, hq, **k):
+    r = _Runner(tmp_path / name, offset, **k)
+    r.hq = hq
+    return r
+
+
+def test_a_probe_file_holds_the_input_and_the_float_output_as_float32(tmp_path):
+    from elir_edge.runtime.probe import load_probe, probe_bytes
+
+    lq, eps, hq = np.ones((1, 3, 2, 2)), np.zeros((1, 4, 1, 1)), np.full((1, 3, 2, 2), 0.5)
+    (tmp_path / "p").write_bytes(probe_bytes(lq, eps, hq))
+    got = load_probe(tmp_path / "p")
+    assert set(got) == {"lq", "eps", "hq"} and all(v.dtype == np.float32 for v in got.values())
+    assert np.array_equal(got["lq"], lq) and np.array_equal(got["eps"], eps) and np.array_equal(got["hq"], hq)
+    (tmp_path / "baked").write_bytes(probe_bytes(lq, None, hq))
+    assert set(load_probe(tmp_path / "baked")) == {"lq", "hq"}
+    (tmp_path / "bad").write_bytes(b"\x00" * 20)
+    from elir_edge.errors import UserError
+
+    with pytest.raises(UserError, match=r"bad is not a readable probe \(\w+\): run `elir-edge quantize` again$"):
+        load_probe(tmp_path / "bad")
+
+
+def test_a_runtime_is_held_to_the_files_own_arithmetic_within_3_db(tmp_path):
+    """Offsets 0.01 and 0.02: 40.0 and 33.98 dB against a recorded 37.0 dB. Within 3 dB passes, past it fails."""
+    from elir_edge.model import export_folder as ef
+    from elir_edge.runtime.probe import ProbeResult, probe_runner
+
+    lq, eps, hq = _probed_folder(tmp_path, {ef.INT8_CPU: 37.0, ef.INT8: 20.0})
+    good = _runner(tmp_path, ef.INT8_CPU, 0.01, hq)
+    r = probe_runner(good)
+    assert (r.file, r.runtime, r.reference_db) == (ef.INT8_CPU, "ONNX Runtime CPU", 37.0)
+    assert r.measured_db == pytest.approx(40.0) and r.ok
+    (seen_lq, seen_eps), = good.seen
+    assert np.array_equal(seen_lq, lq) and np.array_equal(seen_eps, eps)
+    assert r.to_dict() == {"runtime": "ONNX Runtime CPU", "psnr_db": r.measured_db, "reference_db": 37.0,
+                           "computes_right": True}
+    bad = probe_runner(_runner(tmp_path, ef.INT8_CPU, 0.02, hq))
+    assert bad.measured_db == pytest.approx(20 * np.log10(50)) and not bad.ok
+    assert ProbeResult("f", "rt", 34.0, 37.0).ok and not ProbeResult("f", "rt", 33.999, 37.0).ok
+    assert bad.describe() == (f"ONNX Runtime CPU computes {ef.INT8_CPU} wrongly on this machine: 34.0 dB against "
+                              "the float model on the recorded input, where the file's own arithmetic gives 37.0 dB")
+
+
+def test_nothing_is_probed_without_a_recorded_reference_or_off_the_cpu(tmp_path):
+    from elir_edge.model import export_folder as ef
+    from elir_edge.runtime.probe import probe_runner
+
+    *_, hq = _probed_folder(tmp_path, {ef.INT8: 30.0}, eps=False)
+    assert probe_runner(_runner(tmp_path, ef.INT8_CPU_W8, 0.5, hq)) is None  # no reference recorded for it
+    assert probe_runner(_runner(tmp_path, ef.FLOAT, 0.5, hq)) is None  # not an int8 file
+    assert probe_runner(_runner(tmp_path, ef.INT8, 0.5, hq, on_gpu=True)) is None  # GPU runners: not probed
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    assert probe_runner(_runner(loose, ef.INT8, 0.5, hq)) is None  # a file on its own
+    r = _runner(tmp_path, ef.INT8, 0.5, hq)
+    assert probe_runner(r).measured_db == pytest.approx(20 * np.log10(2)) and r.seen[0][1] is None  # baked eps
+    (tmp_path / ef.QUANT_REPORT).write_text('{"files": {}}')  # quantized before probes were recorded
+    assert probe_runner(_runner(tmp_path, ef.INT8, 0.5, hq)) is None
+
+
+def test_a_file_computed_wrongly_is_refused_naming_the_files_this_runtime_computes_right(tmp_path):
+    from elir_edge.errors import UserError
+    from elir_edge.model import export_folder as ef
+    from elir_edge.runtime.probe import WHY, refuse_if_wrong
+
+    *_, hq = _probed_folder(tmp_path, {name: 37.0 for name in ef.INT8_FILES})
+    offsets = {ef.INT8: 0.5, ef.INT8_CPU: 0.01, ef.INT8_CPU_W8: 0.5, ef.INT8_FP16: 0.01}
+    reopened = []
+
+    def reopen(path):
+        reopened.append(path.name)
+        return _runner(tmp_path, path.name, offsets[path.name], hq)
+
+    refuse_if_wrong(_runner(tmp_path, ef.INT8_CPU, 0.01, hq), reopen)  # computes right: nothing to say
+    assert reopened == []
+    with pytest.raises(UserError) as e:
+        refuse_if_wrong(_runner(tmp_path, ef.INT8_CPU_W8, 0.5, hq), reopen)
+    assert sorted(reopened) == sorted(set(ef.INT8_FILES) - {ef.INT8_CPU_W8})
+    assert str(e.value) == (f"ONNX Runtime CPU computes {ef.INT8_CPU_W8} wrongly on this machine: 6.0 dB against the "
+                            "float model on the recorded input, where the file's own arithmetic gives 37.0 dB "
+                            f"({WHY}): use {ef.INT8_CPU} or {ef.INT8_FP16}, which ONNX Runtime CPU computes right "
+                            "here; nothing was written")
+    offsets.update({ef.INT8_CPU: 0.5, ef.INT8_FP16: 0.5})
+    (tmp_path / ef.INT8).unlink()
+    with pytest.raises(UserError, match=r"\): use the float model\.onnx, or run `elir-edge quantize` again on this "
+                                        r"machine; nothing was written$"):
+        refuse_if_wrong(_runner(tmp_path, ef.INT8_CPU_W8, 0.5, hq), reopen)

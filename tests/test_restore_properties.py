@@ -1,0 +1,106 @@
+"""Tiling against properties that hold whatever the sizes (hypothesis): the tiles cover every pixel, their
+origins are aligned to the latent grid, the blend weights sum to 1 (so a run that returns its input gives the
+image back exactly), one batch size gives what another gives, and every tile sees its slice of one noise
+field. Written for the mutants mutmut left alive (issue 33, benchmarks/results/mutation_tiling.json)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from elir_edge.model.noise import latent_noise
+from elir_edge.restore.tiling import origins, ramp, restore_tiled, restore_whole
+
+FAST = settings(max_examples=40, deadline=None)
+
+
+@FAST
+@given(st.integers(1, 700), st.sampled_from([16, 32, 64, 128]), st.integers(0, 40))
+def test_origins_cover_every_pixel_aligned_with_the_overlap_asked(length, tile, overlap):
+    overlap = min(overlap, tile - 8)
+    starts = origins(length, tile, overlap)
+    assert starts[0] == 0 and all(s % 8 == 0 for s in starts) and starts == sorted(set(starts))
+    covered = np.zeros(length + tile, int)
+    for s in starts:
+        covered[s:s + tile] += 1
+    assert (covered[:length] >= 1).all()
+    assert starts[-1] + tile < max(length, tile) + 8  # the last tile overhangs the image by less than 8 pixels
+    if length <= tile:
+        assert starts == [0]
+    for a, b in zip(starts, starts[1:]):  # neighbours overlap by at least `overlap` (steps of whole 8s)
+        assert b - a >= 8 and a + tile - b >= min(overlap, tile - 8)
+
+
+@FAST
+@given(st.sampled_from([8, 16, 32]), st.integers(0, 8), st.booleans(), st.booleans())
+def test_a_ramp_rises_over_the_overlap_at_inner_edges_only(tile, overlap, start, end):
+    overlap = min(overlap, tile // 2)  # restore's overlaps are under half a tile
+    w = ramp(tile, overlap, start, end)
+    r = np.arange(1, overlap + 1) / (overlap + 1)
+    assert w.shape == (tile,) and ((w > 0) & (w <= 1)).all()
+    assert np.allclose(w[:overlap], r if start else 1) and np.allclose(w[tile - overlap:], r[::-1] if end else 1)
+    assert np.allclose(w[overlap:tile - overlap], 1)
+
+
+def _identity(lq, eps):
+    return lq.copy()
+
+
+@FAST
+@given(st.integers(1, 90), st.integers(1, 90), st.sampled_from([16, 32]), st.integers(0, 12), st.integers(1, 4))
+def test_weights_sum_to_one_so_a_run_returning_its_input_gives_the_image_back(h, w, tile, overlap, batch):
+    image = np.random.default_rng(h * 100 + w).random((3, h, w)).astype(np.float32)
+    out = restore_tiled(image, _identity, tile, overlap, 4, seed=0, batch=batch)
+    assert out.shape == (3, h, w) and out.dtype == np.float32
+    assert np.allclose(out, image, atol=1e-6)
+
+
+def _noise_out(lq, eps):  # each output pixel: the eps value of its latent cell, channel 0..2
+    return np.repeat(np.repeat(eps[:, :3], 8, axis=2), 8, axis=3)
+
+
+@FAST
+@given(st.integers(17, 80), st.integers(17, 80), st.integers(0, 8), st.integers(0, 3))
+def test_every_tile_sees_its_slice_of_one_field_whatever_the_batch(h, w, overlap, seed):
+    image = np.zeros((3, h, w), np.float32)
+    one = restore_tiled(image, _noise_out, 16, overlap, 4, seed=seed, batch=1)
+    ph, pw = origins(h, 16, overlap)[-1] + 16, origins(w, 16, overlap)[-1] + 16
+    field = latent_noise(4, max(ph, h), max(pw, w), seed)
+    want = np.repeat(np.repeat(field[:3], 8, axis=1), 8, axis=2)[:, :h, :w]
+    assert np.allclose(one, want, atol=1e-5)
+    assert np.array_equal(restore_tiled(image, _noise_out, 16, overlap, 4, seed=seed, batch=3), one)
+
+
+def test_a_tile_padded_past_the_image_sees_the_mirrored_image():
+    """An image 20 wide in tiles of 16: the second tile starts at 8 and reads 4 columns past the edge, the
+    image reflected there (no constant border the network would restore as an edge)."""
+    image = np.random.default_rng(0).random((3, 16, 20)).astype(np.float32)
+    seen = []
+
+    def record(lq, eps):
+        seen.extend(lq)
+        return lq
+
+    restore_tiled(image, record, 16, 4, 4)
+    assert len(seen) == 2 and np.array_equal(seen[0], image[:, :, :16])
+    assert np.array_equal(seen[1][:, :, :12], image[:, :, 8:])
+    assert np.array_equal(seen[1][:, :, 12:], image[:, :, 18:14:-1])
+    tall = np.random.default_rng(1).random((3, 20, 5)).astype(np.float32)  # too narrow to mirror: edge pixels
+    seen.clear()
+    restore_tiled(tall, record, 16, 4, 4)
+    assert np.array_equal(seen[0][:, :, 5:], np.repeat(tall[:, :16, 4:5], 11, axis=2))
+
+
+def test_a_whole_image_runs_once_on_the_field_of_its_seed():
+    image = np.random.default_rng(2).random((3, 16, 24))
+    calls = []
+
+    def run(lq, eps):
+        calls.append((lq, eps))
+        return lq * 2
+
+    out = restore_whole(image, run, 4, seed=9)
+    (lq, eps), = calls
+    assert lq.dtype == np.float32 and lq.shape == (1, 3, 16, 24) and np.array_equal(lq[0], image.astype(np.float32))
+    assert np.array_equal(eps[0], latent_noise(4, 16, 24, 9)) and np.allclose(out, image * 2)
