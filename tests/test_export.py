@@ -243,7 +243,8 @@ def test_a_folder_that_is_not_an_export_is_refused_in_one_line_naming_the_fix(tm
     from elir_edge.model.export_folder import ExportFolder, is_export_folder
 
     assert not is_export_folder(tmp_path)
-    with pytest.raises(UserError, match=r"is not an export folder \(no manifest\.json\): run `elir-edge export` first"):
+    with pytest.raises(UserError, match=r"is not an export folder \(no manifest\.json\): run `elir-edge export` first, "
+                                        r"or point at a folder it wrote$"):
         ExportFolder(tmp_path)
     d = _folder(tmp_path, manifest={"other": 1})
     assert not is_export_folder(d)
@@ -275,6 +276,10 @@ def test_the_recorded_hash_is_the_manifests_for_export_files_and_the_reports_for
     assert x.expected_sha256(ef.FLOAT) == hashlib.sha256(onnx_bytes).hexdigest()
     assert x.expected_sha256(ef.WEIGHTS) == hashlib.sha256(b"w").hexdigest()
     assert x.expected_sha256(ef.FP16) is None and x.expected_sha256(ef.INT8_CPU) is None
+    m = json.loads((d / ef.MANIFEST).read_text())
+    (d / ef.MANIFEST).write_text(json.dumps({**m, "fp16": {"file": ef.FP16, "sha256": "f16"}}))
+    assert ef.ExportFolder(d).expected_sha256(ef.FP16) == "f16"
+    (d / ef.MANIFEST).write_text(json.dumps(m))
     assert x.expected_sha256(ef.INT8) == hashlib.sha256(w8).hexdigest() and x.expected_sha256(ef.PROBE) == "beef"
     assert x.recorded_psnr(ef.INT8) == 41.5 and x.recorded_psnr(ef.INT8_CPU) is None
     assert x.recorded_psnr(ef.INT8_FP16) is None and x.recorded_psnr(ef.FLOAT) is None

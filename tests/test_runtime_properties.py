@@ -135,6 +135,30 @@ def test_run_graph_returns_hq_then_the_asked_intermediates_for_each_feed(tmp_pat
     assert len(run_graph(model, feeds[:1])[0]) == 1
 
 
+
+def test_run_graph_gives_hq_alone_from_a_graph_with_more_outputs_and_passes_the_thread_limit_on(tmp_path,
+                                                                                                 monkeypatch):
+    """A graph whose first output is not hq: hq still comes first (and alone, unless asked); the thread count a
+    user gives (quantize's --threads) reaches ONNX Runtime, for a file and for a graph in memory alike."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import elir_edge.runtime.ort as ort
+
+    model = _graph()
+    model.graph.output.insert(0, helper.make_tensor_value_info("mid", TensorProto.FLOAT, [1, 2]))
+    path = tmp_path / "two.onnx"
+    onnx.save(model, path)
+    real, threads = ort.ort_session_from_bytes, []
+    monkeypatch.setattr(ort, "ort_session_from_bytes", lambda m, t=None, *a: (threads.append(t), real(m, t, *a))[1])
+    feeds = [{"lq": np.array([[1.0, 2.0]], np.float32)}]
+    (only,) = run_graph(path, feeds, threads=2)
+    assert len(only) == 1 and np.allclose(only[0], [[3.0, 6.0]])
+    (both,) = run_graph(model, feeds, ["mid"], threads=3)
+    assert np.allclose(both[0], [[3.0, 6.0]]) and np.allclose(both[1], [[2.0, 3.0]])
+    assert threads == [2, 3]
+
+
 # --- runtime/probe.py on a folder and runners made here, whose PSNR on the probe is known by hand
 
 
