@@ -204,10 +204,35 @@ def run_module(stem: str, label: str, tests_kind: str, work: Path, max_children:
 
 
 def scored(stem: str, res: dict) -> dict:
-    """The score: killed / (mutants - equivalent), the equivalents being mutants not killed that EQUIVALENT lists."""
+    """The score: (killed + timeout) / (mutants - equivalent), the equivalents being mutants not killed that
+    EQUIVALENT lists; a timeout is a mutant whose tests never finished (an endless loop: detected, as
+    Stryker and cosmic-ray count it). score_killed_only leaves timeouts out of the detected ones."""
     equivalent = {k: why for k, why in EQUIVALENT.get(stem, {}).items() if k in res["not_killed"]}
     denominator = res["mutants"] - len(equivalent)
-    return {**res, "equivalent": equivalent, "score": round(res["killed"] / denominator, 4) if denominator else None}
+    timeout = res["counts"].get("timeout", 0)
+    return {**res, "equivalent": equivalent, "timeout": timeout,
+            "score": round((res["killed"] + timeout) / denominator, 4) if denominator else None,
+            "score_killed_only": round(res["killed"] / denominator, 4) if denominator else None}
+
+
+def table(stems: list[str]) -> str:
+    rows = ["| module | mutants | killed before | score before | killed after | timeout after | equivalent | "
+            "left alive after | score after |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for stem in stems:
+        out = RESULTS / f"mutation_{stem}.json"
+        if not out.exists():
+            continue
+        data = json.loads(out.read_text())
+        b, a = data.get("before"), data.get("after")
+
+        def pct(r):
+            return "-" if r is None or r["score"] is None else f"{100 * r['score']:.1f} %"
+
+        left = (len(a["not_killed"]) - len(a["equivalent"]) - a["timeout"]) if a else "-"
+        rows.append(f"| {MODULES[stem][0].removeprefix('elir_edge/')} | {(a or b)['mutants']} | "
+                    f"{b['killed'] if b else '-'} | {pct(b)} | {a['killed'] if a else '-'} | {a['timeout'] if a else '-'} | "
+                    f"{len(a['equivalent']) if a else '-'} | {left} | {pct(a)} |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -219,7 +244,11 @@ def main() -> None:
     ap.add_argument("--max-children", type=int, default=1)
     ap.add_argument("--rescore", action="store_true", help="recompute the scores of the results kept (after "
                                                            "EQUIVALENT changed), running nothing")
+    ap.add_argument("--table", action="store_true", help="print the kept results as a markdown table")
     a = ap.parse_args()
+    if a.table:
+        print(table(a.modules or list(MODULES)))
+        return
     for stem in a.modules or list(MODULES):
         out = RESULTS / f"mutation_{stem}.json"
         data = json.loads(out.read_text()) if out.exists() else {}

@@ -291,6 +291,64 @@ def _convolutions_by_type_only(mp):
 
 LAYERS = "tests/test_layer_precision.py"
 
+
+# Found by mutmut (issue 33, benchmarks/results/mutation_*.json): bug classes no test caught before.
+def _describe_unseeded(mp):
+    import elir_edge.bench.quality as quality
+    import elir_edge.bench.stats as stats
+
+    def unseeded(values, seed=0):  # the intervals drawn from a fresh, unseeded generator: not reproducible
+        v = np.asarray(values, np.float64)
+        finite = v[np.isfinite(v)] if np.isfinite(v).any() else v
+        return {name: {"value": float(fn(finite)), "ci95": stats.bootstrap_ci(finite, fn, seed=None)}
+                for name, fn in stats.STATISTICS.items()} | {"n": int(v.size)}
+
+    mp.setattr(stats, "describe", unseeded)
+    mp.setattr(quality, "describe", unseeded)
+
+
+def _floor_on_own_noise(mp):
+    import elir_edge.bench.quality as quality
+
+    mp.setattr(quality, "FLOOR_SEED", 0)
+
+
+def _input_replaced(mp):
+    from elir_edge.restore.plan import OutputNames
+
+    real = OutputNames._blocked
+
+    def blocked(self, p):  # the inputs forgotten: an input elir-edge wrote earlier may be overwritten
+        inputs, self.inputs = self.inputs, set()
+        try:
+            return real(self, p)
+        finally:
+            self.inputs = inputs
+
+    mp.setattr(OutputNames, "_blocked", blocked)
+
+
+def _resume_ignores_settings(mp):
+    import elir_edge.restore.plan as plan
+    import elir_edge.restore.stage as stage
+    from elir_edge.common.images import tagged, written_by_us
+
+    def done(job, settings):  # any output elir-edge wrote is kept, whatever input or settings made it
+        return tagged(plan.png_text(plan.Path(job.target))) and (not job.compare or written_by_us(plan.Path(job.compare)))
+
+    mp.setattr(plan, "already_done", done)
+    mp.setattr(stage, "already_done", done)
+
+
+def _int8_hash_unchecked(mp):
+    from elir_edge.model import export_folder as ef
+
+    real = ef.ExportFolder.expected_sha256
+    mp.setattr(ef.ExportFolder, "expected_sha256", lambda self, name: None if name in ef.INT8_FILES else real(self, name))
+
+
+PLAN = "tests/test_restore.py::test_"
+
 # name -> (what the bug is, how to plant it, the tests that must turn red)
 MUTANTS = {
     "steps_at_t0": ("every Euler step evaluated at t = 0", _steps_at_t0, [UNROLL]),
@@ -329,4 +387,18 @@ MUTANTS = {
                                   _convolutions_by_type_only, [LAYERS]),
     "fp16_block_list_lost": ("the norms to keep fp32 never reach the fp16 converter", _fp16_block_list_lost,
                              [FP16_KEEP]),
+    "describe_unseeded": ("bench's bootstrap intervals drawn unseeded (a rerun gives other intervals)",
+                          _describe_unseeded, ["tests/test_bench_properties.py::test_describe_is_its_statistics_on_"
+                                               "the_finite_values_with_their_intervals"]),
+    "floor_on_own_noise": ("the noise floor run on the image's own eps (a floor of infinite PSNR)", _floor_on_own_noise,
+                           ["tests/test_bench_properties.py::test_a_scored_row_compares_each_output_with_the_right_"
+                            "reference"]),
+    "input_replaced": ("restore in place overwrites an input elir-edge wrote earlier", _input_replaced,
+                       [PLAN + "an_output_never_replaces_an_input_or_a_users_file_but_replaces_its_own"]),
+    "resume_ignores_settings": ("--resume keeps an output made from another input or other settings",
+                                _resume_ignores_settings,
+                                [PLAN + "resume_keeps_an_output_only_if_it_is_this_inputs_result_with_these_settings"]),
+    "int8_hash_unchecked": ("an int8 file copied from another export is used (its quant-report hash not checked)",
+                            _int8_hash_unchecked, ["tests/test_export.py::test_the_recorded_hash_is_the_manifests_for_"
+                                                   "export_files_and_the_reports_for_int8_files"]),
 }

@@ -264,6 +264,9 @@ def test_an_output_never_replaces_an_input_or_a_users_file_but_replaces_its_own(
     assert names.target(folder / "elsewhere" / "y.png", "") == (folder / "y.png", None)
     p, why = names.target(tmp_path / "y.png", "")
     assert p == folder / "y.restored.png" and "two inputs share the name y" in why
+    again = _png(folder / "z.png", ours=True)  # an earlier output restored again, in place: still an input
+    assert OutputNames(folder, [again]).target(again, "") == (folder / "z.restored.png",
+                                                              f"{folder / 'z.png'} is one of the inputs")
     _png(folder / "w.png")
     p, why = OutputNames(folder, []).target(tmp_path / "w.jpg", "_compare")
     assert p == folder / "w_compare.png" and why is None
