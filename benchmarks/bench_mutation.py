@@ -48,7 +48,15 @@ module("stats", "elir_edge/bench/stats.py",
         "tests/test_independent.py::test_bootstrap_interval_covers_the_true_mean_at_its_level"], BENCH)
 module("batching", "elir_edge/runtime/batching.py",
        ["tests/test_restore.py::test_in_batches_pads_a_static_batch_and_trims"], RUNTIME)
-module("layer_precision", "elir_edge/runtime/layer_precision.py", ["tests/test_layer_precision.py"], [])
+module("layer_precision", "elir_edge/runtime/layer_precision.py",
+       ["tests/test_layer_precision.py::" + t for t in (
+           "test_layers_are_counted_by_the_type_their_kernel_reads_in_every_schema",
+           "test_an_engine_without_int8_convolutions_or_without_details_is_said_so",
+           "test_a_dynamic_engine_is_inspected_with_its_bound_shape",
+           "test_an_int8_graph_given_float_kernels_is_flagged_in_its_bench_row",
+           "test_an_inspector_that_fails_costs_the_layer_counts_only")],
+       ["tests/test_layer_precision.py::test_the_counts_and_their_summary_worked_out_by_hand",
+        "tests/test_layer_precision.py::test_an_inspector_without_figures_says_why_word_for_word"])
 module("compare", "elir_edge/runtime/compare.py",
        ["tests/test_bench.py::test_drift_math_against_hand_computed_values"], RUNTIME)
 module("eval_inputs", "elir_edge/model/eval_inputs.py",
@@ -87,7 +95,9 @@ module("metrics", "elir_edge/common/metrics.py",
         "tests/test_independent.py::test_ssim_agrees_with_scikit_image_at_data_range_one"],
        ["tests/test_common_properties.py"])
 module("probe", "elir_edge/runtime/probe.py", NONE, RUNTIME)  # before: only the quantized-fixture tests reach it
-module("fold", "elir_edge/model/fold.py", ["tests/test_fold.py"], [])
+module("fold", "elir_edge/model/fold.py", ["tests/test_fold.py::test_fold_pair_equals_conv_then_1x1",
+                                           "tests/test_fold.py::test_collapsed_model_matches_overparameterized"],
+       ["tests/test_fold.py::test_collapse_folds_exactly_the_1x1_pairs_of_fmir_and_mmse_and_flattens_the_keys"])
 module("unroll", "elir_edge/model/unroll.py", ["tests/test_unroll.py"], [])
 
 

@@ -38,3 +38,39 @@ def test_collapsed_model_matches_overparameterized():
     # weights shrink: the 1x1 convs are gone and the 4x hidden width with them
     params = lambda m: sum(p.numel() for p in m.parameters())
     assert params(folded) < params(over) / 2
+
+
+def test_collapse_folds_exactly_the_1x1_pairs_of_fmir_and_mmse_and_flattens_the_keys():
+    """Worked out on a hand-made checkpoint: fmir's `.block.2`+`.block.3` and mmse's `.block.0`+`.block.1` pairs
+    fold (when the second is a 1x1 conv), a 3x3 second conv or another part's 1x1 stays as it is, and every key
+    comes back under its part's name (issue 33: mutmut's survivors)."""
+    from types import SimpleNamespace
+
+    from elir_edge.model.fold import collapse
+
+    g = torch.Generator().manual_seed(0)
+
+    def conv(o, i, k):
+        return torch.randn(o, i, k, k, generator=g), torch.randn(o, generator=g)
+
+    (fw1, fb1), (fw2, fb2) = conv(6, 4, 3), conv(5, 6, 1)
+    (mw1, mb1), (mw2, mb2) = conv(6, 4, 3), conv(3, 6, 1)
+    (kw1, kb1), (kw2, kb2) = conv(6, 4, 3), conv(6, 6, 3)  # a 3x3 after the first conv: not a pair
+    dw, db = conv(2, 2, 1)
+    parts = {"fmir": {"a.block.2.weight": fw1, "a.block.2.bias": fb1, "a.block.3.weight": fw2, "a.block.3.bias": fb2,
+                      "k.block.2.weight": kw1, "k.block.2.bias": kb1, "k.block.3.weight": kw2, "k.block.3.bias": kb2},
+             "mmse": {"m.block.0.weight": mw1, "m.block.0.bias": mb1, "m.block.1.weight": mw2, "m.block.1.bias": mb2},
+             "dec": {"d.block.1.weight": dw, "d.block.1.bias": db}}
+    flat, n = collapse(SimpleNamespace(parts=parts))
+    assert n == 2
+    assert set(flat) == {"fmir.a.block.2.weight", "fmir.a.block.2.bias", "fmir.k.block.2.weight",
+                         "fmir.k.block.2.bias", "fmir.k.block.3.weight", "fmir.k.block.3.bias", "mmse.m.block.0.weight",
+                         "mmse.m.block.0.bias", "dec.d.block.1.weight", "dec.d.block.1.bias"}
+    for (w, b), (w1, b1, w2, b2) in (((flat["fmir.a.block.2.weight"], flat["fmir.a.block.2.bias"]), (fw1, fb1, fw2, fb2)),
+                                     ((flat["mmse.m.block.0.weight"], flat["mmse.m.block.0.bias"]), (mw1, mb1, mw2, mb2))):
+        x = torch.randn(1, 4, 7, 9, generator=g, dtype=torch.float64)  # the pair run in float64: the folded conv
+        two = F.conv2d(F.conv2d(x, w1.double(), b1.double(), padding=1), w2.double(), b2.double())
+        assert w.dtype == b.dtype == torch.float32
+        assert (F.conv2d(x, w.double(), b.double(), padding=1) - two).abs().max() < 1e-5 * two.abs().max()
+    assert flat["fmir.k.block.3.weight"] is kw2 and flat["dec.d.block.1.weight"] is dw
+    assert parts["fmir"]["a.block.3.weight"] is fw2  # the checkpoint's own dicts are left as they were
