@@ -125,6 +125,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "elir_edge.runtime.layer_precision.x_tensor_type__mutmut_18": NO_TYPE,
         **{f"elir_edge.runtime.layer_precision.x_read_inspector__mutmut_{n}": "a JSON without 'Layers' read as None "
            "instead of []: both are empty, the same note" for n in (3, 5)}},
+    "quality": {"elir_edge.bench.quality.x_aggregate__mutmut_71": "numpy reads any negative size in reshape as "
+                                                                   "'the rest': -2 gives what -1 gives"},
     "export_folder": {f"elir_edge.model.export_folder.xǁExportFolderǁrecorded_psnr__mutmut_{n}": "the lookup it "
                       "lets through with no key or no report fails with the KeyError/TypeError the except turns into "
                       "None: the same None" for n in (4, 8)},

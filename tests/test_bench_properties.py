@@ -271,20 +271,30 @@ def test_aggregate_is_describe_of_each_rows_figures_whatever_their_order(tmp_pat
 
 
 def test_aggregate_feeds_fid_the_truth_and_the_reference_against_each_artifact(monkeypatch):
-    """Rows carry [truth, reference, artifact 0, artifact 1] features, image by image: FID/KID vs truth pairs
-    column 0 with each artifact's column, vs float column 1, images in index order."""
+    """Rows carry [truth, reference, artifact 0, 1, 2] features, image by image: FID/KID vs truth pairs column 0
+    with each artifact's column, vs float column 1, images in index order, float32 as the scorer wrote them."""
     rng = np.random.default_rng(2)
-    n, dim = 5, 8
-    cols = [rng.normal(k, 1 + k, (n, dim)).astype(np.float32) for k in range(4)]
-    monkeypatch.setattr(quality, "fid_kid_of", lambda real, fake, reference, seed: (real.tobytes(), fake.tobytes(),
+    n, dim, arts = 5, 8, 3
+    cols = [rng.normal(k, 1 + k, (n, dim)).astype(np.float32) for k in range(arts + 2)]
+    monkeypatch.setattr(quality, "fid_kid_of", lambda real, fake, reference, seed: (real.copy(), fake.copy(),
                                                                                     reference, seed))
-    rows = [{"index": i, "name": str(i), "path": str(i), "status": "scored",
-             "noise_floor_vs_float": {"psnr": 30.0 + i, "ssim": 0.9}, "degraded_vs_gt": {"psnr": 10.0, "ssim": 0.1},
-             "artifacts": [{"vs_gt": {"psnr": 20.0, "ssim": 0.5}, "vs_float": {"psnr": 25.0, "ssim": 0.6}}] * 2}
-            for i in range(n)]
+    row = {"noise_floor_vs_float": {"psnr": 30.0, "ssim": 0.9}, "degraded_vs_gt": {"psnr": 10.0, "ssim": 0.1},
+           "status": "scored", "artifacts": [{"vs_gt": {"psnr": 20.0, "ssim": 0.5}, "vs_float": {"psnr": 25.0,
+                                                                                                 "ssim": 0.6}}] * arts}
+    rows = [{"index": i, "name": str(i), "path": str(i), **row} for i in range(n)]
     blobs = [np.stack([c[i] for c in cols]).tobytes() for i in range(n)]
     order = [3, 0, 4, 2, 1]
-    out = quality.aggregate([rows[k] for k in order], [blobs[k] for k in order], 2, 5, {"reference": True})
+    out = quality.aggregate([rows[k] for k in order], [blobs[k] for k in order], arts, 5, {"reference": True})
     for j, a in enumerate(out["artifacts"]):
-        assert a["fid_kid_vs_gt"] == (cols[0].tobytes(), cols[j + 2].tobytes(), True, 5)
-        assert a["fid_kid_vs_float"] == (cols[1].tobytes(), cols[j + 2].tobytes(), True, 5)
+        for key, first in (("fid_kid_vs_gt", 0), ("fid_kid_vs_float", 1)):
+            real, fake, reference, seed = a[key]
+            assert real.dtype == fake.dtype == np.float32 and (reference, seed) == (True, 5)
+            assert np.array_equal(real, cols[first]) and np.array_equal(fake, cols[j + 2])
+
+
+def test_aggregate_of_a_single_image():
+    row = {"index": 0, "name": "a", "path": "a", "status": "scored", "noise_floor_vs_float": {"psnr": 30.0, "ssim": 0.9},
+           "degraded_vs_gt": {"psnr": 10.0, "ssim": 0.1}, "artifacts": [{"vs_gt": {"psnr": 20.0, "ssim": 0.5}}]}
+    out = quality.aggregate([row], [b""], 1, 0, {"available": False})
+    assert out["images"] == 1 and out["artifacts"][0]["vs_gt"]["psnr"]["mean"]["value"] == 20.0
+    assert "vs_float" not in out["artifacts"][0]
