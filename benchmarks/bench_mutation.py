@@ -127,6 +127,20 @@ EQUIVALENT: dict[str, dict[str, str]] = {
            "instead of []: both are empty, the same note" for n in (3, 5)}},
     "quality": {"elir_edge.bench.quality.x_aggregate__mutmut_71": "numpy reads any negative size in reshape as "
                                                                    "'the rest': -2 gives what -1 gives"},
+    "tiling": {
+        "elir_edge.restore.tiling.x_origins__mutmut_1": "length == tile: range(0, 0) is empty and the last start is 0, "
+                                                        "so [0] either way",
+        **{f"elir_edge.restore.tiling.x_ramp__mutmut_{n}": "np.ones is float64 unless told otherwise" for n in (3, 5)},
+        **{f"elir_edge.restore.tiling.x_restore_tiled__mutmut_{n}": "the product always passes seed and batch "
+           "(restore/image.py): the defaults are never used" for n in (1, 2)},
+        **{f"elir_edge.restore.tiling.x_restore_tiled__mutmut_{n}": "more padding than needed: the rows and columns "
+           "the tiles read are the same reflection (or edge) of the image" for n in (51, 53)}},
+    "metrics": {
+        **{f"elir_edge.common.metrics.x_psnr__mutmut_{n}": "one operand left in its own dtype: numpy promotes it to "
+           "the other's float64 before subtracting, the same numbers" for n in (8, 10, 12, 14)},
+        "elir_edge.common.metrics.x_psnr__mutmut_20": "float('INF') is float('inf')",
+        **{f"elir_edge.common.metrics.x_ssim__mutmut_{n}": "the product's images are float32 already (graph outputs, "
+           "to_chw): as_tensor keeps float32 without being told" for n in (9, 11, 25, 27)}},
     "export_folder": {f"elir_edge.model.export_folder.xǁExportFolderǁrecorded_psnr__mutmut_{n}": "the lookup it "
                       "lets through with no key or no report fails with the KeyError/TypeError the except turns into "
                       "None: the same None" for n in (4, 8)},

@@ -104,3 +104,25 @@ def test_a_whole_image_runs_once_on_the_field_of_its_seed():
     (lq, eps), = calls
     assert lq.dtype == np.float32 and lq.shape == (1, 3, 16, 24) and np.array_equal(lq[0], image.astype(np.float32))
     assert np.array_equal(eps[0], latent_noise(4, 16, 24, 9)) and np.allclose(out, image * 2)
+
+
+def test_where_two_tiles_disagree_the_blend_follows_the_ramps_worked_out_by_hand():
+    """24 px in tiles of 16 with an overlap of 8: tiles at 0 and 8. Over columns 8..15 the first tile's weight
+    falls (8 - k)/9 and the second's rises (k + 1)/9, so a first tile of 0s and a second of 1s blend to (k + 1)/9;
+    the same down the rows. Outside the overlap each tile is alone."""
+    calls = iter(range(10))
+
+    def tile_index(lq, eps):
+        return np.stack([np.full(x.shape, float(next(calls)), np.float32) for x in lq])
+
+    ramp8 = np.arange(1, 9) / 9
+    wide = restore_tiled(np.zeros((3, 16, 24), np.float32), tile_index, 16, 8, 4)
+    assert np.allclose(wide[:, :, :8], 0) and np.allclose(wide[:, :, 16:], 1)
+    assert np.allclose(wide[:, :, 8:16], ramp8[None, None, :], atol=1e-6)
+    calls = iter(range(10))
+    tall = restore_tiled(np.zeros((3, 24, 16), np.float32), tile_index, 16, 8, 4, batch=2)
+    assert np.allclose(tall[:, 8:16, :], ramp8[None, :, None], atol=1e-6) and np.allclose(tall[:, 16:], 1)
+    calls = iter(range(10))  # 24 x 24: tiles 0..3 at (0,0), (0,8), (8,0), (8,8); in the corner both ramps at once:
+    both = restore_tiled(np.zeros((3, 24, 24), np.float32), tile_index, 16, 8, 4)
+    up = ramp8  # 0 dn*dn + 1 dn*up_x + 2 up_y*dn + 3 up_y*up_x = up_x + 2 up_y, as dn + up = 1
+    assert np.allclose(both[:, 8:16, 8:16], (up[None, :] + 2 * up[:, None])[None], atol=1e-6)
