@@ -141,6 +141,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "elir_edge.common.metrics.x_psnr__mutmut_20": "float('INF') is float('inf')",
         **{f"elir_edge.common.metrics.x_ssim__mutmut_{n}": "the product's images are float32 already (graph outputs, "
            "to_chw): as_tensor keeps float32 without being told" for n in (9, 11, 25, 27)}},
+    "images": {f"elir_edge.common.images.x_read_rgb__mutmut_{n}": "Pillow never opens a file in mode I;16L (a "
+               "little-endian 16-bit TIFF reopens as I;16, PNG cannot hold it): the mode name is never compared"
+               for n in (28, 29)},
     "fold": {"elir_edge.model.fold.x_collapse_parts__mutmut_13": "conv kernels are square: shape[-2] is 1 exactly "
                                                                   "when shape[-1] is",
              "elir_edge.model.fold.x_fold_pair__mutmut_12": "einsum reads upper-case subscripts like lower-case ones"},

@@ -88,6 +88,35 @@ def test_images_of_every_mode_come_out_as_rgb_by_hand(tmp_path):
     assert np.array_equal(images.read_rgb(tmp_path / "plain.png"), rgb)
 
 
+def test_sixteen_bit_levels_are_scaled_to_eight_by_hand(tmp_path):
+    """A 16-bit file whose brightest value passes 255 is read on 65535's scale (33025 -> 128.5 + 0.5 -> 129),
+    one that stays within 255 on 255's (255 -> 255, 200 -> 200); big-endian TIFFs alike."""
+    def read(values, mode="I;16", ext="png"):
+        dtype = ">u2" if mode == "I;16B" else "<u2"
+        im = Image.frombytes(mode, (len(values), 1), np.array(values, dtype).tobytes())
+        im.save(tmp_path / f"x.{ext}")
+        got = images.read_rgb(tmp_path / f"x.{ext}")
+        assert got.shape == (1, len(values), 3) and (got == got[..., :1]).all()
+        return got[0, :, 0].tolist()
+
+    assert read([33025, 65535, 0, 256]) == [129, 255, 0, 1]
+    assert read([255, 200, 0]) == [255, 200, 0]
+    assert read([256, 65535], "I;16B", "tif") == [1, 255]
+    assert read([255, 1], "I;16B", "tif") == [255, 1]
+
+
+def test_single_frame_files_are_read_without_a_warning(tmp_path):
+    img = np.random.default_rng(4).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for ext in ("png", "bmp", "tif"):
+            Image.fromarray(img).save(tmp_path / f"s.{ext}")
+            got = images.read_rgb(tmp_path / f"s.{ext}")
+            assert got.dtype == np.uint8 and np.array_equal(got, img)
+        Image.fromarray(img[..., 0]).save(tmp_path / "gray.png")  # grayscale comes out as three equal channels
+        assert np.array_equal(images.read_rgb(tmp_path / "gray.png"), np.repeat(img[..., :1], 3, axis=2))
+
+
 def test_a_rotated_photo_is_read_upright_and_of_many_frames_the_first(tmp_path):
     img = np.zeros((2, 4, 3), np.uint8)
     img[0, 0] = 255
@@ -97,9 +126,13 @@ def test_a_rotated_photo_is_read_upright_and_of_many_frames_the_first(tmp_path):
     assert images.read_rgb(tmp_path / "r.jpg").shape == (4, 2, 3)
     frames = [Image.fromarray(np.full((4, 4, 3), v, np.uint8)) for v in (10, 200)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
-    with pytest.warns(UserWarning, match=r"a\.gif has 2 frames: used the first"):
+    with Image.open(tmp_path / "a.gif") as im:
+        im.seek(1)  # the file's second frame is there, and differs
+        assert abs(int(np.asarray(im.convert("RGB")).mean()) - 200) <= 2
+    with pytest.warns(UserWarning, match=r"a\.gif has 2 frames: used the first") as said:
         first = images.read_rgb(tmp_path / "a.gif")
     assert abs(int(first.mean()) - 10) <= 2
+    assert said[0].filename == __file__  # the warning names the caller's line, not images.py
 
 
 def test_folders_list_their_images_sorted_and_say_what_they_skipped(tmp_path):
@@ -111,8 +144,9 @@ def test_folders_list_their_images_sorted_and_say_what_they_skipped(tmp_path):
     (d / ".hidden.png").write_text("x")
     assert images.list_images(d) == [d / "C.PNG", d / "b.png", d / "sub" / "a.jpg"]  # notes: not warned about
     (d / "data.csv").write_text("1")
-    with pytest.warns(UserWarning, match=r"skipped 1 non-image file\(s\) in .*d, e\.g\. data\.csv"):
+    with pytest.warns(UserWarning, match=r"skipped 1 non-image file\(s\) in .*d, e\.g\. data\.csv") as said:
         images.list_images(d)
+    assert said[0].filename == __file__
     with pytest.raises(UserError, match=r"^calibration folder .*gone does not exist: give a folder of images$"):
         images.list_images(tmp_path / "gone", "calibration folder")
     with pytest.raises(UserError, match=r"^image folder .*notes\.md is not a folder: give a folder of images$"):
@@ -129,8 +163,9 @@ def test_unreadable_images_are_skipped_by_name_and_none_readable_is_refused(tmp_
     img = np.random.default_rng(2).integers(0, 256, (3, 2, 3), dtype=np.uint8)
     Image.fromarray(img).save(d / "s" / "ok.png")
     (d / "bad.png").write_bytes(b"not a png")
-    with pytest.warns(UserWarning, match=r"skipped unreadable image bad\.png: UnidentifiedImageError"):
+    with pytest.warns(UserWarning, match=r"skipped unreadable image bad\.png: UnidentifiedImageError") as said:
         got = images.load_images(d)
+    assert said[0].filename == __file__
     assert len(got) == 1 and got[0][0] == "s/ok.png" and np.array_equal(got[0][1], img)
     (d / "s" / "ok.png").unlink()
     with warnings.catch_warnings():
