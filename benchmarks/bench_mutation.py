@@ -134,7 +134,15 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         **{f"elir_edge.restore.tiling.x_restore_tiled__mutmut_{n}": "the product always passes seed and batch "
            "(restore/image.py): the defaults are never used" for n in (1, 2)},
         **{f"elir_edge.restore.tiling.x_restore_tiled__mutmut_{n}": "more padding than needed: the rows and columns "
-           "the tiles read are the same reflection (or edge) of the image" for n in (51, 53)}},
+           "the tiles read are the same reflection (or edge) of the image" for n in (51, 53)},
+        **{f"elir_edge.restore.tiling.x_origins__mutmut_{n}": "length > tile here, so starts = range(0, length - tile, "
+           "step) is never empty and its last element is below length - tile <= last: the last start is always "
+           "appended" for n in (29, 32, 33)},
+        **{f"elir_edge.restore.tiling.x_restore_tiled__mutmut_{n}": "tile origins are multiples of 8: y > 1 (x > 1) "
+           "holds exactly when y > 0 (x > 0)" for n in (118, 131)},
+        **{f"elir_edge.restore.tiling.x_restore_tiled__mutmut_{n}": "np.zeros is float64 unless told otherwise"
+           for n in (67, 69, 73, 75)},
+        "elir_edge.restore.tiling.x_restore_whole__mutmut_1": "the product always passes the seed (restore/image.py)"},
     "metrics": {
         **{f"elir_edge.common.metrics.x_psnr__mutmut_{n}": "one operand left in its own dtype: numpy promotes it to "
            "the other's float64 before subtracting, the same numbers" for n in (8, 10, 12, 14)},

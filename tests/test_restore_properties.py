@@ -126,3 +126,46 @@ def test_where_two_tiles_disagree_the_blend_follows_the_ramps_worked_out_by_hand
     both = restore_tiled(np.zeros((3, 24, 24), np.float32), tile_index, 16, 8, 4)
     up = ramp8  # 0 dn*dn + 1 dn*up_x + 2 up_y*dn + 3 up_y*up_x = up_x + 2 up_y, as dn + up = 1
     assert np.allclose(both[:, 8:16, 8:16], (up[None, :] + 2 * up[:, None])[None], atol=1e-6)
+
+
+def test_a_large_overlap_blends_only_at_inner_edges_worked_out_by_hand():
+    """40 rows in tiles of 32 overlapping by 24 (restore allows any overlap below the tile): tiles at 0 and 8.
+    The first tile ramps down over its last 24 rows, (32 - g)/25 at row g, the second up over its first 24,
+    (g - 7)/25; neither ramps at the image's own edges. A first tile of 0s and a second of 1s give (g - 7)/25."""
+    def blend(h, w, batch=1):
+        calls = iter(range(10))
+        return restore_tiled(np.zeros((3, h, w), np.float32),
+                             lambda lq, eps: np.stack([np.full(x.shape, float(next(calls)), np.float32) for x in lq]),
+                             32, 24, 4, batch=batch)
+
+    g = np.arange(8, 32)
+    rows = blend(40, 32)
+    assert np.allclose(rows[:, :8], 0) and np.allclose(rows[:, 32:], 1)
+    assert np.allclose(rows[0, 8:32, 0], (g - 7) / 25, atol=1e-6)
+    cols = blend(32, 40, batch=2)
+    assert np.allclose(cols[0, 0, 8:32], (g - 7) / 25, atol=1e-6) and np.allclose(cols[:, :, 32:], 1)
+
+
+def test_origins_step_by_the_largest_aligned_stride_the_overlap_leaves():
+    """Tiles of 32 overlapping by 8 step by 24; by 12, by 16 (20 rounded down to 8s); the last one aligned."""
+    assert origins(100, 32, 8) == [0, 24, 48, 72]
+    assert origins(100, 32, 12) == [0, 16, 32, 48, 64, 72]
+    assert origins(256, 128, 32) == [0, 96, 128]
+    assert origins(129, 128, 0) == [0, 8] and origins(128, 128, 32) == [0]
+
+
+def test_an_image_as_tall_as_its_padding_is_padded_with_its_edge():
+    """8 rows in tiles of 16: 8 rows of padding, as many as the image has, are its last row repeated."""
+    image = np.random.default_rng(3).random((3, 8, 20)).astype(np.float32)
+    seen = []
+
+    def record(lq, eps):
+        seen.extend(lq)
+        return lq
+
+    restore_tiled(image, record, 16, 4, 4)
+    assert np.array_equal(seen[0][:, 8:, :], np.repeat(image[:, 7:8, :16], 8, axis=1))
+    seen.clear()
+    narrow = np.ascontiguousarray(image.transpose(0, 2, 1))  # 20 rows, 8 columns
+    restore_tiled(narrow, record, 16, 4, 4)
+    assert np.array_equal(seen[0][:, :, 8:], np.repeat(narrow[:, :16, 7:8], 8, axis=2))
