@@ -216,12 +216,14 @@ def _mutmut_py(d: Path, code: str, *args: str) -> subprocess.CompletedProcess:
                           check=True)
 
 
-def run_module(stem: str, label: str, tests_kind: str, work: Path, max_children: int) -> dict:
+def run_module(stem: str, label: str, tests_kind: str, work: Path, max_children: int, collect: bool = False) -> dict:
+    """collect: read what a run left in the scratch folder (one stopped part way: its unchecked mutants stay
+    "not checked"), running nothing."""
     path, before, after = MODULES[stem]
     tests = before if tests_kind == "before" else after
-    d = _scratch(stem, path, tests, work)
+    d = work / stem if collect else _scratch(stem, path, tests, work)
     t0 = time.perf_counter()
-    run = _mutmut(d, "run", "--max-children", str(max_children))
+    run = subprocess.CompletedProcess([], 0) if collect else _mutmut(d, "run", "--max-children", str(max_children))
     wall = time.perf_counter() - t0
     if run.returncode != 0:
         print(run.stdout[-3000:], run.stderr[-3000:], file=sys.stderr)
@@ -240,7 +242,7 @@ def run_module(stem: str, label: str, tests_kind: str, work: Path, max_children:
             "tool": "mutmut 3.8.0", "python": platform.python_version(), "cpu_flags": _cpu_flags(),
             "command": f"mutmut run --max-children {max_children} (settings: benchmarks/bench_mutation.py "
                        f"_scratch, only_mutate={path}, tests={tests_kind})",
-            "returncode": run.returncode}
+            "returncode": run.returncode, **({"collected_from_a_stopped_run": True} if collect else {})}
 
 
 def scored(stem: str, res: dict) -> dict:
@@ -284,6 +286,7 @@ def main() -> None:
     ap.add_argument("--max-children", type=int, default=1)
     ap.add_argument("--rescore", action="store_true", help="recompute the scores of the results kept (after "
                                                            "EQUIVALENT changed), running nothing")
+    ap.add_argument("--collect", action="store_true", help="read the results a run left in --work, running nothing")
     ap.add_argument("--table", action="store_true", help="print the kept results as a markdown table")
     a = ap.parse_args()
     if a.table:
@@ -297,7 +300,7 @@ def main() -> None:
             out.write_text(json.dumps(data, indent=1) + "\n")
             print(f"{stem:16s} " + "  ".join(f"{label} {r['score']}" for label, r in data.items()))
             continue
-        res = scored(stem, run_module(stem, a.label, a.tests, a.work, a.max_children))
+        res = scored(stem, run_module(stem, a.label, a.tests, a.work, a.max_children, a.collect))
         data[a.label] = res
         out.write_text(json.dumps(data, indent=1) + "\n")
         print(f"{stem:16s} {a.label:7s} mutants {res['mutants']:4d}  {res['counts']}  score {res['score']}  "
