@@ -75,7 +75,7 @@ module("export_folder", "elir_edge/model/export_folder.py", ["tests/test_bench.p
 module("plan", "elir_edge/restore/plan.py", NONE,
        ["tests/test_restore.py::" + t for t in (
            "test_inputs_are_files_as_given_then_each_folders_images_sorted",
-           "test_each_job_is_its_input_its_hash_and_a_free_output_name",
+           "test_each_job_is_its_input_its_size_and_a_free_output_name",
            "test_an_output_never_replaces_an_input_or_a_users_file_but_replaces_its_own",
            "test_resume_keeps_an_output_only_if_it_is_this_inputs_result_with_these_settings")])
 module("quality", "elir_edge/bench/quality.py", NONE, BENCH)

@@ -318,10 +318,10 @@ def _input_replaced(mp):
 
     real = OutputNames._blocked
 
-    def blocked(self, p):  # the inputs forgotten: an input elir-edge wrote earlier may be overwritten
+    def blocked(self, p, resolved):  # the inputs forgotten: an input elir-edge wrote earlier may be overwritten
         inputs, self.inputs = self.inputs, set()
         try:
-            return real(self, p)
+            return real(self, p, resolved)
         finally:
             self.inputs = inputs
 
@@ -329,15 +329,15 @@ def _input_replaced(mp):
 
 
 def _resume_ignores_settings(mp):
+    import elir_edge.restore.image as image
     import elir_edge.restore.plan as plan
-    import elir_edge.restore.stage as stage
     from elir_edge.common.images import tagged, written_by_us
 
-    def done(job, settings):  # any output elir-edge wrote is kept, whatever input or settings made it
+    def done(job, input_sha256, settings):  # any output elir-edge wrote is kept, whatever input or settings made it
         return tagged(plan.png_text(plan.Path(job.target))) and (not job.compare or written_by_us(plan.Path(job.compare)))
 
     mp.setattr(plan, "already_done", done)
-    mp.setattr(stage, "already_done", done)
+    mp.setattr(image, "already_done", done)
 
 
 def _int8_hash_unchecked(mp):

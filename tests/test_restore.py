@@ -229,9 +229,7 @@ def test_inputs_are_files_as_given_then_each_folders_images_sorted(tmp_path):
         collect_inputs([tmp_path / "empty"])
 
 
-def test_each_job_is_its_input_its_hash_and_a_free_output_name(tmp_path):
-    import hashlib
-
+def test_each_job_is_its_input_its_size_and_a_free_output_name(tmp_path):
     from elir_edge.restore.plan import plan_jobs
 
     a, b = _png(tmp_path / "in" / "a.png", 1), _png(tmp_path / "in2" / "a.png", 2)  # two inputs named a
@@ -241,13 +239,12 @@ def test_each_job_is_its_input_its_hash_and_a_free_output_name(tmp_path):
     assert [j.index for j in jobs] == [0, 1]
     assert [j.source for j in jobs] == [str(a.resolve()), str(b.resolve())]
     assert [j.size for j in jobs] == [a.stat().st_size, b.stat().st_size]
-    assert [j.sha256 for j in jobs] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)]
     assert [j.target for j in jobs] == [str(out / "a.png"), str(out / "a.restored.png")]
     assert [j.compare for j in jobs] == [str(out / "a_compare.restored.png"), str(out / "a_compare.restored-2.png")]
     assert jobs[0].moved is None and "already written by this run (two inputs share the name a)" in jobs[1].moved
     assert jobs[0].to_dict() == {"index": 0, "source": str(a.resolve()), "size": a.stat().st_size,
-                                 "sha256": jobs[0].sha256, "target": str(out / "a.png"),
-                                 "compare": str(out / "a_compare.restored.png"), "moved": None}
+                                 "target": str(out / "a.png"), "compare": str(out / "a_compare.restored.png"),
+                                 "moved": None}
     assert all(j.compare is None for j in plan_jobs([a], out, compare=False))
 
 
@@ -275,29 +272,31 @@ def test_an_output_never_replaces_an_input_or_a_users_file_but_replaces_its_own(
 
 
 def test_resume_keeps_an_output_only_if_it_is_this_inputs_result_with_these_settings(tmp_path):
+    import hashlib
     import json
 
     from elir_edge.common.images import save_png
     from elir_edge.restore.plan import STAMP, already_done, plan_jobs, stamp
 
     src = _png(tmp_path / "in" / "a.png")
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
     job = plan_jobs([src], tmp_path / "out", compare=False)[0]
     settings = {"artifact_sha256": "ab", "tile": 256}
-    assert json.loads(stamp(job, settings)) == {"input_sha256": job.sha256, "artifact_sha256": "ab", "tile": 256}
-    assert stamp(job, {"tile": 1, "b": 2}) == stamp(job, {"b": 2, "tile": 1})  # key order is not a difference
+    assert json.loads(stamp(sha, settings)) == {"input_sha256": sha, "artifact_sha256": "ab", "tile": 256}
+    assert stamp(sha, {"tile": 1, "b": 2}) == stamp(sha, {"b": 2, "tile": 1})  # key order is not a difference
     img = np.zeros((8, 8, 3), np.uint8)
-    assert not already_done(job, settings)  # nothing written yet
-    save_png(img, tmp_path / "out" / "a.png", {STAMP: stamp(job, settings)})
-    assert already_done(job, settings)
-    assert not already_done(job, {**settings, "tile": 128})  # other settings
-    Image.fromarray(img).save(tmp_path / "out" / "a.png", pnginfo=_info({STAMP: stamp(job, settings)}))
-    assert not already_done(job, settings)  # stamped, but not tagged as ours
-    save_png(img, tmp_path / "out" / "a.png", {STAMP: stamp(job, settings)})
+    assert not already_done(job, sha, settings)  # nothing written yet
+    save_png(img, tmp_path / "out" / "a.png", {STAMP: stamp(sha, settings)})
+    assert already_done(job, sha, settings)
+    assert not already_done(job, sha, {**settings, "tile": 128})  # other settings
+    assert not already_done(job, "0" * 64, settings)  # another input's content under the same name
+    Image.fromarray(img).save(tmp_path / "out" / "a.png", pnginfo=_info({STAMP: stamp(sha, settings)}))
+    assert not already_done(job, sha, settings)  # stamped, but not tagged as ours
     strip = plan_jobs([src], tmp_path / "out2", compare=True)[0]
-    save_png(img, tmp_path / "out2" / "a.png", {STAMP: stamp(strip, settings)})
-    assert not already_done(strip, settings)  # its comparison strip is missing
+    save_png(img, tmp_path / "out2" / "a.png", {STAMP: stamp(sha, settings)})
+    assert not already_done(strip, sha, settings)  # its comparison strip is missing
     save_png(img, tmp_path / "out2" / "a_compare.png")
-    assert already_done(strip, settings)
+    assert already_done(strip, sha, settings)
 
 
 def _info(text):

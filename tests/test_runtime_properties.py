@@ -288,3 +288,15 @@ def test_a_file_computed_wrongly_is_refused_naming_the_files_this_runtime_comput
     with pytest.raises(UserError, match=r"\): use the float model\.onnx, or run `elir-edge quantize` again on this "
                                         r"machine; nothing was written$"):
         refuse_if_wrong(_runner(tmp_path, ef.INT8_CPU_W8, 0.5, hq), reopen)
+
+
+def test_wrong_here_names_each_file_computed_wrongly_and_why(tmp_path):
+    from elir_edge.model import export_folder as ef
+    from elir_edge.runtime.probe import WHY, probe_runner, wrong_here
+
+    *_, hq = _probed_folder(tmp_path, {ef.INT8_CPU: 37.0, ef.INT8_CPU_W8: 37.0})
+    good, bad = _runner(tmp_path, ef.INT8_CPU, 0.01, hq), _runner(tmp_path, ef.INT8_CPU_W8, 0.5, hq)
+    assert wrong_here([good, _runner(tmp_path, ef.FLOAT, 0.5, hq)]) is None and wrong_here([]) is None
+    assert wrong_here([good, bad]) == f"{probe_runner(bad).describe()} ({WHY})"
+    worse = _runner(tmp_path, ef.INT8_CPU, 0.5, hq)
+    assert wrong_here([worse, bad]) == f"{probe_runner(worse).describe()}; {probe_runner(bad).describe()} ({WHY})"
