@@ -136,12 +136,13 @@ def _psnr(a, b) -> float:  # by hand, data range 1
 class _Fake:
     """A runner that computes a known function of lq and eps (eps decides the output, like ELIR's)."""
 
-    def __init__(self, offset: float):
-        self.offset = offset
+    def __init__(self, offset: float, gain: float = 0.0):
+        self.offset, self.gain, self.calls = offset, gain, 0
 
     def __call__(self, lq, eps):
+        self.calls += 1
         up = np.repeat(np.repeat(eps[:, :3], 8, axis=2), 8, axis=3)
-        return np.clip(0.6 * lq + 0.05 * up + self.offset, 0, 1).astype(np.float32)
+        return np.clip(0.6 * lq + 0.05 * up + self.offset + self.gain * lq ** 2, 0, 1).astype(np.float32)
 
 
 S = quality.ScoreSettings(task="denoising", height=32, width=32, latent=4, seed=3)
@@ -209,6 +210,7 @@ def test_a_scored_row_compares_each_output_with_the_right_reference(tmp_path):
     score = quality.ImageScorer([ref, art], ref, S)
     item = quality.items(["a", "b"], paths)[1]
     row, blob = score(item)
+    assert (ref.calls, art.calls) == (2, 1)  # the reference once for the outputs (reused as artifact 0), once for the floor
     lq, eps, hq = (x[None] for x in quality.item_inputs(item, S))
     out_ref, out_art = ref(lq, eps), art(lq, eps)
     floor = ref(lq, latent_noise(S.latent, S.height, S.width, S.seed + 10_000 + 1)[None])
@@ -223,6 +225,16 @@ def test_a_scored_row_compares_each_output_with_the_right_reference(tmp_path):
     assert second["vs_float"] == {"psnr": pytest.approx(_psnr(out_art, out_ref)), "ssim": pytest.approx(ssim(out_art, out_ref))}
     gone = {"index": 0, "name": "gone", "path": str(tmp_path / "gone.png"), "gt": None}
     assert score(gone) == quality.failed_row(gone, "not a readable image (FileNotFoundError)")
+
+
+def test_a_rows_time_is_the_scorers_own_in_milliseconds(tmp_path, monkeypatch):
+    clock = iter([10.0, 10.25])
+    paths = _photos(tmp_path, 1)
+    ref = _Fake(0.0)
+    score = quality.ImageScorer([ref], ref, S)
+    monkeypatch.setattr(quality.time, "perf_counter", lambda: next(clock))
+    row, _ = score(quality.items(["a"], paths)[0])
+    assert row["ms"] == pytest.approx(250.0)
 
 
 def test_a_scored_rows_features_are_truth_reference_then_each_artifact(tmp_path):
@@ -242,7 +254,7 @@ def test_a_scored_rows_features_are_truth_reference_then_each_artifact(tmp_path)
 
 def _scored(tmp_path, n=4):
     paths = _photos(tmp_path, n)
-    ref, art = _Fake(0.0), _Fake(0.04)
+    ref, art = _Fake(0.0), _Fake(0.04, gain=0.2)  # an error that differs image by image
     score = quality.ImageScorer([art, ref], ref, S)
     return [score(item) for item in quality.items([p.name for p in paths], paths)]
 
@@ -265,6 +277,8 @@ def test_aggregate_is_describe_of_each_rows_figures_whatever_their_order(tmp_pat
     art, ref = out["artifacts"]
     assert art["vs_gt"]["psnr"] == describe([r["artifacts"][0]["vs_gt"]["psnr"] for r in good], 11)
     assert art["vs_float"]["ssim"] == describe([r["artifacts"][0]["vs_float"]["ssim"] for r in good], 11)
+    assert art["vs_float"]["psnr"] == describe([r["artifacts"][0]["vs_float"]["psnr"] for r in good], 11)
+    assert art["vs_float"]["psnr"]["mean"]["ci95"][0] < art["vs_float"]["psnr"]["mean"]["ci95"][1]
     assert ref["vs_gt"]["ssim"] == describe([r["artifacts"][1]["vs_gt"]["ssim"] for r in good], 11)
     assert "vs_float" not in ref and art["fid_kid_vs_gt"] == art["fid_kid_vs_float"] == ref["fid_kid_vs_gt"] == fid
     assert set(out) == {"images", "failed", "failures", "seed", "noise_floor_vs_float", "degraded_vs_gt", "artifacts"}
