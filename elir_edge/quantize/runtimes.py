@@ -42,11 +42,22 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
             with open_runner(Path(tmp) / name, RunnerOptions(runtime=rt)) as runner:
                 return ProbeResult(name, runner.kind, measure(runner, probe), reference[name])
 
-        # OpenVINO compiles each file on one core for seconds: the checks run side by side on the cores
+        # OpenVINO compiles each file on one core for seconds: the checks run side by side on the cores, once
+        # its bindings' numpy statics exist (two threads first touching them deadlock, seen here)
+        _touch_openvino_numpy()
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for r in pool.map(check, [(rt, name) for rt in installed_cpu_runtimes() for name in CPU_FILES]):
                 verdicts.setdefault(r.runtime, {})[r.file] = r.to_dict()
     return probe_bytes(probe["lq"], probe["eps"], float_out), {"reference_psnr_db": reference, "runtimes": verdicts}
+
+
+def _touch_openvino_numpy() -> None:
+    """Initialise OpenVINO's pybind11 numpy statics in this thread: made first by two threads at once, one holds
+    C++'s static-init guard waiting for the GIL the other holds waiting for the guard (a hang at 0 % CPU)."""
+    if "openvino" in installed_cpu_runtimes():
+        import openvino as ov
+
+        ov.Tensor(np.zeros((1,), np.float32))
 
 
 def runtimes_line(runtimes: dict) -> str:
