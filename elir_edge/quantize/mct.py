@@ -18,11 +18,11 @@ import sys
 import time
 import warnings
 
-import numpy as np
 import onnx
 import torch
 
 from elir_edge.common.progress import new_line, progress_line
+from elir_edge.quantize.mct_lean import lean_statistics, skip_unread_histograms, streamed_statistics
 from elir_edge.quantize.options import PTQOptions
 
 def tensorrt_tpc():
@@ -106,6 +106,19 @@ def _len(iterable):
         return None
 
 
+def release_memory() -> None:
+    """Collects MCT's reference cycles and hands freed heap back to the system (glibc's malloc_trim), so a
+    stage after MCT does not run on top of MCT's high-water mark."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory stays with the process, nothing else changes
+        pass
+
+
 def memory() -> dict:
     """This process's resident memory now and at its peak so far, GB."""
     try:
@@ -113,121 +126,6 @@ def memory() -> dict:
     except (OSError, ValueError, IndexError):
         rss = float("nan")
     return {"rss_gb": round(rss, 2), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
-
-
-MERGE_EVERY = 8  # per-iteration histograms kept before they are merged into one
-
-
-@contextlib.contextmanager
-def lean_statistics(weighted_histograms: bool):
-    """MCT 2.6.1 keeps two 2048-bin histograms per node per calibration batch until the end (memory grows
-    with the calibration set: ~64 KB x nodes x batches) and fills the Hessian-weighted one even when no
-    HMSE method reads it (a copy and a weighted pass over every activation). Here the per-batch histograms
-    are merged every MERGE_EVERY batches with MCT's own merge (the same interpolation it applies at the end),
-    and the weighted one is skipped unless HMSE asks for it."""
-    from model_compression_toolkit.core.common.collectors.histogram_collector import (
-        HistogramCollector,
-    )
-    from model_compression_toolkit.core.common.collectors.statistics_collector import (
-        StatsCollector,
-    )
-
-    real_update, real_stats = HistogramCollector.update, StatsCollector.update_statistics
-
-    def update(self, x, *args, **kwargs):
-        real_update(self, x, *args, **kwargs)
-        if len(self._histogram_per_iteration) >= MERGE_EVERY:
-            self._merge_histograms()
-            self._histogram_per_iteration = [(self._counts, self._bins)]
-            self._counts = self._bins = None
-
-    def update_statistics(self, x, weights=None):
-        from model_compression_toolkit.core.common.collectors.statistics_collector import (
-            standardize_tensor,
-        )
-
-        x = standardize_tensor(x)
-        self.hc.update(x)
-        if weighted_histograms:
-            self.weighted_hc.update(x, weights)
-        self.mc.update(x)
-        self.mpcc.update(x)
-
-    HistogramCollector.update, StatsCollector.update_statistics = update, update_statistics
-    try:
-        yield
-    finally:
-        HistogramCollector.update, StatsCollector.update_statistics = real_update, real_stats
-
-
-HISTOGRAM_BLIND = ("mse", "hmse", "mae", "lp")  # MCT error methods that never read the quantized histogram
-MSE_HISTOGRAM = ("mse", "hmse")  # those whose histogram error is MCT's _mse_error_histogram
-
-
-@contextlib.contextmanager
-def skip_unread_histograms(error_method: str):
-    """MCT 2.6.1's activation threshold search re-bins the quantized histogram (an np.histogram of 2049 bins)
-    for every candidate threshold, ~575 per node, and hands it to an error function that, for MSE, HMSE, MAE
-    and Lp, never reads it: about three quarters of the search's time (43 of 52 s on the demo model). For
-    those methods the re-binning is skipped, and for MSE/HMSE each round's candidates are evaluated at once
-    (mse_histogram_search); the error, so every threshold, is the same (KL reads it: left as it is)."""
-    from model_compression_toolkit.core.common.quantization.quantization_params_generation import (
-        qparams_search,
-        symmetric_selection,
-    )
-
-    real = qparams_search.qparams_selection_histogram_search_error_function
-    real_search = symmetric_selection.qparams_symmetric_selection_histogram_search
-
-    def error(error_function, bins, q_bins, counts, threshold=None, min_max_range=None):
-        return error_function(q_bins, None, bins, counts, threshold, min_max_range)
-
-    if error_method in HISTOGRAM_BLIND:
-        qparams_search.qparams_selection_histogram_search_error_function = error
-    if error_method in MSE_HISTOGRAM:
-        symmetric_selection.qparams_symmetric_selection_histogram_search = mse_histogram_search
-    try:
-        yield
-    finally:
-        qparams_search.qparams_selection_histogram_search_error_function = real
-        symmetric_selection.qparams_symmetric_selection_histogram_search = real_search
-
-
-def mse_histogram_search(error_function, tensor_max, bins, counts, n_bits, n_iter=None, min_threshold=None,
-                         is_signed=None):
-    """MCT 2.6.1's symmetric histogram threshold search with its MSE error (qparams_search's
-    qparams_symmetric_selection_histogram_search -> qparams_symmetric_iterative_minimization ->
-    search_fixed_range_intervals, per tensor), with the 30 candidates of each of its 20 rounds quantized and
-    scored in one array instead of one by one: the same operations on the same values, so the same threshold
-    (tested against MCT's own). `error_function` is MCT's MSE (the caller only patches this in for MSE)."""
-    import model_compression_toolkit.constants as c
-    from model_compression_toolkit.core.common.quantization.quantizers.quantizers_helpers import quantize_tensor
-
-    min_threshold = c.MIN_THRESHOLD if min_threshold is None else min_threshold
-    signed = np.any(bins[:-1][counts != 0] < 0) if is_signed is None else is_signed
-
-    def losses(thresholds):
-        q = quantize_tensor(bins[None, :], np.asarray(thresholds, dtype=float)[:, None], n_bits, signed)
-        return np.sum(np.power((q - bins)[:, :-1], 2.0) * counts, axis=1) / np.sum(counts)
-
-    curr = max(min_threshold, tensor_max)  # get_init_threshold
-    best_param, best_loss = curr, losses([curr])[0]
-    range_scale = np.array([c.BOTTOM_FACTOR, c.UPPER_FACTOR])
-    for n in range(c.SYMMETRIC_HISTOGRAM_N_ITER):
-        prev = best_loss
-        bounds = curr * range_scale
-        candidates = np.linspace(start=bounds[0], stop=bounds[1], num=c.SYMMETRIC_HISTOGRAM_N_INTERVALS, dtype=float)
-        scored = losses(candidates)
-        curr, curr_loss = candidates[np.argmin(scored)], np.min(scored)
-        improved = curr_loss < prev
-        best_param = curr * improved + best_param * np.logical_not(improved)
-        best_loss = curr_loss * improved + prev * np.logical_not(improved)
-        if 0 < np.mean(prev - curr_loss) < c.DEFAULT_TOL:
-            break
-        if n % c.SYMMETRIC_HISTOGRAM_DEC_FREQ == 0:
-            range_scale = range_scale * c.DEFAULT_DEC_FACTOR
-            range_scale = np.array([min(range_scale[0], c.DEC_RANGE_BOTTOM), max(range_scale[1], c.DEC_RANGE_UPPER)])
-    return max(min_threshold, best_param), signed
 
 
 @contextlib.contextmanager
@@ -278,7 +176,7 @@ def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, .
     t0 = time.perf_counter()
     try:
         with _quiet(), lean_statistics(weighted_histograms=opts.error_method == "hmse"), \
-                skip_unread_histograms(opts.error_method):
+                skip_unread_histograms(opts.error_method), streamed_statistics():
             qmodel = _run_mct(mct, module, gen, core, opts)
     finally:
         for mod, real in patched:
@@ -303,8 +201,13 @@ def export_quantized(qmodel: torch.nn.Module, example: tuple[torch.Tensor, ...],
     """TorchScript export of MCT's model: its fake-quant ops become QuantizeLinear/DequantizeLinear."""
     from elir_edge.exporter.onnx_graph import OPSET
 
+    from elir_edge.quantize.qdq_rewrite import dedupe_initializers
+
     buf = io.BytesIO()
-    with _quiet(), torch.no_grad():
+    with _quiet(), torch.no_grad(), streamed_statistics():
         torch.onnx.export(qmodel, example, buf, dynamo=False, opset_version=OPSET, input_names=names,
                           output_names=["hq"], do_constant_folding=True)
-    return onnx.load_from_string(buf.getvalue())
+    model = onnx.load_from_string(buf.getvalue())
+    del buf
+    dedupe_initializers(model)  # MCT's model holds each shared weight once per unrolled step: one copy from here on
+    return model

@@ -94,7 +94,9 @@ def fold_weight_quantizers(model: onnx.ModelProto, weight_bits: int = 8) -> None
         axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
         if widen > 1:  # the dequantizers read the widened scale
             name = f"{q.input[1]}_{weight_bits}bit"
-            g.initializer.append(numpy_helper.from_array(scale.astype(np.float32), name))
+            if name not in init:  # weights shared by the unrolled steps share their scale
+                init[name] = numpy_helper.from_array(scale.astype(np.float32), name)
+                g.initializer.append(init[name])
             for dq in consumers[q.output[0]]:
                 dq.input[1] = name
         if scale.size > 1:

@@ -35,7 +35,7 @@ from elir_edge.model.export_folder import (
 from elir_edge.model.folded import build_unrolled, load_folded
 from elir_edge.model.settings import RunSettings
 from elir_edge.quantize.calibration import calibration_batches, calibration_folder
-from elir_edge.quantize.mct import MctProgress, export_quantized, memory, quantize_module
+from elir_edge.quantize.mct import MctProgress, export_quantized, memory, quantize_module, release_memory
 from elir_edge.quantize.options import QuantizeOptions
 from elir_edge.quantize.qdq_rewrite import (
     conv_block,
@@ -169,14 +169,9 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     with stages("read export and calibration images"):
         x = _read_inputs(opts, quiet)
     images = sum(len(b[0]) for b in x.calib)
-    with stages(f"MCT post-training quantization on {images} images ({x.size}x{x.size})"
-                + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
-        progress = MctProgress(quiet=quiet)
-        qmodel = quantize_module(x.unrolled, [(lq,) if x.baked else (lq, eps) for lq, eps in x.calib], opts.ptq,
-                                 progress)
-    with stages("export Q/DQ ONNX"):
-        example = (x.first[0],) if x.baked else x.first  # the graph's own size, not the calibration crops
-        mct_graph = simplify(export_quantized(qmodel, example, input_names(x.baked)))
+    progress = MctProgress(quiet=quiet)
+    mct_graph = _mct_graph(opts, x, stages, progress, images)
+    release_memory()  # MCT's graphs and models are gone: the stages after it start from less
     feeds = x.feeds()
     n_sens = min(len(feeds), opts.sensitivity_images)
     with stages(f"sensitivity per block and per Euler step ({n_sens} held-out image{'s' * (n_sens > 1)})"):
@@ -205,6 +200,17 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
             for blob, tmp in zip(blobs.values(), tmps):
                 tmp.write_bytes(blob)
     return report
+
+
+def _mct_graph(opts: QuantizeOptions, x: _Inputs, stages: Stages, progress: MctProgress, images: int):
+    """MCT's quantized model, exported to Q/DQ ONNX; the model itself is dropped on return."""
+    with stages(f"MCT post-training quantization on {images} images ({x.size}x{x.size})"
+                + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
+        qmodel = quantize_module(x.unrolled, [(lq,) if x.baked else (lq, eps) for lq, eps in x.calib], opts.ptq,
+                                 progress)
+    with stages("export Q/DQ ONNX"):
+        example = (x.first[0],) if x.baked else x.first  # the graph's own size, not the calibration crops
+        return simplify(export_quantized(qmodel, example, input_names(x.baked)))
 
 
 def _convs(mct_graph: onnx.ModelProto) -> list[str]:
@@ -326,21 +332,23 @@ def crop(batch: tuple, size: int, seed: int) -> tuple:
 
 
 # A model of the quantize command's peak memory: the larger of two moments. During MCT: what is resident
-# (torch, MCT), MCT's graph (every unrolled step holds its own copy of the shared weights), all node outputs
-# of one calibration forward kept at once, its histograms and the calibration images. After MCT: the Q/DQ
-# export traces the model at the graph's full size and ONNX Runtime evaluates the graphs there. The
-# coefficients are fitted to the sr and bfr runs of benchmarks/bench_quantize_scale.py, rounded up
-# (benchmarks/RESULTS.md: with 64 images, estimates 5.2 / 11.8 GB against measured peaks of 4.6 / 11.3 GB).
-BASE_GB, WEIGHT_COPIES, CALIB_ACTIVATION_COPIES, FULL_ACTIVATION_COPIES = 1.5, 3.0, 2.2, 3.0
+# (torch, MCT), MCT's graph and models (each holds every unrolled step's own copy of the shared weights), the
+# few node outputs alive at once (MCT's statistics stream: quantize/mct_lean.py), the histograms and the
+# calibration images. After MCT: the CPU runtimes, the Q/DQ graphs (the export of MCT's model, its variants,
+# their bytes: copies of the weights) and ONNX Runtime running them at the graph's full size. The
+# coefficients are fitted to the sr and bfr runs of benchmarks/bench_quantize_scale.py (9 images, after the
+# streamed statistics), rounded up (benchmarks/RESULTS.md: estimates 4.1 / 7.5 GB against 4.0 / 6.9 GB).
+BASE_GB, RUNTIMES_GB = 1.5, 0.6
+MCT_WEIGHT_COPIES, LIVE_ACTIVATION_COPIES = 4.8, 0.05
+GRAPH_WEIGHT_COPIES, FULL_ACTIVATION_COPIES = 7.0, 0.5
 
 
 def estimate_memory(folded, size: int, batch: int, images: int, s: RunSettings) -> dict:
     """Peak memory of the quantize command, GB: one forward of the unrolled model on a 64 px probe counts the
     activations (they scale with the pixels) and the node outputs MCT keeps histograms for. The calibration
-    images stay loaded through both moments, MCT's and the full-size export's (bfr with 256 images: 12.6 GB
-    measured, 11.4 estimated without them)."""
+    images stay loaded through both moments, MCT's and the full-size export's."""
     from elir_edge.model.unroll import UnrolledElir
-    from elir_edge.quantize.mct import MERGE_EVERY
+    from elir_edge.quantize.mct_lean import MERGE_EVERY
 
     module = UnrolledElir(folded).eval()
     probe, acts, calls = 64, [0], [0]
@@ -356,16 +364,17 @@ def estimate_memory(folded, size: int, batch: int, images: int, s: RunSettings) 
             module(torch.zeros(1, 3, probe, probe), torch.zeros(1, folded.arch.latent_channels, probe // 8, probe // 8))
     finally:
         handle.remove()
-    weights = sum(p.numel() * 4 for m in module.modules() for p in m.parameters(recurse=False))  # per step
-    fixed = BASE_GB + WEIGHT_COPIES * weights / 1e9
-    during = {"activations": CALIB_ACTIVATION_COPIES * acts[0] * (size / probe) ** 2 * batch / 1e9,
+    weights = sum(p.numel() * 4 for m in module.modules() for p in m.parameters(recurse=False)) / 1e9  # per step
+    during = {"weights": MCT_WEIGHT_COPIES * weights,
+              "activations": LIVE_ACTIVATION_COPIES * acts[0] * (size / probe) ** 2 * batch / 1e9,
               "histograms": calls[0] * MERGE_EVERY * 2 * 2049 * 8 / 1e9,
               "images": images * 3 * s.height * s.width * 4 * 2 / 1e9}
-    after = FULL_ACTIVATION_COPIES * acts[0] * s.height * s.width / probe ** 2 / 1e9
-    mct, export = fixed + sum(during.values()), fixed + after + during["images"]
+    after = {"runtimes": RUNTIMES_GB, "graphs": GRAPH_WEIGHT_COPIES * weights,
+             "full_size_activations": FULL_ACTIVATION_COPIES * acts[0] * s.height * s.width / probe ** 2 / 1e9}
+    mct, export = BASE_GB + sum(during.values()), BASE_GB + sum(after.values()) + during["images"]
     return {"total_gb": round(max(mct, export), 2), "during_mct_gb": round(mct, 2), "export_gb": round(export, 2),
-            "resident": round(fixed, 3), **{k: round(v, 3) for k, v in during.items()},
-            "full_size_activations": round(after, 3), "calib_size": size, "batch": batch}
+            "resident": BASE_GB, **{k: float(f"{v:.3g}") for k, v in {**during, **after}.items()},
+            "calib_size": size, "batch": batch}
 
 
 def available_gb() -> float:
