@@ -136,13 +136,19 @@ def test_ptq_writes_both_flavours(tiny_quantized):
     zp = {i.name: i for i in cpu.graph.initializer}
     acts = [n for n in cpu.graph.node if n.op_type == "QuantizeLinear"]
     assert acts and all(zp[n.input[2]].data_type == onnx.TensorProto.UINT8 for n in acts)
-    # the same int8 grid shifted by exactly 128 (q_u8 = q_s8 + 128), over 7-bit weights in [-64, 63]; a ReLU's
-    # output is on an unsigned grid: zero point 0, half MCT's scale (its [0, t] range at twice the resolution)
+    # MCT's int8 grid shifted by 128 (q_u8 = q_s8 + 128), or the part of it seen on calibration (its own zero
+    # point: test_seen_grids_...), over 7-bit weights in [-64, 63]; a ReLU's output is on an unsigned grid: zero
+    # point 0, half MCT's scale (its [0, t] range at twice the resolution)
     producer = {o: n for n in cpu.graph.node for o in n.output}
+    seen = 0
     for q in acts:
         after_relu = q.input[0] in producer and producer[q.input[0]].op_type == "Relu"
-        assert int(numpy_helper.to_array(zp[q.input[2]])) == (0 if after_relu else 128), q.name
+        point = int(numpy_helper.to_array(zp[q.input[2]]))
+        narrowed = q.input[1].endswith("_scale_seen") and q.input[2].endswith("_zero_point_seen")
+        assert point == 0 if after_relu else (point == 128 or narrowed), q.name
+        seen += narrowed
     assert any(producer[q.input[0]].op_type == "Relu" for q in acts if q.input[0] in producer)
+    assert seen > len(acts) / 4  # most signed grids are wider than what their tensor spans
     wq = [numpy_helper.to_array(zp[n.input[0]]) for n in cpu.graph.node
           if n.op_type == "DequantizeLinear" and n.input[0] in zp and zp[n.input[0]].data_type == onnx.TensorProto.INT8]
     assert wq and min(w.min() for w in wq) >= -64 and max(w.max() for w in wq) <= 63
@@ -605,3 +611,37 @@ def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(mon
         plain = kept(*batches[1])
         with lean.streamed_statistics():
             assert torch.equal(kept(*batches[1]), plain)
+
+
+def test_seen_grids_narrow_the_signed_grid_to_the_seen_range_with_zero_exact():
+    """A uint8 Q/DQ on MCT's signed grid takes the seen range inside MCT's (worked out by hand): a SiLU-like
+    tensor in [-0.3, 1.0] under MCT's threshold 2.0 gets scale 1.3/255 and zero point round(0.3 / scale) = 59
+    (0 dequantizes to 0 exactly); a range past MCT's is clipped at MCT's; zero point 0 (after a ReLU) and a
+    range wider than the grid leave the Q/DQ as they were. ONNX Runtime computes the narrowed graph as the
+    grid says."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from elir_edge.quantize.qdq_rewrite import seen_grids, signed_grid_tensors
+
+    s = np.float32(2.0 / 127)
+    nodes, inits = [], [numpy_helper.from_array(s, "s"), numpy_helper.from_array(np.uint8(128), "z128"),
+                        numpy_helper.from_array(np.uint8(0), "z0")]
+    for name, zp in (("a", "z128"), ("b", "z128"), ("c", "z0")):
+        nodes += [helper.make_node("QuantizeLinear", [name, "s", zp], [f"{name}_q"]),
+                  helper.make_node("DequantizeLinear", [f"{name}_q", "s", zp], [f"{name}_dq"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [5]) for n in "abc"],
+                          [helper.make_tensor_value_info(f"{n}_dq", TensorProto.FLOAT, [5]) for n in "abc"], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert signed_grid_tensors(model) == ["a", "b"]
+    seen_grids(model, {"a": (-0.3, 1.0), "b": (-5.0, 0.5), "c": (0.0, 0.1)})
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert init[q["a"].input[1]] == pytest.approx(1.3 / 255, rel=1e-6) and int(init[q["a"].input[2]]) == 59
+    assert init[q["b"].input[1]] == pytest.approx((0.5 + 128 * float(s)) / 255, rel=1e-6)  # clipped at MCT's -128 s
+    assert q["c"].input[1:] == ["s", "z0"]
+    x = np.array([-0.3, 0.0, 0.3, 1.0, 3.0], np.float32)
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"a": x, "b": x, "c": x})[0]
+    step = 1.3 / 255
+    assert out[1] == 0.0 and np.abs(out[:4] - x[:4]).max() <= step / 2 + 1e-6 and out[4] == pytest.approx(1.0, abs=step)

@@ -246,6 +246,39 @@ def _lone_conv_output(x: str, producer: dict, consumers: dict) -> str | None:
     return q.input[0] if conv is not None and conv.op_type in CONVS else None
 
 
+def signed_grid_tensors(model: onnx.ModelProto) -> list[str]:
+    """The float tensors a uint8 activation QuantizeLinear reads on MCT's signed grid (zero point 128)."""
+    _, _, init = _maps(model)
+    return sorted({n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in init
+                   and len(n.input) > 2 and numpy_helper.to_array(init[n.input[2]]).dtype == np.uint8
+                   and int(numpy_helper.to_array(init[n.input[2]])) == 128})
+
+
+def seen_grids(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> None:
+    """Each uint8 activation Q/DQ on MCT's signed grid [-128 s, 127 s] takes the part of it that its tensor was
+    seen to span on the calibration images (zero kept inside, so padding and ReLU stay exact): MCT's clipping or
+    less, at up to twice the resolution (a SiLU's output, >= -0.28, wasted nearly half the signed grid). ONNX
+    Runtime's and OpenVINO's uint8 kernels take any zero point."""
+    producer, consumers, init = _maps(model)
+    g = model.graph
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in ranges]:
+        zp = numpy_helper.to_array(init[q.input[2]])
+        if zp.dtype != np.uint8 or int(zp) != 128:
+            continue
+        scale = float(numpy_helper.to_array(init[q.input[1]]))
+        lo, hi = ranges[q.input[0]]
+        lo, hi = min(max(lo, -128 * scale), 0.0), max(min(hi, 127 * scale), 0.0)
+        seen = np.float32((hi - lo) / 255)
+        if not 0 < seen < scale:
+            continue
+        names = (f"{q.output[0]}_scale_seen", f"{q.output[0]}_zero_point_seen")
+        g.initializer.extend([numpy_helper.from_array(seen, names[0]),
+                              numpy_helper.from_array(np.array(np.clip(np.rint(-lo / seen), 0, 255), np.uint8), names[1])])
+        for n in [q, *(d for d in consumers[q.output[0]] if d.op_type == "DequantizeLinear")]:
+            n.input[1], n.input[2] = names
+    remove_dead_nodes(model)
+
+
 TARGETS = {"tensorrt": 8, "cpu": 7, "cpu_w8": 8}  # target -> weight bits
 
 

@@ -41,10 +41,13 @@ from elir_edge.quantize.qdq_rewrite import (
     conv_block,
     latent_tensors,
     rewrite,
+    seen_grids,
     select_convs,
+    signed_grid_tensors,
 )
 from elir_edge.quantize.qdq_rules import check
 from elir_edge.quantize.runtimes import cpu_file_to_ship, record_runtimes
+from elir_edge.quantize.seen_ranges import RANGE_IMAGES, seen_ranges
 from elir_edge.runtime.compare import agreement, run_graph
 from elir_edge.runtime.interface import input_names
 
@@ -96,6 +99,13 @@ def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "t
     return m
 
 
+def _cpu_variant(mct_graph, float_convs: set[str], target: str, calib_feeds: list[dict]) -> onnx.ModelProto:
+    """A CPU form whose signed activation grids are narrowed to the ranges its tensors span on calibration."""
+    m = _variant(mct_graph, float_convs, target)
+    seen_grids(m, seen_ranges(m, calib_feeds, signed_grid_tensors(m)))
+    return m
+
+
 @dataclass
 class _Inputs:
     """What the first stage reads and checks before MCT starts."""
@@ -107,6 +117,7 @@ class _Inputs:
     calib_dir: Path
     calib: list  # (lq, eps) batches MCT calibrates on (crops)
     held: list  # (lq, eps) held-out images at the graph's size, one each
+    ranged: list  # (lq, eps) calibration images at the graph's size, for the CPU forms' activation ranges
     first: tuple  # one (lq, eps) at the graph's size, the export example
     n_hold: int
     size: int  # side of the calibration crops
@@ -116,9 +127,11 @@ class _Inputs:
     def baked(self) -> bool:
         return self.export.baked_noise
 
-    def feeds(self) -> list[dict]:
+    def feeds(self, pairs: list | None = None) -> list[dict]:
+        """ONNX Runtime feeds of the held-out images (or of `pairs`)."""
         names = input_names(self.baked)
-        return [dict(zip(names, (t.numpy() for t in ((lq,) if self.baked else (lq, eps))))) for lq, eps in self.held]
+        return [dict(zip(names, (t.numpy() for t in ((lq,) if self.baked else (lq, eps)))))
+                for lq, eps in (self.held if pairs is None else pairs)]
 
 
 def _open_export(opts: QuantizeOptions) -> tuple[ExportFolder, Path, onnx.ModelProto, torch.nn.Module]:
@@ -161,7 +174,7 @@ def _read_inputs(opts: QuantizeOptions, quiet: bool) -> _Inputs:
     check_memory(estimate, opts.memory_limit_gb)
     return _Inputs(export, float_path, float_graph, folded, unrolled, calib_dir,
                    _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch), held,
-                   batches[0], n_hold, size, estimate)
+                   calib[:RANGE_IMAGES], batches[0], n_hold, size, estimate)
 
 
 def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
@@ -183,7 +196,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
             float_convs, trail = _auto_precision(mct_graph, ev, _convs(mct_graph), float_convs, sensitivity,
                                                  opts.target_psnr)
     with stages("rewrite for TensorRT and the CPU, check rules, measure drift"):
-        graphs, drifts, half_info = _int8_graphs(mct_graph, float_convs, ev, feeds)
+        graphs, drifts, half_info = _int8_graphs(mct_graph, float_convs, ev, feeds, x.feeds(x.ranged))
     blobs = _serialized(graphs, x.float_graph)
     with stages("check which installed CPU runtime computes each int8 file right here"):
         probe, runtimes = record_runtimes(blobs, feeds[0], ev.ref[0])
@@ -226,12 +239,12 @@ def _sensitivity(mct_graph: onnx.ModelProto, ev: Evaluator, quiet: bool) -> dict
             for b in each(blocks, "blocks quantized alone", quiet)}
 
 
-def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[dict]):
-    """The four int8 files (TensorRT form checked against NVIDIA's rules, CPU forms with 7- and 8-bit weights,
-    int8+fp16) and each one's drift against the float graph."""
+def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[dict], calib_feeds: list[dict]):
+    """The four int8 files (TensorRT form checked against NVIDIA's rules, CPU forms with 7- and 8-bit weights on
+    the activation ranges seen on `calib_feeds`, int8+fp16) and each one's drift against the float graph."""
     final = _variant(mct_graph, float_convs, "tensorrt")
     _check_rules(final, float_convs, INT8)
-    cpu, cpu_w8 = _variant(mct_graph, float_convs, "cpu"), _variant(mct_graph, float_convs, "cpu_w8")
+    cpu, cpu_w8 = (_cpu_variant(mct_graph, float_convs, t, calib_feeds) for t in ("cpu", "cpu_w8"))
     half, half_info = to_fp16(final, feeds)
     _check_rules(half, float_convs, INT8_FP16)
     drifts = {INT8: ev.compare(final), INT8_CPU: ev.compare(cpu), INT8_CPU_W8: ev.compare(cpu_w8, latents=False),
@@ -239,8 +252,9 @@ def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[di
     return {INT8: final, INT8_CPU: cpu, INT8_CPU_W8: cpu_w8, INT8_FP16: half}, drifts, half_info
 
 
-FLAVOURS = {INT8: "tensorrt (int8 zero point 0)", INT8_CPU: "cpu (uint8 zero point 128, 0 after ReLU; 7-bit weights)",
-            INT8_CPU_W8: "cpu (uint8 zero point 128, 0 after ReLU; 8-bit weights)",
+FLAVOURS = {INT8: "tensorrt (int8 zero point 0)",
+            INT8_CPU: "cpu (uint8 on the ranges seen in calibration, zero point 0 after ReLU; 7-bit weights)",
+            INT8_CPU_W8: "cpu (uint8 on the ranges seen in calibration, zero point 0 after ReLU; 8-bit weights)",
             INT8_FP16: "tensorrt (int8 zero point 0), float parts fp16"}  # the int8_flavour metadata
 
 
