@@ -1,7 +1,7 @@
 """Our int8 files beside the quantizers users would pick instead (issue 24): ONNX Runtime's quantize_static,
 NNCF and NVIDIA ModelOpt, on the same model, calibration arrays, held-out inputs, runtimes and machine.
 
-    python3 -m venv /tmp/peers && /tmp/peers/bin/pip install -e '/work/main[openvino]' -r benchmarks/peers-requirements.txt
+    python3 -m venv /tmp/peers && /tmp/peers/bin/pip install -r benchmarks/peers-requirements.txt
     .venv/bin/python benchmarks/bench_peers.py --peers-python /tmp/peers/bin/python \\
         --json benchmarks/results/peers_demo.json                        # bundled demo model, 256 px
     .venv/bin/python benchmarks/bench_peers.py --preset sr --peers-python /tmp/peers/bin/python \\

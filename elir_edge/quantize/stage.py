@@ -47,7 +47,7 @@ from elir_edge.quantize.qdq_rewrite import (
 )
 from elir_edge.quantize.qdq_rules import check
 from elir_edge.quantize.runtimes import cpu_file_to_ship, record_runtimes
-from elir_edge.quantize.seen_ranges import RANGE_IMAGES, seen_ranges
+from elir_edge.quantize.seen_ranges import range_images, seen_ranges
 from elir_edge.runtime.compare import agreement, run_graph
 from elir_edge.runtime.interface import input_names
 
@@ -96,13 +96,6 @@ def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "t
     m = onnx.ModelProto()
     m.CopyFrom(mct_graph)
     rewrite(m, float_convs, target)
-    return m
-
-
-def _cpu_variant(mct_graph, float_convs: set[str], target: str, calib_feeds: list[dict]) -> onnx.ModelProto:
-    """A CPU form whose signed activation grids are narrowed to the ranges its tensors span on calibration."""
-    m = _variant(mct_graph, float_convs, target)
-    seen_grids(m, seen_ranges(m, calib_feeds, signed_grid_tensors(m)))
     return m
 
 
@@ -174,7 +167,7 @@ def _read_inputs(opts: QuantizeOptions, quiet: bool) -> _Inputs:
     check_memory(estimate, opts.memory_limit_gb)
     return _Inputs(export, float_path, float_graph, folded, unrolled, calib_dir,
                    _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch), held,
-                   calib[:RANGE_IMAGES], batches[0], n_hold, size, estimate)
+                   calib[:range_images(s.height, s.width)], batches[0], n_hold, size, estimate)
 
 
 def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
@@ -244,7 +237,10 @@ def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[di
     the activation ranges seen on `calib_feeds`, int8+fp16) and each one's drift against the float graph."""
     final = _variant(mct_graph, float_convs, "tensorrt")
     _check_rules(final, float_convs, INT8)
-    cpu, cpu_w8 = (_cpu_variant(mct_graph, float_convs, t, calib_feeds) for t in ("cpu", "cpu_w8"))
+    cpu, cpu_w8 = _variant(mct_graph, float_convs, "cpu"), _variant(mct_graph, float_convs, "cpu_w8")
+    ranges = seen_ranges(cpu_w8, calib_feeds, signed_grid_tensors(cpu_w8))  # the same tensors in both forms
+    for m in (cpu, cpu_w8):
+        seen_grids(m, ranges)
     half, half_info = to_fp16(final, feeds)
     _check_rules(half, float_convs, INT8_FP16)
     drifts = {INT8: ev.compare(final), INT8_CPU: ev.compare(cpu), INT8_CPU_W8: ev.compare(cpu_w8, latents=False),
