@@ -645,3 +645,17 @@ def test_seen_grids_narrow_the_signed_grid_to_the_seen_range_with_zero_exact():
         None, {"a": x, "b": x, "c": x})[0]
     step = 1.3 / 255
     assert out[1] == 0.0 and np.abs(out[:4] - x[:4]).max() <= step / 2 + 1e-6 and out[4] == pytest.approx(1.0, abs=step)
+
+
+def test_activation_ranges_are_read_off_the_file_every_x86_cpu_computes_right(requantize, monkeypatch):
+    """The ranges both CPU forms' grids come from are measured on the 7-bit-weight form: ONNX Runtime computes the
+    8-bit one wrongly on CPUs without VNNI (16-bit saturation), and ranges read off a wrong run would be wrong."""
+    import elir_edge.quantize.stage as stage
+
+    measured, real = [], stage.seen_ranges
+    monkeypatch.setattr(stage, "seen_ranges", lambda model, *a: measured.append(model) or real(model, *a))
+    _, run = requantize
+    run()
+    assert len(measured) == 1
+    weights = [numpy_helper.to_array(i) for i in measured[0].graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert weights and min(w.min() for w in weights) >= -64 and max(w.max() for w in weights) <= 63
