@@ -170,11 +170,12 @@ def streamed_statistics():
 def update(fw_impl, container, tensors: list) -> None:
     """One node's outputs into its statistics, as ModelCollector.infer hands them (a node of one output gives
     the tensor itself, a node of several the list)."""
+    handed = tensors if len(tensors) > 1 else tensors[0]
     if isinstance(container, (list, tuple)):
-        for tensor, collector in zip(tensors if len(tensors) > 1 else tensors[0], container):
+        for tensor, collector in zip(handed, container):
             collector.update_statistics(fw_impl.to_numpy(tensor), None)
     else:
-        container.update_statistics(fw_impl.to_numpy(tensors if len(tensors) > 1 else tensors[0]), None)
+        container.update_statistics(fw_impl.to_numpy(handed), None)
 
 
 def lean_forward(builder, model, args, sink):

@@ -246,12 +246,18 @@ def _lone_conv_output(x: str, producer: dict, consumers: dict) -> str | None:
     return q.input[0] if conv is not None and conv.op_type in CONVS else None
 
 
+def _on_signed_grid(n: onnx.NodeProto, init: dict) -> bool:
+    """An activation QuantizeLinear to uint8 with zero point 128: MCT's signed grid, shifted."""
+    if n.op_type != "QuantizeLinear" or n.input[0] in init or len(n.input) < 3:
+        return False
+    zp = numpy_helper.to_array(init[n.input[2]])
+    return zp.dtype == np.uint8 and int(zp) == 128
+
+
 def signed_grid_tensors(model: onnx.ModelProto) -> list[str]:
     """The float tensors a uint8 activation QuantizeLinear reads on MCT's signed grid (zero point 128)."""
     _, _, init = _maps(model)
-    return sorted({n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in init
-                   and len(n.input) > 2 and numpy_helper.to_array(init[n.input[2]]).dtype == np.uint8
-                   and int(numpy_helper.to_array(init[n.input[2]])) == 128})
+    return sorted({n.input[0] for n in model.graph.node if _on_signed_grid(n, init)})
 
 
 def seen_grids(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> None:
@@ -261,10 +267,7 @@ def seen_grids(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -
     Runtime's and OpenVINO's uint8 kernels take any zero point."""
     producer, consumers, init = _maps(model)
     g = model.graph
-    for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in ranges]:
-        zp = numpy_helper.to_array(init[q.input[2]])
-        if zp.dtype != np.uint8 or int(zp) != 128:
-            continue
+    for q in [n for n in g.node if n.input and n.input[0] in ranges and _on_signed_grid(n, init)]:
         scale = float(numpy_helper.to_array(init[q.input[1]]))
         lo, hi = ranges[q.input[0]]
         lo, hi = min(max(lo, -128 * scale), 0.0), max(min(hi, 127 * scale), 0.0)
