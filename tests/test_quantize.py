@@ -550,8 +550,9 @@ def test_the_cpu_file_to_ship_follows_the_target_and_this_machines_verdicts():
 
 def test_onnx_runtime_runs_the_cpu_forms_blocks_in_uint8(tiny_quantized, tmp_path):
     """In the graph ONNX Runtime actually runs (its optimized model), every conv of the CPU forms is a
-    QLinearConv, no ReLU sits in float between a DequantizeLinear and a QuantizeLinear, and the residual adds
-    (Add -> ReLU) run as QLinearAdd: the auto-encoder's blocks stay uint8 between convolutions."""
+    QLinearConv, no ReLU sits in float between a DequantizeLinear and a QuantizeLinear, the residual adds
+    (Add -> ReLU) run as QLinearAdd and every concat as QLinearConcat: the blocks stay uint8 between
+    convolutions."""
     import onnxruntime as ort
 
     folder, _ = tiny_quantized
@@ -574,6 +575,27 @@ def test_onnx_runtime_runs_the_cpu_forms_blocks_in_uint8(tiny_quantized, tmp_pat
         assert not sandwiched, (name, sandwiched)
         assert ops.count("QLinearConv") == convs - 1 and residual > 0  # all but enc.layers.0, kept float
         assert ops.count("QLinearAdd") >= residual, (name, ops.count("QLinearAdd"), residual)
+        concats = sum(n.op_type == "Concat" for n in graph.graph.node)
+        assert concats > 0 and ops.count("QLinearConcat") == concats and "Concat" not in ops, (name, concats)
+
+
+def test_the_cpu_forms_carry_the_euler_state_in_float(tiny_quantized):
+    """Each step adds its update to the float state, as the TensorRT form does (quantizing the state at every
+    step cost 0.7 dB on the bundled model); only the convolutions that read the state read it quantized."""
+    from elir_edge.quantize.qdq_rewrite import latent_tensors
+
+    folder, _ = tiny_quantized
+    for name in ("model_int8.onnx", "model_int8_cpu.onnx", "model_int8_cpu_w8.onnx"):
+        graph = onnx.load(str(folder / name)).graph
+        states = latent_tensors(onnx.load(str(folder / name)))[:-1]  # the state entering each step
+        assert len(states) == 2
+        for state in states:
+            readers = [n for n in graph.node if state in n.input]
+            grids = {q.output[0] for q in readers if q.op_type == "QuantizeLinear"}
+            dequantized = {d.output[0] for d in graph.node if d.op_type == "DequantizeLinear" and d.input[0] in grids}
+            steps = [n for n in graph.node if n.op_type == "Conv" and dequantized & set(n.input)]
+            assert any(n.op_type == "Add" for n in readers), (name, state, [n.op_type for n in readers])
+            assert steps and all("first_proj" in n.name for n in steps), (name, state)
 
 
 def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(monkeypatch):

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 CONVS = {"Conv", "ConvTranspose"}
 
@@ -196,18 +196,54 @@ def _dq_of(x: str, producer: dict, consumers: dict) -> str | None:
     p = producer.get(x)
     if p is not None and p.op_type == "DequantizeLinear":
         return x
-    return next((d.output[0] for q in consumers[x] if q.op_type == "QuantizeLinear" for d in consumers[q.output[0]]
-                 if d.op_type == "DequantizeLinear"), None)
+    return next((d.output[0] for q in consumers[x] if q.op_type == "QuantizeLinear" and q.input[0] == x
+                 for d in consumers[q.output[0]] if d.op_type == "DequantizeLinear"), None)
 
 
-def quantized_adds(model: onnx.ModelProto) -> None:
-    """Each Add whose every input is on a Q/DQ grid reads them dequantized, so ONNX Runtime runs it as QLinearAdd
-    (the residual adds of the auto-encoder's blocks) instead of a DQ, a float Add and a Q per tensor."""
-    producer, consumers, _ = _maps(model)
-    for add in (n for n in model.graph.node if n.op_type == "Add"):
-        grid = [_dq_of(x, producer, consumers) for x in add.input]
-        if all(grid):
-            add.input[:] = grid
+def quantized_readers(model: onnx.ModelProto) -> None:
+    """A tensor that a convolution reads quantized is read quantized by its other readers too (a residual Add,
+    the GroupNorm after it, a Concat), so ONNX Runtime runs QLinearAdd / QLinearConcat and OpenVINO keeps the
+    tensor int8 (no float copy in another layout) between convolutions. The Euler state is the exception: each
+    step adds its update to the float state, as TensorRT's form does; quantizing the state at every step cost
+    0.7 dB on the bundled model (42.5 against 43.2 dB, benchmarks/RESULTS.md), for no measurable speed."""
+    producer, consumers, init = _maps(model)
+    state = set(latent_tensors(model))
+    for node in (n for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")):
+        for i, x in enumerate(node.input):
+            if x not in init and x not in state:
+                node.input[i] = _dq_of(x, producer, consumers) or x
+
+
+def quantized_concats(model: onnx.ModelProto) -> None:
+    """Each float input of a Concat whose one reader is a QuantizeLinear is quantized once, where it is made, on
+    the widest grid of the concats that read it (`seen_grids` then narrows it to what it spans), so ONNX Runtime
+    runs QLinearConcat: a dense block's SiLU outputs are concatenated up to four times, each once quantized
+    instead of once per concat (bundled model: ORT 41.1 -> 39.9 ms, the same PSNR, benchmarks/RESULTS.md)."""
+    producer, consumers, init = _maps(model)
+    g = model.graph
+
+    def grid(concat: onnx.NodeProto) -> onnx.NodeProto | None:
+        users = consumers[concat.output[0]]
+        return users[0] if concat.op_type == "Concat" and len(users) == 1 and users[0].op_type == "QuantizeLinear" \
+            else None
+
+    made: dict[str, str] = {}
+    for concat in [n for n in g.node if grid(n) is not None]:
+        for i, x in enumerate(concat.input):
+            p = producer.get(x)
+            if x in init or (p is not None and p.op_type == "DequantizeLinear"):
+                continue
+            if x not in made:
+                q = max((grid(c) for c in consumers[x] if grid(c) is not None),
+                        key=lambda q: float(numpy_helper.to_array(init[q.input[1]])))
+                made[x] = f"{x}_concat_dq"
+                nodes = [helper.make_node("QuantizeLinear", [x, *q.input[1:]], [f"{x}_concat_q"], name=f"{x}_concat_q"),
+                         helper.make_node("DequantizeLinear", [f"{x}_concat_q", *q.input[1:]], [made[x]],
+                                               name=f"{x}_concat_dq")]
+                at = list(g.node).index(p) + 1 if p is not None else 0
+                for k, n in enumerate(nodes):
+                    g.node.insert(at + k, n)
+            concat.input[i] = made[x]
 
 
 def unsigned_relus(model: onnx.ModelProto) -> None:
@@ -290,9 +326,10 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
 
     tensorrt: int8 zero point 0, activation Q/DQ only at conv inputs (NVIDIA's recommended placement).
     cpu: Q/DQ at conv inputs and outputs, so ONNX Runtime fuses DQ->Conv->Q into QLinearConv, in uint8
-    (its fast x86 kernels are U8S8), with 7-bit weights so those kernels cannot saturate on any x86 CPU; adds
-    on Q/DQ grids run as QLinearAdd and ReLUs fold into the Q after them (unsigned grid), so the auto-encoder's
-    blocks stay in uint8 between convolutions.
+    (its fast x86 kernels are U8S8), with 7-bit weights so those kernels cannot saturate on any x86 CPU; every
+    reader of a quantized tensor but the Euler state reads it quantized (adds and concats run as QLinearAdd /
+    QLinearConcat) and ReLUs fold into the Q after them (unsigned grid), so the blocks stay in uint8 between
+    convolutions.
     cpu_w8: the same with 8-bit weights, for CPUs whose int8 dot product does not saturate (VNNI/AMX)."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}")
@@ -305,7 +342,8 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
     dedupe_initializers(model)
     if cpu:
         to_uint8_activations(model)
-        quantized_adds(model)
+        quantized_readers(model)
+        quantized_concats(model)
         unsigned_relus(model)
 
 
