@@ -15,9 +15,10 @@ starting Ray, checking the nodes and starting the actors) and, for Ray, its over
 best single-process way. The outputs of every run are compared byte for byte with the first.
 Goals (issue 31): Ray with 2 actors >= 0.95x the best single-process steady throughput; start-up <= 10 s.
 
-`--planning N,M,...`: the driver's side alone, on a synthetic archive of N tiny PNGs in folders of 1000:
-in a fresh process, the time to list, stat, hash and name every input (what the driver does before any
-image is sent) and the process's peak memory growth over it.
+`--planning N,M,...`: planning alone, on a synthetic archive of N tiny PNGs in folders of 1000, in a fresh
+process: the driver's walk (folders' names: its whole share under --ray), the first shard planned (listed,
+stat'ed, named: when one process can start its first image), every shard planned in one process, and the
+process's peak memory growth.
 """
 
 from __future__ import annotations
@@ -111,13 +112,15 @@ def _med(s: dict, digits: int = 2) -> str:
 PLAN = """
 import json, resource, sys, time
 from pathlib import Path
-from elir_edge.restore.plan import collect_inputs, plan_jobs
+from elir_edge.restore.plan import plan_shard, shards
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-files = collect_inputs([Path(sys.argv[1])])
+plan = shards([Path(sys.argv[1])], Path(sys.argv[2]))
 listed = time.perf_counter() - t0
-jobs = plan_jobs(files, Path(sys.argv[2]), False)
-print(json.dumps({"files": len(jobs), "list_s": listed, "plan_s": time.perf_counter() - t0,
+first = plan_shard(plan[0], False)
+to_first = time.perf_counter() - t0
+n = len(first) + sum(len(plan_shard(s, False)) for s in plan[1:])
+print(json.dumps({"files": n, "list_s": listed, "first_shard_s": to_first, "plan_s": time.perf_counter() - t0,
                   "peak_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
 """
 
@@ -139,7 +142,8 @@ def planning(sizes: list[int]) -> dict:
             got = subprocess.run([sys.executable, "-c", PLAN, str(d / "archive"), str(d / "out")], check=True,
                                  capture_output=True, text=True)
             out[n] = json.loads(got.stdout)
-            print(f"{n} files: listed in {out[n]['list_s']:.1f} s, planned in {out[n]['plan_s']:.1f} s, "
+            print(f"{n} files: the driver's walk {out[n]['list_s']:.2f} s, first shard planned at "
+                  f"{out[n]['first_shard_s']:.2f} s, every shard in one process {out[n]['plan_s']:.1f} s, "
                   f"peak memory +{out[n]['peak_growth_mb']:.0f} MB", flush=True)
     return {"files": out}
 

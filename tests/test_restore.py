@@ -212,21 +212,36 @@ def _png(path, level=10, ours=False):
     return path
 
 
-def test_inputs_are_files_as_given_then_each_folders_images_sorted(tmp_path):
+def test_each_folders_tree_is_mirrored_one_shard_per_output_folder(tmp_path):
+    """Files named one by one go to the output folder, a folder's tree is mirrored under it (the output folder
+    inside an input tree is not walked); each output folder is one shard, planned on its own: its files as
+    given, then its images by name, never a name another shard could take."""
     from elir_edge.errors import UserError
-    from elir_edge.restore.plan import collect_inputs
+    from pathlib import Path
+
+    from elir_edge.restore.plan import SHARD_SPAN, plan_jobs, shards
 
     one = _png(tmp_path / "z.png")
-    _png(tmp_path / "d" / "b.PNG"), _png(tmp_path / "d" / "sub" / "a.jpg"), _png(tmp_path / "d" / "c.png")
-    (tmp_path / "d" / "notes.txt").write_text("x")
-    (tmp_path / "d" / "sub" / "folder.png").mkdir()  # a folder named like an image is not one
-    assert collect_inputs([one, tmp_path / "d"]) == [one, tmp_path / "d" / "b.PNG", tmp_path / "d" / "c.png",
-                                                     tmp_path / "d" / "sub" / "a.jpg"]
+    d = tmp_path / "d"
+    _png(d / "c.png"), _png(d / "b.PNG"), _png(d / "sub" / "a.jpg"), _png(d / "sub" / "deeper" / "a.png")
+    (d / "notes.txt").write_text("x")
+    (d / "sub" / "folder.png").mkdir()  # a folder named like an image is not one
+    (d / "only_folders" / "x").mkdir(parents=True)  # no images: no shard
+    out = d / "restored"
+    _png(out / "old.png", ours=True)  # an earlier run's output, inside the input tree: not an input
+    plan = shards([one, d], out)
+    assert [(s.out, s.images) for s in plan] == [(str(out), 3), (str(out / "sub"), 1), (str(out / "sub" / "deeper"), 1)]
+    jobs = plan_jobs([one, d], out, compare=False)
+    assert [(Path(j.source).relative_to(tmp_path).as_posix(), Path(j.target).relative_to(out).as_posix())
+            for j in jobs] == [("z.png", "z.png"), ("d/b.PNG", "b.png"), ("d/c.png", "c.png"),
+                               ("d/sub/a.jpg", "sub/a.png"), ("d/sub/deeper/a.png", "sub/deeper/a.png")]
+    assert [j.index for j in jobs] == [0, 1, 2, SHARD_SPAN, 2 * SHARD_SPAN]
+    assert all(j.moved is None for j in jobs)  # the two images named a are in different folders
     with pytest.raises(UserError, match=r"gone\.png: no such file or folder: give image files or folders of images"):
-        collect_inputs([one, tmp_path / "gone.png"])
+        shards([one, tmp_path / "gone.png"], out)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="^no images found in the inputs: give image files or folders of images$"):
-        collect_inputs([tmp_path / "empty"])
+        shards([tmp_path / "empty"], out)
 
 
 def test_each_job_is_its_input_its_size_and_a_free_output_name(tmp_path):

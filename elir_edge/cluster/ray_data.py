@@ -2,8 +2,8 @@
 are left out by Ray's node-ID label), and map an actor class over a list of small items (paths and settings,
 never decoded images) with progress on the driver.
 
-Ray's own parts do the distributed work and carry the failure policy: `ray.data.from_items` in blocks of a
-fixed few items, `map_batches` over an actor pool, a dead worker's actor restarted and its block retried
+Ray's own parts do the distributed work and carry the failure policy: items given by the driver
+(`ray.data.from_items`) or planned by a task per shard (`flat_map`), in blocks of a fixed few items, `map_batches` over an actor pool, a dead worker's actor restarted and its block retried
 (`max_task_retries`), a block Ray gave up on dropped rather than ending the run (`max_errored_blocks`),
 actors that die starting replaced up to a count (`max_consecutive_actor_init_deaths`). What is ours: the
 items are JSON, each result is a small JSON row plus an optional blob of bytes, an item's exception is its
@@ -12,6 +12,7 @@ failed row, and the rows of a dropped block are tried again one by one."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import re
 import time
 import uuid
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,6 +32,7 @@ from elir_edge.errors import UserError
 INSTALL = "pip install 'elir-edge[ray]'"
 LOCAL = "local"  # `--ray` without an address: start Ray on this machine
 BLOCK = 16  # items per Ray Data block, whatever the archive's size
+PLANNED_BLOCK_BYTES = BLOCK * 256  # a block of items planned on the cluster: about BLOCK images (200-300 B each)
 RETRIES = 3  # Ray's retries of a block whose worker died (then its rows alone, as many times each)
 START_DEATHS = 3  # actors that may die starting, in a row, before the run stops
 NODE_ID = "ray.io/node-id"  # the label Ray gives every node
@@ -121,6 +124,24 @@ class Fleet:
     def label_selector(self) -> dict | None:
         """Ray's scheduling option that keeps actors off the excluded nodes (every node has its ID as a label)."""
         return {NODE_ID: f"!in({','.join(self.excluded)})"} if self.excluded else None
+
+    def checked(self) -> dict:
+        """Ray's scheduling option for work that takes no CPU (listing): only on the nodes that passed the check."""
+        return {NODE_ID: f"in({','.join(n['NodeID'] for n in self.usable)})"}
+
+
+@dataclass(frozen=True)
+class Sharded:
+    """Items the cluster makes: `plan(shard)` (a shard as plain values -> its items) runs as a Ray task per shard on
+    the checked nodes, beside the data, so the driver never lists them; the driver plans again, itself, only the
+    shards whose rows did not all come back (a block Ray gave up on)."""
+    shards: list[dict]
+    plan: Callable[[dict], list[dict]]
+
+    def missing(self, got: Counter, made: dict) -> list[dict]:
+        """The items of every shard with fewer rows back than it made (or none at all)."""
+        return [{**i, "shard": s["index"], "of": made.get(s["index"])} for s in self.shards
+                if got[s["index"]] != made.get(s["index"], -1) for i in self.plan(s)]
 
 
 def check_nodes(ray, work: Work, reads: list[Path], writes: Path | None = None, timeout_s: float = 180.0) -> Fleet:
@@ -215,12 +236,13 @@ def blocks(n: int, actors: int) -> int:
     return max(min(n, actors), -(-n // BLOCK))
 
 
-def map_actors(ray, items: list[dict], work: Work, fleet: Fleet, actors: int,
+def map_actors(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actors: int,
                failed: Callable[[dict, str], tuple[dict, bytes]]) -> Iterator[tuple[dict, bytes]]:
-    """(row, blob) for every item, in the order they finish, on the fleet's usable nodes; `work.actor(settings)`
-    is made once per worker and called on batches {"item": [json, ...]}, returning {"row": [json, ...], "blob":
-    [bytes, ...]}. The rows of a block Ray gave up on are tried again one per block and one at a time per actor, so only an item that
-    kills its worker on every try ends as `failed(item, why)`."""
+    """(row, blob) for every item (given, or planned on the cluster shard by shard), in the order they finish, on
+    the fleet's usable nodes; `work.actor(settings)` is made once per worker and called on batches {"item": [json,
+    ...]}, returning {"row": [json, ...], "blob": [bytes, ...]}. The rows of a block Ray gave up on are tried again
+    one per block and one at a time per actor, so only an item that kills its worker on every try ends as
+    `failed(item, why)`."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows its own bar
     ctx.print_on_execution_start = False
@@ -228,13 +250,21 @@ def map_actors(ray, items: list[dict], work: Work, fleet: Fleet, actors: int,
     ctx.max_consecutive_actor_init_deaths = START_DEATHS
     _quiet_console()
     seen: set[int] = set()
-    for size in (BLOCK, 1):
-        todo = [i for i in items if i["index"] not in seen]
-        for row, blob in _map(ray, todo, work, fleet, min(actors, len(todo)), size) if todo else ():
+    got, made = Counter(), {}
+
+    def fresh(rows: Iterator[tuple[dict, bytes]]) -> Iterator[tuple[dict, bytes]]:
+        for row, blob in rows:
+            shard, of = row.pop("shard", None), row.pop("of", None)
             if row["index"] not in seen:  # a retried block's rows count once
                 seen.add(row["index"])
+                got[shard] += 1
+                made[shard] = of
                 yield row, blob
-    for item in (i for i in items if i["index"] not in seen):
+
+    yield from fresh(_map(ray, items, work, fleet, actors, BLOCK))
+    todo = [i for i in (items.missing(got, made) if isinstance(items, Sharded) else items) if i["index"] not in seen]
+    yield from fresh(_map(ray, todo, work, fleet, min(actors, len(todo)), 1)) if todo else ()
+    for item in (i for i in todo if i["index"] not in seen):
         yield failed(item, f"its Ray worker died on every try ({RETRIES + 1}): an image that crashes the runtime "
                            "(or nodes lost): run it alone without --ray to see why")
 
@@ -259,23 +289,42 @@ def _quiet_console() -> None:
             handler.addFilter(_Console())
 
 
-def _map(ray, items: list[dict], work: Work, fleet: Fleet, actors: int, size: int) -> Iterator[tuple[dict, bytes]]:
-    ds = ray.data.from_items([{"item": json.dumps(i)} for i in items],
-                             override_num_blocks=blocks(len(items), actors) if size > 1 else len(items))
+def _map(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actors: int, size: int
+         ) -> Iterator[tuple[dict, bytes]]:
     with warnings.catch_warnings():  # Ray 2.60 names no parameter for an actor's retries; 2.64 is to
         warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-        out = ds.map_batches(work.actor, fn_constructor_kwargs={"settings": work.settings}, batch_size=1,
-                             compute=ray.data.ActorPoolStrategy(  # alone, a row risks no other's tries
-                                 size=actors, max_tasks_in_flight_per_actor=None if size > 1 else 1),
-                             num_cpus=work.num_cpus, num_gpus=work.num_gpus or None,
-                             label_selector=fleet.label_selector(),
-                             max_restarts=-1, max_task_retries=RETRIES)
+        out = _dataset(ray, items, fleet, actors, size).map_batches(
+            work.actor, fn_constructor_kwargs={"settings": work.settings}, batch_size=1,
+            compute=ray.data.ActorPoolStrategy(  # alone, a row risks no other's tries
+                size=actors, max_tasks_in_flight_per_actor=None if size > 1 else 1),
+            num_cpus=work.num_cpus, num_gpus=work.num_gpus or None, label_selector=fleet.label_selector(),
+            max_restarts=-1, max_task_retries=RETRIES)
     try:
         for r in out.iter_rows():
             yield json.loads(r["row"]), bytes(r["blob"])
     except ray.exceptions.RayError as e:  # past the policy (actors that keep dying as they start, ...)
         raise UserError(f"the Ray run stopped ({_last_line(e)}): fix that and run again (`restore --resume` "
                         "keeps what is done; the --report file's .partial has the rows so far)") from None
+
+
+def _dataset(ray, items: list[dict] | Sharded, fleet: Fleet, actors: int, size: int):
+    """The items as a Ray Data dataset in blocks of `size` (BLOCK: at most that many items, no fewer blocks than
+    actors) when the driver gives them; planned by a task per shard (no CPU: listing waits on storage), cut by
+    Ray into blocks of PLANNED_BLOCK_BYTES (a streaming repartition would need a CPU the actors hold)."""
+    if isinstance(items, Sharded):
+        shards = ray.data.from_items([{"shard": json.dumps(s)} for s in items.shards],
+                                     override_num_blocks=len(items.shards))
+        ray.data.DataContext.get_current().target_max_block_size = PLANNED_BLOCK_BYTES  # Ray cuts the items
+        return shards.flat_map(functools.partial(_planned, items.plan), num_cpus=0, label_selector=fleet.checked())
+    return ray.data.from_items([{"item": json.dumps(i)} for i in items],
+                               override_num_blocks=blocks(len(items), actors) if size > 1 else len(items))
+
+
+def _planned(plan: Callable[[dict], list[dict]], row: dict) -> list[dict]:
+    """A Ray Data flat_map: one shard to its items, each marked with its shard and how many the shard made."""
+    shard = json.loads(row["shard"])
+    items = plan(shard)
+    return [{"item": json.dumps({**i, "shard": shard["index"], "of": len(items)})} for i in items]
 
 
 def _last_line(e: Exception) -> str:
@@ -295,7 +344,10 @@ def batch_rows(batch: dict, work: Callable[[dict], tuple[dict, bytes]],
 
 def _one(item: dict, work: Callable[[dict], tuple[dict, bytes]],
          failed: Callable[[dict, str], tuple[dict, bytes]]) -> tuple[dict, bytes]:
+    """One item's (row, blob); the shard an item was planned in travels on to its row, for the driver's count."""
+    planned = {k: item.pop(k) for k in ("shard", "of") if k in item}
     try:
-        return work(item)
+        row, blob = work(item)
     except Exception as e:  # noqa: BLE001 - any one item's error is its row (the policy), the rest go on
-        return failed(item, f"{type(e).__name__}: {str(e)[:160]} (on a Ray worker)")
+        row, blob = failed(item, f"{type(e).__name__}: {str(e)[:160]} (on a Ray worker)")
+    return {**row, **planned}, blob

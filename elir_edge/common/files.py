@@ -99,12 +99,12 @@ def atomic_file(final: Path):
         raise
 
 
-def sweep_temporaries(folder: Path, finals: list[Path]) -> int:
-    """Remove the temporaries atomic_file left beside `finals` (a process killed mid-write leaves one):
-    `.<final name>.<random>.tmp`. Returns how many went."""
-    names, gone = {Path(f).name for f in finals}, 0
+def sweep_temporaries(folder: Path, suffix: str) -> int:
+    """Remove the temporaries atomic_file left for files ending in `suffix` in `folder` (a process killed
+    mid-write leaves one): `.<final name>.<random>.tmp`. Returns how many went."""
+    gone = 0
     for f in Path(folder).iterdir() if Path(folder).is_dir() else ():
-        if f.name.startswith(".") and f.name.endswith(".tmp") and f.name[1:-4].rsplit(".", 1)[0] in names:
+        if f.name.startswith(".") and f.name.endswith(".tmp") and f.name[1:-4].rsplit(".", 1)[0].endswith(suffix):
             f.unlink(missing_ok=True)
             gone += 1
     return gone

@@ -5,14 +5,15 @@ where it fails."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Iterator
 
-from elir_edge.cluster.ray_data import Work, batch_rows, check_nodes, map_actors
+from elir_edge.cluster.ray_data import Sharded, Work, batch_rows, check_nodes, map_actors
 from elir_edge.common.files import sha256_file
 from elir_edge.restore.image import ImageRestorer, Settings
-from elir_edge.restore.plan import Job
+from elir_edge.restore.plan import Job, Shard, plan_shard
 
 
 class RestoreActor:
@@ -48,14 +49,20 @@ def failed_job(item: dict, error: str) -> tuple[dict, bytes]:
     return {"index": item["index"], "path": item["source"], "output": None, "status": "failed", "error": error}, b""
 
 
-def restore_on_ray(ray, settings: Settings, jobs: list[Job], inputs: list[Path], out_dir: Path,
+def restore_on_ray(ray, settings: Settings, plan: list[Shard], compare: bool, inputs: list[Path], out_dir: Path,
                    actors: int | None) -> Iterator[dict]:
-    """Rows of the jobs as they finish on the cluster (each output written by the worker that ran it), once
+    """Rows of the jobs as they finish on the cluster (each shard planned and each output written there), once
     every node has shown it sees the inputs, the artifact and the output folder."""
     threads = settings.threads or 1
     gpu = Path(settings.artifact).suffix not in (".onnx", ".safetensors")
     work = Work(RestoreActor, asdict(replace(settings, threads=threads)), num_cpus=0 if gpu else threads,
                 num_gpus=1 if gpu else 0)
     fleet = check_nodes(ray, work, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
-    for row, _ in map_actors(ray, [j.to_dict() for j in jobs], work, fleet, actors or fleet.actors(work), failed_job):
+    items = Sharded([s.to_dict() for s in plan], functools.partial(_shard_items, compare))
+    for row, _ in map_actors(ray, items, work, fleet, actors or fleet.actors(work), failed_job):
         yield row
+
+
+def _shard_items(compare: bool, shard: dict) -> list[dict]:
+    """One shard's jobs as plain values, planned where this runs."""
+    return [j.to_dict() for j in plan_shard(Shard(**shard), compare)]

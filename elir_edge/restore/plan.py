@@ -1,12 +1,16 @@
-"""What a restore run will do, decided once by whoever drives it: the inputs (path, size) and the output path
-of each, from the file system's metadata alone. Workers carry the plan out: each hashes the input bytes it
-reads anyway, and with `--resume` keeps an output stamped with that hash and the same settings. So every
-output's name and bytes are the same whichever process or machine writes it, and the driver never reads
-the archive's contents."""
+"""What a restore run will do: the inputs (path, size) and the output path of each, from the file system's
+metadata alone. The driver only walks the input trees for their folders' names (`shards`): each input folder's
+tree is mirrored under the output folder, so output names can collide only within one output folder, and each
+such folder (a shard) is listed and named on its own (`plan_shard`), here or in a Ray task beside the data.
+Workers carry the plan out: each hashes the input bytes it reads anyway, and with `--resume` keeps an output
+stamped with that hash and the same settings. So every output's name and bytes are the same whichever process
+or machine writes it, and the driver never lists, stats or reads the archive's files."""
 
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from elir_edge.common.images import SUFFIXES, png_text, tagged, written_by_us
 from elir_edge.errors import UserError
 
 STAMP = "elir-edge:restore"  # PNG text key: what made this output (input hash, artifact hash, settings)
+SHARD_SPAN = 1 << 32  # a job's index: its shard's index * SHARD_SPAN + its place in the shard
 
 
 @dataclass(frozen=True)
@@ -30,28 +35,71 @@ class Job:
         return asdict(self)
 
 
-def collect_inputs(inputs: list[Path]) -> list[Path]:
-    files = []
+@dataclass(frozen=True)
+class Shard:
+    """One output folder and the inputs whose outputs go there: the images directly inside `folders` (listed
+    when the shard is planned) and the `files` named on the command line."""
+    index: int
+    out: str
+    folders: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    images: int = 0  # image-named entries the walk saw: the progress bar's total (the plan has the truth)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def shards(inputs: list[Path], out_dir: Path) -> list[Shard]:
+    """The driver's whole share of the planning: input folders walked for their folders' names (no file is
+    stat'ed or read), each tree mirrored under `out_dir` (the trees of several input folders merge there), files
+    named one by one going to `out_dir` itself. An output folder inside an input tree is not walked."""
+    groups: dict[str, dict] = {}
+    own = Path(out_dir).resolve()
     for p in map(Path, inputs):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
+        if p.is_file():
+            g = groups.setdefault(".", {"folders": [], "files": [], "images": 0})
+            g["files"].append(str(p))
+            g["images"] += 1
+        elif not p.is_dir():
             raise UserError(f"{p}: no such file or folder: give image files or folders of images")
-    if not files:
+        for top, dirs, names in os.walk(p, onerror=_unlisted) if p.is_dir() else ():
+            dirs[:] = sorted(d for d in dirs if Path(top, d).resolve() != own)
+            g = groups.setdefault(os.path.relpath(top, p), {"folders": [], "files": [], "images": 0})
+            g["folders"].append(top)
+            g["images"] += sum(Path(n).suffix.lower() in SUFFIXES for n in names)
+    found = [(rel, g) for rel, g in groups.items() if g["images"]]  # folders of folders make no shard
+    if not found:
         raise UserError("no images found in the inputs: give image files or folders of images")
-    return files
+    return [Shard(i, os.path.normpath(os.path.join(out_dir, rel)), tuple(g["folders"]), tuple(g["files"]),
+                  g["images"]) for i, (rel, g) in enumerate(found)]
 
 
-def plan_jobs(files: list[Path], out_dir: Path, compare: bool) -> list[Job]:
-    names = OutputNames(out_dir, files)
+def _unlisted(e: OSError) -> None:
+    warnings.warn(f"{e.filename}: cannot list it ({e.strerror}): its images are left out", stacklevel=2)
+
+
+def plan_shard(shard: Shard, compare: bool) -> list[Job]:
+    """The jobs of one shard: its files as given, then each folder's images sorted by name, each named in the
+    shard's output folder (the one place its names can collide)."""
+    files = [Path(f) for f in shard.files]
+    for folder in map(Path, shard.folders):
+        try:
+            files += sorted(f for f in folder.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file())
+        except OSError as e:
+            raise UserError(f"{folder}: cannot list it ({e.strerror}): check it is readable here") from None
+    names = OutputNames(Path(shard.out), files)
     jobs = []
-    for i, path in enumerate(files):
+    for k, path in enumerate(files):
         target, moved = names.target(path, "")
         strip = str(names.target(path, "_compare")[0]) if compare else None
-        jobs.append(Job(i, str(path.resolve()), path.stat().st_size, str(target), strip, moved))
+        jobs.append(Job(shard.index * SHARD_SPAN + k, str(path.resolve()), path.stat().st_size, str(target), strip,
+                        moved))
     return jobs
+
+
+def plan_jobs(inputs: list[Path], out_dir: Path, compare: bool) -> list[Job]:
+    """The whole plan at once, on this machine: every shard's jobs (the planning benchmark's measure)."""
+    return [j for s in shards(inputs, out_dir) for j in plan_shard(s, compare)]
 
 
 def stamp(input_sha256: str, settings: dict) -> str:

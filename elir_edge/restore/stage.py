@@ -15,7 +15,7 @@ from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, partial_path,
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.image import ImageRestorer, Settings, resolve
-from elir_edge.restore.plan import Job, collect_inputs, plan_jobs
+from elir_edge.restore.plan import Shard, plan_shard, shards
 from elir_edge.runtime.choose import open_choice
 from elir_edge.runtime.engine_manifest import read_engine_manifest, source_onnx
 from elir_edge.runtime.interface import onnx_interface
@@ -48,13 +48,13 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         from elir_edge.cluster.ray_data import precheck
 
         precheck(opts.ray)
-    files = collect_inputs(inputs)
+    plan = shards(inputs, Path(opts.output))
     ensure_writable_dir(Path(opts.output))
     if opts.report is not None:  # and where its rows stream to while the run goes
         for path in (Path(opts.report), partial_path(Path(opts.report))):
-            check_rows_path(path, RESTORE_REPORT, files)
+            check_rows_path(path, RESTORE_REPORT, inputs)
     if opts.ray is not None and Path(artifact).suffix in ENGINE_SUFFIXES:
-        return _run(_engine_settings(Path(artifact), opts), None, None, files, inputs, opts, progress)
+        return _run(_engine_settings(Path(artifact), opts), None, None, plan, inputs, opts, progress)
     run_opts = RunnerOptions(runtime=opts.runtime, threads=opts.threads)
     with open_choice(Path(artifact), lambda p: open_runner(p, run_opts), cpu_runtime=True) as choice:
         runner = choice.runner
@@ -64,8 +64,8 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         settings = resolve(runner.path, sha256_file(runner.path), runner.interface, opts.task, opts.tile,
                            opts.overlap, opts.seed, opts.batch, opts.runtime, opts.threads)
         if opts.ray is None:
-            return _run(settings, runner, choice.why, files, inputs, opts, progress)
-    return _run(settings, None, choice.why, files, inputs, opts, progress)  # the runner closed: workers open theirs
+            return _run(settings, runner, choice.why, plan, inputs, opts, progress)
+    return _run(settings, None, choice.why, plan, inputs, opts, progress)  # the runner closed: workers open theirs
 
 
 def _engine_settings(engine: Path, opts: RestoreOptions) -> Settings:
@@ -77,41 +77,43 @@ def _engine_settings(engine: Path, opts: RestoreOptions) -> Settings:
                    opts.batch, opts.runtime, opts.threads)
 
 
-def _run(settings: Settings, runner, chosen: str | None, files: list[Path], inputs: list[Path],
+def _run(settings: Settings, runner, chosen: str | None, plan: list[Shard], inputs: list[Path],
          opts: RestoreOptions, progress: bool) -> dict:
-    """Plan, restore (with `runner` here, or on the cluster when it is None), report: each row appended to
-    REPORT.partial as it arrives, so a run that stops leaves its rows so far; the whole report, sorted, at the end."""
+    """Restore (with `runner` here, shard by shard as each is planned, or on the cluster when it is None),
+    report: each row appended to REPORT.partial as it arrives, so a run that stops leaves its rows so far; the
+    whole report, sorted, at the end."""
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = plan_jobs(files, out_dir, opts.compare)
     settings = replace(settings, resume=opts.resume)  # each worker keeps what is done, from the bytes it reads
     where = f"Ray cluster ({opts.ray})" if opts.ray is not None else "this process"
+    total = sum(s.images for s in plan)
     started = time.perf_counter()
-    with streamed_rows(opts.report, RESTORE_REPORT, {"artifact": settings.artifact, "inputs": len(jobs),
+    with streamed_rows(opts.report, RESTORE_REPORT, {"artifact": settings.artifact, "inputs": total,
                                                      "where": where, "complete": False}) as add:
         if runner is not None:
-            rows = _collect(map(ImageRestorer(settings, runner), jobs), len(jobs), progress, started, add)
+            jobs = (j for s in plan for j in plan_shard(s, opts.compare))
+            rows = _collect(map(ImageRestorer(settings, runner), jobs), total, progress, started, add)
         else:
-            rows = _on_cluster(settings, jobs, inputs, out_dir, opts, progress, started, add)
-        result = {**_summary(settings, jobs, rows, time.perf_counter() - started, where),
-                  "chosen": chosen}
+            rows = _on_cluster(settings, plan, inputs, opts, total, progress, started, add)
+        result = {**_summary(settings, rows, time.perf_counter() - started, where), "chosen": chosen}
         if opts.report is not None:
             header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
             write_rows(Path(opts.report), RESTORE_REPORT, header, rows)
     return result
 
 
-def _on_cluster(settings: Settings, todo: list[Job], inputs: list[Path], out_dir: Path, opts: RestoreOptions,
+def _on_cluster(settings: Settings, plan: list[Shard], inputs: list[Path], opts: RestoreOptions, total: int,
                 progress: bool, started: float, add: Callable[[dict], None]) -> list:
     from elir_edge.cluster.ray_data import cluster
     from elir_edge.restore.on_ray import restore_on_ray
 
     try:
         with cluster(opts.ray) as ray:
-            rows = restore_on_ray(ray, settings, todo, inputs, out_dir, opts.actors) if todo else iter(())
-            return _collect(rows, len(todo), progress, started, add)
+            rows = restore_on_ray(ray, settings, plan, opts.compare, inputs, Path(opts.output), opts.actors)
+            return _collect(rows, total, progress, started, add)
     finally:  # a worker killed mid-write leaves its temporary file: none may outlive the run
-        sweep_temporaries(out_dir, [Path(j.target) for j in todo] + [Path(j.compare) for j in todo if j.compare])
+        for shard in plan:
+            sweep_temporaries(Path(shard.out), ".png")
 
 
 def _collect(rows: Iterator[dict], total: int, progress: bool, started: float,
@@ -132,12 +134,12 @@ def _collect(rows: Iterator[dict], total: int, progress: bool, started: float,
     return sorted(out, key=lambda r: r["index"])
 
 
-def _summary(settings: Settings, jobs: list[Job], rows: list[dict], seconds: float, where: str) -> dict:
+def _summary(settings: Settings, rows: list[dict], seconds: float, where: str) -> dict:
     done = [r for r in rows if r["status"] == "restored"]
     return {"restored": [r["output"] for r in done], "failed": [r["path"] for r in rows if r["status"] == "failed"],
             "renamed": [r["output"] for r in done if r.get("moved")],
             "skipped_existing": sum(r["status"] == "kept" for r in rows),
-            "task": settings.task, "tile": settings.tile, "artifact": settings.artifact, "inputs": len(jobs),
+            "task": settings.task, "tile": settings.tile, "artifact": settings.artifact, "inputs": len(rows),
             "seconds": seconds, "images_per_s": len(done) / seconds if done and seconds > 0 else None,
             "steady_images_per_s": _steady(done),
             "where": where}
