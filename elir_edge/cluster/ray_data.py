@@ -3,7 +3,8 @@ are left out by Ray's node-ID label), and map an actor class over a list of smal
 never decoded images) with progress on the driver.
 
 Ray's own parts do the distributed work and carry the failure policy: items given by the driver
-(`ray.data.from_items`) or planned by a task per shard (`flat_map`), in blocks of a fixed few items, `map_batches` over an actor pool, a dead worker's actor restarted and its block retried
+(`ray.data.from_items`) or planned by a task per shard (`flat_map`), in blocks of a fixed few items,
+`map_batches` over an actor pool, a dead worker's actor restarted and its block retried
 (`max_task_retries`), a block Ray gave up on dropped rather than ending the run (`max_errored_blocks`),
 actors that die starting replaced up to a count (`max_consecutive_actor_init_deaths`). What is ours: the
 items are JSON, each result is a small JSON row plus an optional blob of bytes, an item's exception is its
@@ -248,6 +249,8 @@ def map_actors(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actor
     ctx.print_on_execution_start = False
     ctx.max_errored_blocks = -1  # a block whose retries ran out is dropped, and its rows tried again here
     ctx.max_consecutive_actor_init_deaths = START_DEATHS
+    if isinstance(items, Sharded):  # Ray cuts the items each shard's task plans into blocks of this size
+        ctx.target_max_block_size = PLANNED_BLOCK_BYTES
     _quiet_console()
     seen: set[int] = set()
     got, made = Counter(), {}
@@ -314,7 +317,6 @@ def _dataset(ray, items: list[dict] | Sharded, fleet: Fleet, actors: int, size: 
     if isinstance(items, Sharded):
         shards = ray.data.from_items([{"shard": json.dumps(s)} for s in items.shards],
                                      override_num_blocks=len(items.shards))
-        ray.data.DataContext.get_current().target_max_block_size = PLANNED_BLOCK_BYTES  # Ray cuts the items
         return shards.flat_map(functools.partial(_planned, items.plan), num_cpus=0, label_selector=fleet.checked())
     return ray.data.from_items([{"item": json.dumps(i)} for i in items],
                                override_num_blocks=blocks(len(items), actors) if size > 1 else len(items))

@@ -237,7 +237,8 @@ def quantized_concats(model: onnx.ModelProto) -> None:
                 q = max((grid(c) for c in consumers[x] if grid(c) is not None),
                         key=lambda q: float(numpy_helper.to_array(init[q.input[1]])))
                 made[x] = f"{x}_concat_dq"
-                nodes = [helper.make_node("QuantizeLinear", [x, *q.input[1:]], [f"{x}_concat_q"], name=f"{x}_concat_q"),
+                nodes = [helper.make_node("QuantizeLinear", [x, *q.input[1:]], [f"{x}_concat_q"],
+                                          name=f"{x}_concat_q"),
                          helper.make_node("DequantizeLinear", [f"{x}_concat_q", *q.input[1:]], [made[x]],
                                                name=f"{x}_concat_dq")]
                 at = list(g.node).index(p) + 1 if p is not None else 0
