@@ -170,3 +170,32 @@ def requantize(tiny_quantized, tmp_path, monkeypatch):
         return quantize_export(QuantizeOptions(model=folder, calib=tiny_quantized[0].parent / "calib", **kw),
                                quiet=True)
     return folder, run
+
+
+@pytest.fixture(scope="session")
+def random_inception(tmp_path_factory):
+    """An Inception network of the reference architecture (torch-fidelity's) with random weights, saved as
+    a plain tensor file: it exercises the FID/KID code end to end, and can show nothing about real FID."""
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    folder = tmp_path_factory.mktemp("fid")
+    torch.save({}, folder / "empty.pth")
+    real_load = FeatureExtractorInceptionV3.load_state_dict
+    FeatureExtractorInceptionV3.load_state_dict = lambda self, sd, *a, **k: None  # keep the random init
+    try:
+        torch.manual_seed(0)
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                          feature_extractor_weights_path=str(folder / "empty.pth"))
+    finally:
+        FeatureExtractorInceptionV3.load_state_dict = real_load
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # features of a useful scale:
+        bn.reset_running_stats()                                                # statistics of one random batch
+        bn.momentum = None
+    net.train()
+    with torch.no_grad():
+        net((torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).byte())
+    net.eval()
+    path = folder / "random_inception.pth"
+    torch.save(net.state_dict(), path)
+    return path

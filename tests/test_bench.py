@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from elir_edge.runtime.compare import per_image
-from elir_edge.bench.fid import fid_kid
+from elir_edge.bench.fid import features, fid_kid_of, inception
 from elir_edge.bench.speed import measure
 from elir_edge.bench.stage import BenchOptions, open_artifact, run_bench
 from elir_edge.bench.stats import (
@@ -86,10 +86,9 @@ def test_fid_unavailable_without_weights(tmp_path, monkeypatch):
     import elir_edge.bench.fid as fid
 
     monkeypatch.setattr(fid, "cached_weights", lambda: None)
-    x = np.zeros((2, 3, 32, 32), np.float32)
-    assert fid_kid(x, x, None) == {"available": False, "reason": "no Inception weights; pass --fid-weights"}
-    r = fid_kid(x, x, tmp_path / "missing.pth")
-    assert not r["available"] and "no such file" in r["reason"]
+    assert inception(None) == (None, {"available": False, "reason": "no Inception weights; pass --fid-weights"})
+    net, r = inception(tmp_path / "missing.pth")
+    assert net is None and not r["available"] and "no such file" in r["reason"]
 
 
 @pytest.fixture(scope="module")
@@ -197,35 +196,6 @@ def test_roofline_arithmetic(demo_folder):
         roofline(folder, ["h100"])
 
 
-@pytest.fixture(scope="module")
-def random_inception(tmp_path_factory):
-    """An Inception network of the reference architecture (torch-fidelity's) with random weights, saved as
-    a plain tensor file: it exercises the FID/KID code end to end, and can show nothing about real FID."""
-    import torch
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    folder = tmp_path_factory.mktemp("fid")
-    torch.save({}, folder / "empty.pth")
-    real_load = FeatureExtractorInceptionV3.load_state_dict
-    FeatureExtractorInceptionV3.load_state_dict = lambda self, sd, *a, **k: None  # keep the random init
-    try:
-        torch.manual_seed(0)
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                          feature_extractor_weights_path=str(folder / "empty.pth"))
-    finally:
-        FeatureExtractorInceptionV3.load_state_dict = real_load
-    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # features of a useful scale:
-        bn.reset_running_stats()                                                # statistics of one random batch
-        bn.momentum = None
-    net.train()
-    with torch.no_grad():
-        net((torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).byte())
-    net.eval()
-    path = folder / "random_inception.pth"
-    torch.save(net.state_dict(), path)
-    return path
-
-
 def test_fid_and_kid_computed_end_to_end(random_inception):
     """FID of a set against itself is 0; a second sample of the same distribution scores well below a
     shifted one, for FID and for KID (unbiased for independent samples, so not against itself)."""
@@ -234,27 +204,20 @@ def test_fid_and_kid_computed_end_to_end(random_inception):
     def sample(shift=0.0):
         return np.clip(rng.random((16, 3, 64, 64)).astype(np.float32) * 0.5 + 0.25 + shift, 0, 1)
 
+    net, _ = inception(random_inception)
+
+    def fid_kid(real, fake):
+        return fid_kid_of(features(net, real), features(net, fake), net.reference)
+
     base = sample()
-    same = fid_kid(base, base, random_inception)
+    same = fid_kid(base, base)
     assert same["available"] and not same["reference_weights"] and "not FID/KID as published" in same["note"]
-    twin, shifted = fid_kid(base, sample(), random_inception), fid_kid(base, sample(0.2), random_inception)
+    twin, shifted = fid_kid(base, sample()), fid_kid(base, sample(0.2))
     # against itself FID is 0 but for the matrix square root's rounding, which differs by CPU (-0.011 on an
     # AVX2 EPYC): held to a thousandth of the FID a shifted set scores, not to a constant
     assert abs(same["fid"]) < 1e-3 * shifted["fid"] and same["fid_biased"]  # 16 images < 2048
     assert shifted["fid"] > 2 * twin["fid"] > 0
     assert shifted["kid"] > twin["kid"] + 3 * shifted["kid_std"]
-
-
-class Payload:
-    """Pickling this needs code: a weights file holding it must not be unpickled."""
-
-
-def test_fid_weights_that_need_code_are_refused(tmp_path):
-    import torch
-
-    torch.save({"x": Payload()}, tmp_path / "evil.pth")
-    r = fid_kid(np.zeros((2, 3, 32, 32), np.float32), np.zeros((2, 3, 32, 32), np.float32), tmp_path / "evil.pth")
-    assert not r["available"] and "refusing to unpickle" in r["reason"]
 
 
 def test_lq_hq_pairs(demo_folder, tmp_path):

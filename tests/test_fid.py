@@ -136,7 +136,8 @@ def test_an_explicit_weights_file_is_checked_before_any_work(tmp_path):
     torch.save({"x": Payload()}, tmp_path / "evil.pth")
     with pytest.raises(UserError) as e:
         fid.check_weights_file(tmp_path / "evil.pth")
-    assert str(e.value).startswith(f"--fid-weights {tmp_path / 'evil.pth'} is not a plain tensor file (")
+    assert str(e.value).startswith(f"--fid-weights {tmp_path / 'evil.pth'} is not a plain tensor file "
+                                   "(UnpicklingError)")
     assert str(e.value).endswith("refusing to unpickle it: give torch-fidelity's pt_inception-2015-12-05 weights")
     torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pth")
     assert fid.check_weights_file(tmp_path / "plain.pth") is None
@@ -149,14 +150,32 @@ def test_each_reason_the_network_is_unavailable_is_named(tmp_path, monkeypatch):
         None, {"available": False, "reason": f"--fid-weights {tmp_path / 'gone.pth'}: no such file"})
     torch.save({"x": Payload()}, tmp_path / "evil.pth")
     net, why = fid.inception(tmp_path / "evil.pth")
-    assert net is None and why["available"] is False and why["reason"].startswith(
-        f"--fid-weights {tmp_path / 'evil.pth'} is not a plain tensor file (") and why["reason"].endswith(
-        "refusing to unpickle it")
+    assert net is None and why == {"available": False, "reason": f"--fid-weights {tmp_path / 'evil.pth'} is not a "
+                                   "plain tensor file (UnpicklingError); refusing to unpickle it"}
     import torchmetrics.utilities.imports as imports
 
     monkeypatch.setattr(imports, "_TORCH_FIDELITY_AVAILABLE", False)
     torch.save({}, tmp_path / "plain.pth")
     assert fid.inception(tmp_path / "plain.pth") == (
         None, {"available": False, "reason": "torch-fidelity is not installed (pip install torch-fidelity)"})
-    assert fid.fid_kid(np.zeros((2, 3, 8, 8), np.float32), np.zeros((2, 3, 8, 8), np.float32),
-                       tmp_path / "plain.pth")["reason"].startswith("torch-fidelity is not installed")
+
+
+def test_a_weights_file_loads_into_the_network_and_says_whether_it_is_the_reference(random_inception, monkeypatch):
+    """The file's tensors are the network's (not torchmetrics' own download, not a random init), loading warns of
+    nothing, and only a file whose sha256 starts with the reference's prefix counts as the reference."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net, why = fid.inception(random_inception)
+    assert why is None and net.reference is False and caught == []
+    saved = torch.load(random_inception, weights_only=True)
+    loaded = net.state_dict()
+    assert saved.keys() and all(torch.equal(loaded[k], v) for k, v in saved.items() if k in loaded)
+    assert sum(k in loaded for k in saved) == len(saved)
+    import hashlib
+
+    prefix = hashlib.sha256(random_inception.read_bytes()).hexdigest()[:8]
+    monkeypatch.setattr(fid, "REFERENCE_SHA256_PREFIX", prefix)
+    assert fid.inception(random_inception)[0].reference is True
+

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import no_temporaries
-from test_bench import random_inception  # noqa: F401  (a fixture)
 from PIL import Image
 
 import elir_edge.restore.on_ray as on_ray

@@ -105,13 +105,5 @@ def fid_kid_of(real: np.ndarray, fake: np.ndarray, reference: bool, seed: int = 
                                              "these values are not FID/KID as published"})}
 
 
-def fid_kid(real: np.ndarray, fake: np.ndarray, weights: Path | None, seed: int = 0) -> dict:
-    """real, fake: N x 3 x H x W in [0,1]. {"available": False, "reason": ...} when it cannot be computed."""
-    net, unavailable = inception(weights)
-    if net is None:
-        return unavailable
-    return fid_kid_of(features(net, real), features(net, fake), net.reference, seed)
-
-
 def _uint8(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy((np.clip(np.asarray(images, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8))
