@@ -179,3 +179,33 @@ def test_a_weights_file_loads_into_the_network_and_says_whether_it_is_the_refere
     monkeypatch.setattr(fid, "REFERENCE_SHA256_PREFIX", prefix)
     assert fid.inception(random_inception)[0].reference is True
 
+
+
+def test_an_unsafe_file_is_refused_even_where_torch_is_told_to_unpickle_by_default(tmp_path, monkeypatch):
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 in a user's environment makes torch.load unpickle by default: the
+    checks ask for weights only explicitly."""
+    torch.save({"x": Payload()}, tmp_path / "evil.pth")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(UserError, match="refusing to unpickle"):
+        fid.check_weights_file(tmp_path / "evil.pth")
+    net, why = fid.inception(tmp_path / "evil.pth")
+    assert net is None and "refusing to unpickle" in why["reason"]
+
+
+def test_weights_saved_from_a_gpu_pass_the_check_and_the_network_says_whether_it_loads(random_inception, tmp_path,
+                                                                                        monkeypatch):
+    """A file whose tensors were saved on a GPU is plain tensors: the check reads it onto the CPU. torch-fidelity
+    then loads it its own way: on a machine without CUDA that fails, and FID is unavailable with the reason in one
+    line (no traceback); with CUDA it loads."""
+    state = torch.load(random_inception, weights_only=True)
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(state, tmp_path / "gpu.pth")
+    assert fid.check_weights_file(tmp_path / "gpu.pth") is None
+    net, why = fid.inception(tmp_path / "gpu.pth")
+    if torch.cuda.is_available():
+        assert why is None and net is not None
+    else:
+        assert net is None and why["available"] is False and "\n" not in why["reason"]
+        assert why["reason"].startswith(f"--fid-weights {tmp_path / 'gpu.pth'}: torch-fidelity cannot load it "
+                                        "(RuntimeError: Attempting to deserialize object on a CUDA device")

@@ -56,10 +56,14 @@ def inception(weights: Path | None):
     except Exception as e:
         return None, {"available": False, "reason": f"--fid-weights {weights} is not a plain tensor file "
                                                     f"({type(e).__name__}); refusing to unpickle it"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                 feature_extractor_weights_path=str(weights))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                     feature_extractor_weights_path=str(weights))
+    except Exception as e:  # noqa: BLE001 - torch-fidelity's own load, e.g. of a file saved from a GPU, here on a CPU
+        return None, {"available": False, "reason": f"--fid-weights {weights}: torch-fidelity cannot load it "
+                                                    f"({type(e).__name__}: {str(e).splitlines()[0][:120]})"}
     net.reference = sha256_file(Path(weights)).startswith(REFERENCE_SHA256_PREFIX)
     return net, None
 
