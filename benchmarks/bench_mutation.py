@@ -172,8 +172,13 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         **{f"elir_edge.common.images.x_read_rgb__mutmut_{n}": "Pillow clamps a fill of 256 to 255: the canvas is the "
            "same white (the LA test's transparent pixel comes out 255)" for n in (96, 97, 98, 99)},
         "elir_edge.common.images.x_save_png__mutmut_27": "Pillow reads the format name case-insensitively"},
-    "fid": {f"elir_edge.bench.fid.x__uint8__mutmut_{n}": "the images features() is given are float32 already "
-            "(read_rgb, the runners' outputs): np.asarray keeps them float32 without being told" for n in (12, 14)},
+    "fid": {**{f"elir_edge.bench.fid.x__uint8__mutmut_{n}": "the images features() is given are float32 already "
+               "(read_rgb, the runners' outputs): np.asarray keeps them float32 without being told" for n in (12, 14)},
+            **{f"elir_edge.bench.fid.x_inception__mutmut_{n}": "torch-fidelity stores the extractor's name for its "
+               "own registry (get_name); torchmetrics' FID/KID and elir-edge never read it" for n in (52, 53)},
+            "elir_edge.bench.fid.x_fid_kid_of__mutmut_1": "the product always passes the seed (bench/quality.py)",
+            "elir_edge.bench.fid.x_fid_kid_of__mutmut_25": "torchmetrics branches on `if real`: None is false like "
+                                                          "False"},
     "fold": {"elir_edge.model.fold.x_collapse_parts__mutmut_13": "conv kernels are square: shape[-2] is 1 exactly "
                                                                   "when shape[-1] is",
              "elir_edge.model.fold.x_fold_pair__mutmut_12": "einsum reads upper-case subscripts like lower-case ones"},
