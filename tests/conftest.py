@@ -176,7 +176,6 @@ def requantize(tiny_quantized, tmp_path, monkeypatch):
 def random_inception(tmp_path_factory):
     """An Inception network of the reference architecture (torch-fidelity's) with random weights, saved as
     a plain tensor file: it exercises the FID/KID code end to end, and can show nothing about real FID."""
-    import torch
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     folder = tmp_path_factory.mktemp("fid")
