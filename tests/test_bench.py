@@ -82,15 +82,6 @@ def test_measure_follows_iterations_and_duration(monkeypatch):
     assert s["median_ms"] == pytest.approx(4.0) and s["throughput_img_s"] == pytest.approx(1000.0)
 
 
-def test_fid_unavailable_without_weights(tmp_path, monkeypatch):
-    import elir_edge.bench.fid as fid
-
-    monkeypatch.setattr(fid, "cached_weights", lambda: None)
-    assert inception(None) == (None, {"available": False, "reason": "no Inception weights; pass --fid-weights"})
-    net, r = inception(tmp_path / "missing.pth")
-    assert net is None and not r["available"] and "no such file" in r["reason"]
-
-
 @pytest.fixture(scope="module")
 def demo_folder(tmp_path_factory):
     from elir_edge.demo import CHECKPOINT
