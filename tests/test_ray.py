@@ -413,41 +413,57 @@ def test_a_poison_image_is_a_failed_row_and_an_actor_that_fails_to_start_is_repl
 
 
 class Slow(on_ray.RestoreActor):
-    """A quarter of a second an image, so that a node can be removed while the run is going."""
+    """A quarter of a second an image, so that a node can be removed while the run is going; each image done
+    appends the node it ran on to `done` (a file the test reads)."""
+    done = ""
 
     def _one(self, item: dict):
         import time
 
+        import ray
+
         time.sleep(0.25)
-        return super()._one(item)
+        result = super()._one(item)
+        with open(self.done, "a") as f:
+            f.write(ray.get_runtime_context().get_node_id() + "\n")
+        return result
 
 
 def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
-    """Two worker nodes; one is removed (all its processes killed) once the run has written outputs: the
-    other finishes, every output is there and identical to one process, and each image is one row."""
+    """Two worker nodes; the node of the worker that is restoring is removed (all its processes killed) once it
+    has written two outputs: the other finishes, every output is there and identical to one process, and each
+    image is one row. Ray Data's no-progress guard is cut to 3 minutes, so a hang fails here, not after 30."""
     import threading
     import time
+
+    import ray
 
     export, out = tiny_quantized[0], tmp_path / "ray"
     assert _restore(export, photos, tmp_path / "one") == 0
     monkeypatch.setattr(on_ray, "RestoreActor", Slow)
-    victim = next(iter(fleet.worker_nodes))
+    monkeypatch.setattr(Slow, "done", str(tmp_path / "done.txt"))
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "execution_no_progress_timeout_s", 180)
+    lost, finished = [], threading.Event()
 
-    def remove_when_going():
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("*.png"))) < 2 and time.monotonic() < deadline:
+    def remove_the_working_node():
+        while not finished.is_set():
+            done = Path(Slow.done).read_text().split() if Path(Slow.done).exists() else []
+            if len(done) >= 2:
+                lost.extend(n for n in fleet.worker_nodes if n.node_id == done[0])
+                fleet.remove_node(lost[0], allow_graceful=False)
+                return
             time.sleep(0.05)
-        fleet.remove_node(victim, allow_graceful=False)
 
-    remover = threading.Thread(target=remove_when_going)
+    remover = threading.Thread(target=remove_the_working_node)
     remover.start()
     try:
         assert _restore(export, photos, out, "--ray", "--actors", "2", "--report", str(tmp_path / "r.jsonl")) == 0
     finally:
+        finished.set()
         remover.join()
         fleet.add_node(num_cpus=1)
         fleet.wait_for_nodes()  # the lost node known dead, its stand-in alive: the cluster as the next test expects
-    assert victim not in fleet.worker_nodes and len(_pngs(tmp_path / "one")) == 7
+    assert lost and lost[0] not in fleet.worker_nodes and len(_pngs(tmp_path / "one")) == 7
     assert _pngs(out) == _pngs(tmp_path / "one")
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()[1:]]
     assert sorted(r["index"] for r in rows) == list(range(8))
@@ -551,24 +567,43 @@ def test_a_worker_with_another_artifact_or_without_the_fid_weights_refuses(tiny_
     assert refused.startswith("FID: --fid-weights ") and "no such file" in refused and "on this Ray worker" in refused
 
 
-def test_a_run_past_the_policy_stops_in_one_line(monkeypatch):
-    """Past the policy (here: actors that keep dying as they start) Ray raises out of the iteration: one line
-    with the cause at the bottom of Ray's error, no traceback."""
+STOPS = {  # what Ray raises out of the iteration past the policy, and the run's one line
+    "actors dying as they start": (
+        "ray.exceptions.RayError", "ray::MapWorker.__init__() (pid=1)\n  File ...\n"
+        "MemoryError: could not allocate the runtime's arena",
+        "the Ray run stopped (MemoryError: could not allocate the runtime's arena): fix that"),
+    "no progress (Ray Data's guard, not a RayError)": (
+        "ray.data.exceptions.ExecutionTimeoutError", "Dataset execution made no progress for at least 1800s of "
+        "scheduling time (timeout: 1800s).\nOperators still running:\n  - MapBatches(RestoreActor): 0 active task(s)",
+        "the Ray run stopped (Dataset execution made no progress for at least 1800s of scheduling time (timeout: "
+        "1800s).): see `ray status` for workers that cannot start or nodes that left; fix that"),
+}
+
+
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_run_past_the_policy_stops_in_one_line(monkeypatch, stop):
+    """Past the policy Ray raises out of the iteration: one line with the cause (at the bottom of a Ray error, the
+    first line of Ray Data's guard), no traceback, and what to do."""
+    import importlib
+
     import ray
 
     from elir_edge.cluster.ray_data import Fleet, Work, map_actors
     from elir_edge.errors import UserError
+
+    where, message, said = STOPS[stop]
+    module, _, name = where.rpartition(".")
+    error = getattr(importlib.import_module(module), name)
 
     class Stopped:
         def map_batches(self, *a, **k):
             return self
 
         def iter_rows(self):
-            raise ray.exceptions.RayError("ray::MapWorker.__init__() (pid=1)\n  File ...\n"
-                                          "MemoryError: could not allocate the runtime's arena")
+            raise error(message)
             yield
 
     monkeypatch.setattr(ray.data, "from_items", lambda *a, **k: Stopped())
     with pytest.raises(UserError) as e:
         list(map_actors(ray, [{"index": 0}], Work(on_ray.RestoreActor, {}), Fleet([], []), 1, on_ray.failed_job))
-    assert str(e.value).startswith("the Ray run stopped (MemoryError: could not allocate the runtime's arena): ")
+    assert str(e.value).startswith(said) and "--resume" in str(e.value) and "\n" not in str(e.value)

@@ -38,6 +38,8 @@ RETRIES = 3  # Ray's retries of a block whose worker died (then its rows alone, 
 START_DEATHS = 3  # actors that may die starting, in a row, before the run stops
 NODE_ID = "ray.io/node-id"  # the label Ray gives every node
 SHARED = "give paths on storage every node mounts at the same place (a shared file system)"
+AGAIN = ("fix that and run again (`restore --resume` keeps what is done; the --report file's .partial has the rows "
+         "so far)")
 
 
 def _ray():
@@ -306,8 +308,10 @@ def _map(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actors: int
         for r in out.iter_rows():
             yield json.loads(r["row"]), bytes(r["blob"])
     except ray.exceptions.RayError as e:  # past the policy (actors that keep dying as they start, ...)
-        raise UserError(f"the Ray run stopped ({_last_line(e)}): fix that and run again (`restore --resume` "
-                        "keeps what is done; the --report file's .partial has the rows so far)") from None
+        raise UserError(f"the Ray run stopped ({_last_line(e)}): {AGAIN}") from None
+    except ray.data.exceptions.ExecutionTimeoutError as e:  # Ray Data's no-progress guard (not a RayError)
+        raise UserError(f"the Ray run stopped ({str(e).splitlines()[0][:160]}): see `ray status` for workers that "
+                        f"cannot start or nodes that left; {AGAIN}") from None
 
 
 def _dataset(ray, items: list[dict] | Sharded, fleet: Fleet, actors: int, size: int):
