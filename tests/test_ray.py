@@ -432,7 +432,7 @@ class Slow(on_ray.RestoreActor):
 def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
     """Two worker nodes; the node of the worker that is restoring is removed (all its processes killed) once it
     has written two outputs: the other finishes, every output is there and identical to one process, and each
-    image is one row. Ray Data's no-progress guard is cut to 3 minutes, so a hang fails here, not after 30."""
+    image is one row. Ray Data's no-progress guard is cut to 5 minutes, so a hang fails here, not after 30."""
     import threading
     import time
 
@@ -442,7 +442,7 @@ def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_pa
     assert _restore(export, photos, tmp_path / "one") == 0
     monkeypatch.setattr(on_ray, "RestoreActor", Slow)
     monkeypatch.setattr(Slow, "done", str(tmp_path / "done.txt"))
-    monkeypatch.setattr(ray.data.DataContext.get_current(), "execution_no_progress_timeout_s", 180)
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "execution_no_progress_timeout_s", 300)
     lost, finished = [], threading.Event()
 
     def remove_the_working_node():
