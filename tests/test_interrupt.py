@@ -51,7 +51,7 @@ def test_ctrl_c_during_export_keeps_the_old_export(work):
     before = snapshot(work)
     code, err = _interrupt(["export", "ckpt.pth", "--task", "denoising", "--steps", "2", "--image-size", "256",
                             "-o", "export"], "[4/7]", work, delay=0.3)
-    assert code == 130 and "interrupted" in err.splitlines()[-1]
+    assert code == 130 and "interrupted" in err.splitlines()[-1], f"exit {code}: {err[-1500:]}"
     assert snapshot(work) == before
     no_temporaries(work)
 
@@ -59,7 +59,7 @@ def test_ctrl_c_during_export_keeps_the_old_export(work):
 def test_ctrl_c_during_quantize_keeps_the_old_artifacts(work):
     before = snapshot(work)
     code, err = _interrupt(["quantize", "--model", "export", "--calib", "calib"], "MCT post-training", work, delay=2)
-    assert code == 130 and "interrupted" in err.splitlines()[-1]
+    assert code == 130 and "interrupted" in err.splitlines()[-1], f"exit {code}: {err[-1500:]}"
     assert snapshot(work) == before
     no_temporaries(work)
 
@@ -84,7 +84,7 @@ def test_ctrl_c_during_restore_leaves_only_whole_images(work):
     before = snapshot(work)
     code, err = _interrupt(["restore", "--engine", "export/model.onnx", "photos", "-o", "out", "--tile", "64"],
                            "restore:", work, delay=1.5)
-    assert code == 130 and "interrupted" in err.splitlines()[-1]
+    assert code == 130 and "interrupted" in err.splitlines()[-1], f"exit {code}: {err[-1500:]}"
     after = snapshot(work)
     assert {k: v for k, v in after.items() if not k.startswith("out/")} == \
         {k: v for k, v in before.items() if not k.startswith("out/")}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
@@ -312,6 +313,12 @@ def _map(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actors: int
     except ray.data.exceptions.ExecutionTimeoutError as e:  # Ray Data's no-progress guard (not a RayError)
         raise UserError(f"the Ray run stopped ({str(e).splitlines()[0][:160]}): see `ray status` for workers that "
                         f"cannot start or nodes that left; {AGAIN}") from None
+    finally:
+        # Ray Data keeps a failed block's error in a reference cycle with its task, which holds the actor's handle:
+        # until Python's cyclic collector runs (seldom, in a driver with a large heap) that actor lives on (a lost
+        # node's restarts on a survivor) holding its CPU, and the next pass's actors wait for that CPU forever.
+        del out
+        gc.collect()
 
 
 def _dataset(ray, items: list[dict] | Sharded, fleet: Fleet, actors: int, size: int):
