@@ -99,6 +99,15 @@ module("fold", "elir_edge/model/fold.py", ["tests/test_fold.py::test_fold_pair_e
                                            "tests/test_fold.py::test_collapsed_model_matches_overparameterized"],
        ["tests/test_fold.py::test_collapse_folds_exactly_the_1x1_pairs_of_fmir_and_mmse_and_flattens_the_keys"])
 module("unroll", "elir_edge/model/unroll.py", ["tests/test_unroll.py"], [])
+# ray_data: the tests of test_ray.py that start no cluster and quantize nothing (the others cost 15-45 s a test, a
+# cluster start per mutant): a lower bound on what the whole suite kills
+module("ray_data", "elir_edge/cluster/ray_data.py",
+       ["tests/test_ray.py::" + t for t in (
+           "test_ray_alone_starts_a_fresh_ray_here_and_auto_joins", "test_a_ray_version_mismatch_is_named_as_such",
+           "test_a_node_that_cannot_see_the_output_folder_is_named",
+           "test_blocks_hold_a_fixed_few_items_whatever_the_archive",
+           "test_an_error_of_one_item_on_a_worker_is_its_failed_row", "test_a_run_past_the_policy_stops_in_one_line")],
+       ["tests/test_ray_policy.py"])
 # fid's after: tests/test_fid.py alone (the earlier tests build a random Inception network, ~30 s a mutant): a
 # lower bound on what the whole suite kills. Its before ran on c275366, whose test_bench.py also had
 # test_fid_unavailable_without_weights and test_fid_weights_that_need_code_are_refused (now in test_fid.py)

@@ -1,0 +1,285 @@
+"""The Ray layer's own decisions, checked without a cluster (fast): which nodes fit and how many actors they hold,
+the scheduling labels, which shards are planned again, what a node says when it cannot take part, one line for
+an address that does not answer, and map_actors' retry pass over Ray Data's own classes with the execution
+replaced by a stand-in that keeps Dataset.map_batches' signature. The expectations are worked out by hand."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import socket
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import elir_edge.cluster.ray_data as rd
+from elir_edge.errors import UserError
+
+
+def _node(node_id: str, cpu: float = 0, gpu: float = 0) -> dict:
+    return {"NodeID": node_id, "Resources": {**({"CPU": cpu} if cpu else {}), **({"GPU": gpu} if gpu else {})}}
+
+
+class _Actor:
+    def __init__(self, settings):
+        self.refused = settings.get("refused")
+
+    def __call__(self, batch):
+        return batch
+
+
+def test_actors_per_fleet_worked_out_by_hand():
+    fleet = rd.Fleet([_node("a", cpu=3, gpu=2), _node("b", cpu=1), _node("c", cpu=2.5, gpu=1)], [])
+    assert fleet.actors(rd.Work(_Actor, {}, num_cpus=1)) == 3 + 1 + 2
+    assert fleet.actors(rd.Work(_Actor, {}, num_cpus=2)) == 1 + 0 + 1
+    assert fleet.actors(rd.Work(_Actor, {}, num_cpus=0.5)) == 6 + 2 + 5
+    assert fleet.actors(rd.Work(_Actor, {}, num_cpus=1, num_gpus=1)) == 2 + 0 + 1  # one per GPU, CPUs aside
+    assert rd.Fleet([_node("a", cpu=1)], []).actors(rd.Work(_Actor, {}, num_cpus=4)) == 1  # never none
+    assert rd.Fleet([_node("a", cpu=8)], []).actors(rd.Work(_Actor, {}, num_gpus=1)) == 1
+
+
+def test_which_nodes_fit_one_actor():
+    work, gpu_work = rd.Work(_Actor, {}, num_cpus=2), rd.Work(_Actor, {}, num_cpus=1, num_gpus=1)
+    assert rd._fits(_node("a", cpu=2), work) and not rd._fits(_node("a", cpu=1.5), work)
+    assert not rd._fits({"NodeID": "a"}, work)  # a node that reports no resources
+    assert rd._fits(_node("a", cpu=1, gpu=1), gpu_work) and not rd._fits(_node("a", cpu=8), gpu_work)
+    assert not rd._fits(_node("a", gpu=4), gpu_work)  # a GPU but no CPU
+
+
+def test_scheduling_labels_keep_work_on_the_checked_nodes():
+    fleet = rd.Fleet([_node("n1", cpu=1), _node("n2", cpu=1)], ["x9", "y8"])
+    assert fleet.label_selector() == {"ray.io/node-id": "!in(x9,y8)"}
+    assert fleet.checked() == {"ray.io/node-id": "in(n1,n2)"}
+    assert rd.Fleet([_node("n1", cpu=1)], []).label_selector() is None  # nothing left out: no selector at all
+
+
+def test_only_the_shards_with_rows_missing_are_planned_again():
+    planned = {0: 2, 1: 3, 2: 1, 3: 2}
+
+    def plan(shard):
+        return [{"index": 10 * shard["index"] + j} for j in range(planned[shard["index"]])]
+
+    sharded = rd.Sharded([{"index": s} for s in planned], plan)
+    got, made = Counter({0: 2, 1: 1, 3: 2}), {0: 2, 1: 3, 3: 2}  # shard 1 lost two rows, shard 2 sent none
+    assert sharded.missing(got, made) == [{"index": 10, "shard": 1, "of": 3}, {"index": 11, "shard": 1, "of": 3},
+                                          {"index": 12, "shard": 1, "of": 3}, {"index": 20, "shard": 2, "of": None}]
+    assert sharded.missing(Counter(planned), planned) == []
+    empty = rd.Sharded([{"index": 0}], lambda s: [])  # a folder with nothing to do, its one row of nothing back
+    assert empty.missing(Counter({0: 0}), {0: 0}) == []
+
+
+def test_a_planned_shard_marks_each_item_with_its_shard_and_count():
+    rows = rd._planned(lambda s: [{"index": 7, "source": "a.png"}, {"index": 8, "source": "b.png"}],
+                       {"shard": json.dumps({"index": 4, "folder": "/in/x"})})
+    assert [json.loads(r["item"]) for r in rows] == [{"index": 7, "source": "a.png", "shard": 4, "of": 2},
+                                                     {"index": 8, "source": "b.png", "shard": 4, "of": 2}]
+
+
+def test_an_item_keeps_its_shard_through_work_and_failure():
+    seen = []
+
+    def work(item):
+        seen.append(dict(item))
+        if item["index"] == 2:
+            raise ValueError("x" * 300)
+        return {"index": item["index"], "status": "restored"}, b"png"
+
+    def failed(item, why):
+        return {"index": item["index"], "status": "failed", "error": why}, b""
+
+    assert rd._one({"index": 1, "shard": 5, "of": 9}, work, failed) == \
+        ({"index": 1, "status": "restored", "shard": 5, "of": 9}, b"png")
+    row, blob = rd._one({"index": 2, "shard": 5, "of": 9}, work, failed)
+    assert seen == [{"index": 1}, {"index": 2}]  # work never sees the driver's bookkeeping
+    assert row == {"index": 2, "status": "failed", "shard": 5, "of": 9,
+                   "error": f"ValueError: {'x' * 160} (on a Ray worker)"} and blob == b""
+    assert rd._one({"index": 3}, work, failed) == ({"index": 3, "status": "restored"}, b"png")
+
+
+def test_what_a_node_says_when_it_cannot_take_part(tmp_path):
+    readable = tmp_path / "in.png"
+    readable.write_bytes(b"x")
+    marker = tmp_path / "out" / ".elir-edge-reach-t"
+    marker.parent.mkdir()
+    assert rd._sees(None, "t", [str(readable)]) is None
+    gone = tmp_path / "nowhere.png"
+    assert rd._sees(None, "t", [str(readable), str(gone)]) == f"cannot read {gone}: {rd.SHARED}"
+    unseen = f"does not see the output folder {marker.parent} the driver sees: {rd.SHARED}"
+    assert rd._sees(str(marker), "t", []) == unseen  # no marker: another folder of that name
+    marker.write_text("another run's token")
+    assert rd._sees(str(marker), "t", []) == unseen
+    marker.write_text("t")
+    assert rd._sees(str(marker), "t", [str(readable)]) is None
+    ok = rd.Work(_Actor, {})
+    assert rd._check_node(str(marker), "t", [str(gone)], ok) == f"cannot read {gone}: {rd.SHARED}"
+    assert rd._check_node(str(marker), "t", [], ok) is None
+    assert rd._check_node(None, "t", [], rd.Work(_Actor, {"refused": "no VNNI"})) == "no VNNI"
+
+    class Broken:
+        def __init__(self, settings):
+            raise OSError("y" * 200)
+
+    assert rd._check_node(None, "t", [], rd.Work(Broken, {})) == f"cannot start a worker (OSError: {'y' * 160})"
+
+
+def test_a_folder_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    marker = tmp_path / ".elir-edge-reach-t"
+    marker.write_text("t")
+    monkeypatch.setattr(rd.os, "access", lambda p, mode: mode != rd.os.W_OK)  # root can write anywhere here
+    assert rd._sees(str(marker), "t", []) == f"cannot write to the output folder {tmp_path}: {rd.SHARED}"
+
+
+def test_the_bottom_line_of_a_ray_error():
+    assert rd._last_line(RuntimeError("ray::MapWorker (pid=3)\n  File x\n\n  OSError: disk full  \n\n")) == \
+        "OSError: disk full"
+    assert rd._last_line(RuntimeError("z" * 300)) == "z" * 200
+    assert rd._last_line(TimeoutError()) == "TimeoutError"
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_an_address_that_does_not_answer_is_one_line_at_once():
+    port = _closed_port()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(UserError) as e:
+            rd.precheck(address, timeout_s=2)
+        assert str(e.value).startswith(f"cannot reach the Ray cluster at {address} (") and "\n" not in str(e.value)
+        assert "Connection refused" in str(e.value)
+        assert str(e.value).endswith("start it with `ray start --head` and pass its address (or `auto`), or run "
+                                     "`--ray` alone to start one here")
+
+
+def test_an_address_that_answers_or_is_rays_to_find_is_not_refused():
+    import ray
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        assert rd.precheck(f"127.0.0.1:{listening.getsockname()[1]}") is ray
+    for address in ("auto", rd.LOCAL, None, "head-node"):  # nothing to connect to here: Ray resolves these
+        assert rd.precheck(address, timeout_s=0.01) is ray
+
+
+def test_an_unnamed_refusal_keeps_the_first_line_of_rays_message():
+    line = rd.refusal("10.0.0.5:6379", ConnectionError("Could not find any running Ray instance.\nmore"))
+    assert line == ("cannot reach the Ray cluster at 10.0.0.5:6379 (Could not find any running Ray instance.): start "
+                    "it with `ray start --head` and pass its address (or `auto`), or run `--ray` alone to start one "
+                    "here")
+    assert rd.refusal("h:1", TimeoutError()).startswith("cannot reach the Ray cluster at h:1 (TimeoutError): ")
+    assert "(" + "w" * 160 + ")" in rd.refusal("h:1", ValueError("w" * 400))
+
+
+def test_the_console_shows_ray_datas_warnings_and_nothing_else():
+    def record(name, level, exc=False):
+        r = logging.LogRecord(name, level, __file__, 1, "m", None, (ValueError, ValueError("v"), None) if exc else None)
+        return rd._Console().filter(r)
+
+    assert record("ray.data._internal.execution", logging.WARNING)
+    assert record("ray.data", logging.ERROR)
+    assert not record("ray.data", logging.INFO)
+    assert not record("ray.data", logging.WARNING, exc=True)  # a dropped block's traceback: the rows say it
+    assert not record("ray.data._internal.progress.progress_bar", logging.WARNING)
+
+
+class _Stand:
+    """Ray Data's execution, replaced: Dataset.map_batches' own signature binds the arguments (a misnamed one fails
+    as it would in Ray), the actor class runs here one batch per block, and the blocks in `drop` are the ones
+    Ray gave up on (their rows never come back), pass by pass."""
+
+    def __init__(self, drop: list[set[int]]):
+        import ray.data
+
+        self.drop, self.passes = drop, []
+        self.signature = inspect.signature(ray.data.Dataset.map_batches)
+
+    def from_items(self, items, override_num_blocks=None):
+        self.passes.append({"items": [json.loads(i["item"]) for i in items], "blocks": override_num_blocks})
+        return self
+
+    def map_batches(self, fn, **kwargs):
+        self.signature.bind(None, fn, **kwargs)
+        self.passes[-1].update(kwargs)
+        self.fn = fn
+        return self
+
+    def iter_rows(self):
+        p = self.passes[-1]
+        actor = self.fn(**p["fn_constructor_kwargs"])
+        items, n = p["items"], p["blocks"]
+        per = -(-len(items) // n)
+        dropped = self.drop[len(self.passes) - 1] if len(self.passes) <= len(self.drop) else set()
+        for b in range(n):
+            block = items[b * per:(b + 1) * per]
+            if block and b not in dropped:
+                out = actor({"item": np.array([json.dumps(i) for i in block], dtype=object)})
+                yield from ({"row": r, "blob": bl} for r, bl in zip(out["row"], out["blob"]))
+
+
+class _Echo:
+    def __init__(self, settings):
+        self.tag = settings["tag"]
+
+    def __call__(self, batch):
+        return rd.batch_rows(batch, lambda item: ({"index": item["index"], "by": self.tag}, bytes([item["index"]])),
+                             lambda item, why: ({"index": item["index"], "failed": why}, b""))
+
+
+def _run(monkeypatch, stand: _Stand, n: int, actors: int) -> list[tuple[dict, bytes]]:
+    import ray
+
+    monkeypatch.setattr(ray.data, "from_items", stand.from_items)
+    work = rd.Work(_Echo, {"tag": "w"}, num_cpus=1)
+    fleet = rd.Fleet([_node("a", cpu=actors)], ["gone"])
+    return list(rd.map_actors(ray, [{"index": i} for i in range(n)], work, fleet, actors,
+                              lambda item, why: ({"index": item["index"], "failed": why}, b"")))
+
+
+def test_a_dropped_block_is_tried_again_item_by_item_and_counted_once(monkeypatch):
+    import ray
+
+    stand = _Stand(drop=[{1}, {4}])  # pass 1 loses block 1 (items 14-27); pass 2 loses item 18 again
+    rows = _run(monkeypatch, stand, 40, 2)
+    first, second = stand.passes
+    assert first["blocks"] == 3 and first["batch_size"] == 1  # 40 items: blocks of 16 at most
+    assert first["compute"].min_size == first["compute"].max_size == 2
+    assert first["compute"].max_tasks_in_flight_per_actor != 1  # Ray's own default for whole blocks
+    assert first["max_restarts"] == -1 and first["max_task_retries"] == rd.RETRIES == 3
+    assert first["label_selector"] == {"ray.io/node-id": "!in(gone)"} and first["num_cpus"] == 1
+    assert first["num_gpus"] is None and first["fn_constructor_kwargs"] == {"settings": {"tag": "w"}}
+    assert [i["index"] for i in second["items"]] == list(range(14, 28)) and second["blocks"] == 14
+    assert second["compute"].min_size == 2 and second["compute"].max_tasks_in_flight_per_actor == 1
+    assert sorted(r["index"] for r, _ in rows) == list(range(40))  # each item once
+    done = {r["index"]: (r, b) for r, b in rows}
+    assert all(done[i] == ({"index": i, "by": "w"}, bytes([i])) for i in range(40) if i != 18)
+    assert done[18][1] == b"" and done[18][0]["failed"].startswith("its Ray worker died on every try (4): ")
+    ctx = ray.data.DataContext.get_current()
+    assert ctx.max_errored_blocks == -1 and ctx.max_consecutive_actor_init_deaths == 3
+
+
+def test_a_run_where_nothing_is_lost_makes_one_pass(monkeypatch):
+    stand = _Stand(drop=[])
+    rows = _run(monkeypatch, stand, 5, 4)
+    assert len(stand.passes) == 1 and stand.passes[0]["blocks"] == 4  # fewer items than a block: one per actor
+    assert [r for r, _ in sorted(rows, key=lambda rb: rb[0]["index"])] == [{"index": i, "by": "w"} for i in range(5)]
+
+
+def test_a_retried_blocks_rows_count_once(monkeypatch):
+    """Ray retries a block whose worker died: rows that came back from the first try may come back again."""
+    stand = _Stand(drop=[])
+    stand.iter_rows_real = stand.iter_rows
+
+    def twice():
+        rows = list(stand.iter_rows_real())
+        yield from rows[:3]
+        yield from rows  # the block retried: its first three rows again
+    stand.iter_rows = twice
+    rows = _run(monkeypatch, stand, 6, 1)
+    assert sorted(r["index"] for r, _ in rows) == list(range(6))
