@@ -201,7 +201,20 @@ class _Stand:
         self.signature = inspect.signature(ray.data.Dataset.map_batches)
 
     def from_items(self, items, override_num_blocks=None):
-        self.passes.append({"items": [json.loads(i["item"]) for i in items], "blocks": override_num_blocks})
+        if items and "shard" in items[0]:  # shards, each planned by flat_map into a block of its own
+            self.passes.append({"shards": [json.loads(i["shard"]) for i in items], "blocks": override_num_blocks})
+        else:
+            self.passes.append({"items": [json.loads(i["item"]) for i in items], "blocks": override_num_blocks})
+        return self
+
+    def flat_map(self, fn, **kwargs):
+        import ray.data
+
+        inspect.signature(ray.data.Dataset.flat_map).bind(None, fn, **kwargs)
+        p = self.passes[-1]
+        planned = [[json.loads(r["item"]) for r in fn({"shard": json.dumps(s)})] for s in p.pop("shards")]
+        p.update(planning=kwargs, items=[i for shard in planned for i in shard], blocks=len(planned),
+                 per_block=[len(shard) for shard in planned])
         return self
 
     def map_batches(self, fn, **kwargs):
@@ -214,10 +227,10 @@ class _Stand:
         p = self.passes[-1]
         actor = self.fn(**p["fn_constructor_kwargs"])
         items, n = p["items"], p["blocks"]
-        per = -(-len(items) // n)
+        sizes = p.get("per_block") or [-(-len(items) // n)] * n
         dropped = self.drop[len(self.passes) - 1] if len(self.passes) <= len(self.drop) else set()
         for b in range(n):
-            block = items[b * per:(b + 1) * per]
+            block = items[sum(sizes[:b]):sum(sizes[:b + 1])]
             if block and b not in dropped:
                 out = actor({"item": np.array([json.dumps(i) for i in block], dtype=object)})
                 yield from ({"row": r, "blob": bl} for r, bl in zip(out["row"], out["blob"]))
@@ -236,6 +249,9 @@ def _run(monkeypatch, stand: _Stand, n: int, actors: int) -> list[tuple[dict, by
     import ray
 
     monkeypatch.setattr(ray.data, "from_items", stand.from_items)
+    ctx = ray.data.DataContext.get_current()  # Ray's defaults, whatever an earlier test's run left
+    for name, default in (("max_errored_blocks", 0), ("max_consecutive_actor_init_deaths", 10)):
+        monkeypatch.setattr(ctx, name, default)
     work = rd.Work(_Echo, {"tag": "w"}, num_cpus=1)
     fleet = rd.Fleet([_node("a", cpu=actors)], ["gone"])
     return list(rd.map_actors(ray, [{"index": i} for i in range(n)], work, fleet, actors,
@@ -283,3 +299,46 @@ def test_a_retried_blocks_rows_count_once(monkeypatch):
     stand.iter_rows = twice
     rows = _run(monkeypatch, stand, 6, 1)
     assert sorted(r["index"] for r, _ in rows) == list(range(6))
+
+
+def test_a_planned_run_plans_again_only_the_shard_whose_block_was_lost(monkeypatch):
+    import ray
+
+    sizes = {0: 3, 1: 2, 2: 4}
+    asked = []
+
+    def plan(shard):
+        asked.append(shard["index"])
+        return [{"index": 10 * shard["index"] + j} for j in range(sizes[shard["index"]])]
+
+    stand = _Stand(drop=[{1}])  # shard 1's block never comes back
+    monkeypatch.setattr(ray.data, "from_items", stand.from_items)
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "target_max_block_size", 128 * 1024 * 1024)
+    fleet = rd.Fleet([_node("n1", cpu=2)], ["gone"])
+    rows = list(rd.map_actors(ray, rd.Sharded([{"index": s} for s in sizes], plan), rd.Work(_Echo, {"tag": "w"}),
+                              fleet, 2, lambda item, why: ({"index": item["index"], "failed": why}, b"")))
+    first, second = stand.passes
+    assert first["planning"] == {"num_cpus": 0, "label_selector": {"ray.io/node-id": "in(n1)"}}
+    assert first["blocks"] == 3 and ray.data.DataContext.get_current().target_max_block_size == 16 * 256
+    assert asked == [0, 1, 2, 1]  # each shard planned on the cluster, then shard 1 again by the driver
+    assert [i["index"] for i in second["items"]] == [10, 11] and second["blocks"] == 2
+    assert sorted(r["index"] for r, _ in rows) == [0, 1, 2, 10, 11, 20, 21, 22, 23]
+    assert all("shard" not in r and "of" not in r for r, _ in rows)  # the driver's bookkeeping stays its own
+
+
+def test_ray_datas_console_gets_the_filter_once():
+    from ray.data._internal.logging import HiddenRecordFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(HiddenRecordFilter())
+    other = logging.StreamHandler()  # a handler of the user's own: left as it is
+    logger = logging.getLogger("ray.data")
+    logger.addHandler(handler)
+    logger.addHandler(other)
+    try:
+        rd._quiet_console()
+        rd._quiet_console()
+        assert [type(f) for f in handler.filters] == [HiddenRecordFilter, rd._Console] and other.filters == []
+    finally:
+        logger.removeHandler(handler)
+        logger.removeHandler(other)
