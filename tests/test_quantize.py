@@ -636,6 +636,41 @@ def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(mon
             assert torch.equal(kept(*batches[1]), plain)
 
 
+def test_statistics_taken_beside_the_forward_all_end_with_its_batch(monkeypatch):
+    """The node statistics of a batch, taken on threads: every update has run when the batch ends (the next batch's
+    updates of a node come after), few outputs wait at once, and an update's error is the batch's error, after
+    the others."""
+    import threading
+    import time
+
+    import elir_edge.quantize.mct_lean as lean
+
+    done, waiting, lock = [], [], threading.Lock()
+
+    def slow(fw_impl, container, tensors):
+        time.sleep(0.01)
+        if container == "bad":
+            raise ValueError("statistics of a bad node")
+        with lock:
+            done.append(container)
+
+    monkeypatch.setattr(lean, "update", slow)
+    with lean._Updates(None) as updates:
+        for i in range(20):
+            updates.add(i, [None])
+            waiting.append(len([f for f in updates.pending if not f.done()]))
+    assert sorted(done) == list(range(20)) and max(waiting) <= lean.PENDING + 1
+    with pytest.raises(ValueError, match="bad node"):
+        with lean._Updates(None) as updates:
+            updates.add("bad", [None])
+            updates.add(20, [None])
+    assert done[-1] == 20
+    with pytest.raises(KeyboardInterrupt):  # the forward's own interruption is not replaced by an update's error
+        with lean._Updates(None) as updates:
+            updates.add("bad", [None])
+            raise KeyboardInterrupt
+
+
 def test_seen_grids_narrow_the_signed_grid_to_the_seen_range_with_zero_exact():
     """A uint8 Q/DQ on MCT's signed grid takes the seen range inside MCT's (worked out by hand): a SiLU-like
     tensor in [-0.3, 1.0] under MCT's threshold 2.0 gets scale 1.3/255 and zero point round(0.3 / scale) = 59
