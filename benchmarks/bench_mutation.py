@@ -181,6 +181,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         **{f"elir_edge.common.images.x_read_rgb__mutmut_{n}": "Pillow clamps a fill of 256 to 255: the canvas is the "
            "same white (the LA test's transparent pixel comes out 255)" for n in (96, 97, 98, 99)},
         "elir_edge.common.images.x_save_png__mutmut_27": "Pillow reads the format name case-insensitively"},
+    "unroll": {f"elir_edge.model.unroll.x__conv_sharing_weight__mutmut_{n}": "whether a step's bias asks for "
+               "gradients: the unrolled model is only run under no_grad (export, MCT's streamed statistics) or read as "
+               "constants (MCT's graph, GPTQ trains its own copy); its shared weights ask for them either way"
+               for n in (17, 18)},
     "fid": {**{f"elir_edge.bench.fid.x__uint8__mutmut_{n}": "the images features() is given are float32 already "
                "(read_rgb, the runners' outputs): np.asarray keeps them float32 without being told" for n in (12, 14)},
             **{f"elir_edge.bench.fid.x_inception__mutmut_{n}": "torch-fidelity stores the extractor's name for its "

@@ -45,6 +45,25 @@ def test_baked_noise_is_a_constant():
     lq = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert (unrolled(lq) - model(lq, noise)).abs().max() < 1e-4 * output_spread(model)
+        ref, got = model.latent_flow(lq, noise), unrolled.latents(lq)
+        assert all((r - g).abs().max() < 1e-4 * r.std() for r, g in zip(ref, got))
+
+
+def test_unrolling_folds_the_dense_blocks_scale_and_leaves_the_model_as_it_was():
+    """ELIR_SPEC's RRDB: each dense block adds 0.2 x conv5's output. The unrolled estimator carries the 0.2 in conv5's
+    weights and bias (no multiply left in the graph); the model it was made from keeps its own weights and scale."""
+    model = random_model(preset_arch("sr"), k=2, sigma=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    blocks = [m for m in model.mmse.modules() if hasattr(m, "out_scale")]
+    unrolled = UnrolledElir(model)
+    folded = [m for m in unrolled.mmse.modules() if hasattr(m, "out_scale")]
+    assert len(folded) == len(blocks) > 0
+    for original, rdb in zip(blocks, folded):
+        assert original.out_scale == 0.2 and rdb.out_scale == 1.0
+        conv, conv5 = original.conv5.block[0], rdb.conv5.block[0]
+        assert torch.equal(conv5.weight, conv.weight * 0.2) and torch.equal(conv5.bias, conv.bias * 0.2)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_overparameterized_model_is_refused():

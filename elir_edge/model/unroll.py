@@ -123,10 +123,7 @@ class UnrolledElir(nn.Module):
         return out
 
     def forward(self, lq, eps):
-        z = self.mmse(self.enc(lq)) + (self.noise if self.noise is not None else self.sigma_s * eps)
-        for step in self.steps:
-            z = z + step(z)
-        return torch.clamp(self.dec(z), 0, 1)
+        return torch.clamp(self.dec(self.latents(lq, eps)[-1]), 0, 1)
 
 
 class BakedNoiseElir(UnrolledElir):
