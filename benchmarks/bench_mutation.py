@@ -185,6 +185,18 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                "gradients: the unrolled model is only run under no_grad (export, MCT's streamed statistics) or read as "
                "constants (MCT's graph, GPTQ trains its own copy); its shared weights ask for them either way"
                for n in (17, 18)},
+    "ray_data": {
+        **{f"elir_edge.cluster.ray_data.x_{f}__mutmut_{n}": "a block's size is BLOCK (16) or 1, nothing between: "
+           "`size > 1` and `size > 2` choose alike" for f, n in (("_dataset", 34), ("_map", 48))},
+        "elir_edge.cluster.ray_data.x__sees__mutmut_6": "an unreadable marker read as '' instead of None: the token is "
+                                                        "32 hex digits, so neither equals it and the line is the same",
+        "elir_edge.cluster.ray_data.xǁFleetǁactors__mutmut_25": "int(c / n) and int(c // n) floor alike for the "
+                                                               "non-negative resources Ray reports",
+        **{f"elir_edge.cluster.ray_data.xǁFleetǁactors__mutmut_{n}": "a usable node passed _fits, so it reports CPU: "
+           "the default of .get('CPU', ...) is never read" for n in (27, 29, 35)},
+        **{f"elir_edge.cluster.ray_data.xǁShardedǁmissing__mutmut_{n}": "made holds a shard exactly when a row of it "
+           "came back, so the default is only compared with a count of 0, which -1, -2, +1 and None all differ from"
+           for n in (14, 16, 19, 20)}},
     "fid": {**{f"elir_edge.bench.fid.x__uint8__mutmut_{n}": "the images features() is given are float32 already "
                "(read_rgb, the runners' outputs): np.asarray keeps them float32 without being told" for n in (12, 14)},
             **{f"elir_edge.bench.fid.x_inception__mutmut_{n}": "torch-fidelity stores the extractor's name for its "

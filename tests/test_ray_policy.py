@@ -9,6 +9,7 @@ import inspect
 import json
 import logging
 import socket
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -114,6 +115,8 @@ def test_what_a_node_says_when_it_cannot_take_part(tmp_path):
     assert rd._sees(str(marker), "t", [str(readable)]) is None
     ok = rd.Work(_Actor, {})
     assert rd._check_node(str(marker), "t", [str(gone)], ok) == f"cannot read {gone}: {rd.SHARED}"
+    assert rd._check_node(str(marker), "another token", [], ok) == \
+        f"does not see the output folder {marker.parent} the driver sees: {rd.SHARED}"
     assert rd._check_node(str(marker), "t", [], ok) is None
     assert rd._check_node(None, "t", [], rd.Work(_Actor, {"refused": "no VNNI"})) == "no VNNI"
 
@@ -157,15 +160,52 @@ def test_an_address_that_does_not_answer_is_one_line_at_once():
                                      "`--ray` alone to start one here")
 
 
-def test_an_address_that_answers_or_is_rays_to_find_is_not_refused():
+def test_an_address_that_answers_or_is_rays_to_find_is_not_refused(monkeypatch):
     import ray
 
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         assert rd.precheck(f"127.0.0.1:{listening.getsockname()[1]}") is ray
-    for address in ("auto", rd.LOCAL, None, "head-node"):  # nothing to connect to here: Ray resolves these
-        assert rd.precheck(address, timeout_s=0.01) is ray
+    with socket.socket(socket.AF_INET6) as listening:  # Ray writes an IPv6 host in brackets
+        listening.bind(("::1", 0))
+        listening.listen()
+        assert rd.precheck(f"[::1]:{listening.getsockname()[1]}") is ray
+    with pytest.raises(UserError, match=r"cannot reach the Ray cluster at \[::1\]:"):
+        rd.precheck(f"[::1]:{_closed_port()}")
+    asked, closed = [], []
+
+    class Connection:
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: asked.append((a, k)) or Connection())
+    for address in ("auto", rd.LOCAL, None, "head-node", "head-node:client", ":6379"):  # Ray resolves these
+        assert rd.precheck(address) is ray
+    assert asked == []
+    assert rd.precheck("head-node:6379") is ray and closed == [True]
+    assert asked == [((("head-node", 6379),), {"timeout": 5.0})]  # a silent host is given 5 s, not the OS's minutes
+
+
+def test_without_ray_the_install_line_is_named(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+    with pytest.raises(UserError) as e:
+        rd.precheck("auto")
+    assert str(e.value) == "--ray needs Ray, which is not installed: pip install 'elir-edge[ray]'"
+
+
+def test_a_version_mismatch_is_one_whole_line_and_only_a_mismatch_is_named_so():
+    from ray._private.utils import check_version_info
+
+    with pytest.raises(RuntimeError) as e:  # Ray's own check, as ray.init runs it against the cluster's GCS
+        check_version_info({"ray_version": "2.9.0", "python_version": "3.10.4"}, "this node")
+    here = __import__("ray").__version__, __import__("platform").python_version()
+    assert rd.refusal("10.0.0.5:6379", e.value) == (
+        f"the Ray cluster at 10.0.0.5:6379 runs Ray 2.9.0 on Python 3.10.4, this machine Ray {here[0]} on Python "
+        f"{here[1]}: install the cluster's versions here (pip install 'ray[data]==2.9.0' on Python 3.10.4), or "
+        "submit the run to the cluster (`ray job submit -- elir-edge restore ... --ray auto`)")
+    other = ConnectionError("handshake failed\n - Ray: 2.9.0 Python: 3.10.4\n - Ray: 2.60.0 Python: 3.11.7")
+    assert rd.refusal("h:1", other).startswith("cannot reach the Ray cluster at h:1 (handshake failed)")
 
 
 def test_an_unnamed_refusal_keeps_the_first_line_of_rays_message():
@@ -213,12 +253,14 @@ class _Stand:
         inspect.signature(ray.data.Dataset.flat_map).bind(None, fn, **kwargs)
         p = self.passes[-1]
         planned = [[json.loads(r["item"]) for r in fn({"shard": json.dumps(s)})] for s in p.pop("shards")]
-        p.update(planning=kwargs, items=[i for shard in planned for i in shard], blocks=len(planned),
-                 per_block=[len(shard) for shard in planned])
+        p.update(planning=kwargs, items=[i for shard in planned for i in shard], shard_blocks=p["blocks"],
+                 blocks=len(planned), per_block=[len(shard) for shard in planned])
         return self
 
     def map_batches(self, fn, **kwargs):
-        self.signature.bind(None, fn, **kwargs)
+        from ray.data.dataset import _warn_on_ray_remote_args
+
+        _warn_on_ray_remote_args(self.signature.bind(None, fn, **kwargs).arguments.get("ray_remote_args"))
         self.passes[-1].update(kwargs)
         self.fn = fn
         return self
@@ -245,17 +287,20 @@ class _Echo:
                              lambda item, why: ({"index": item["index"], "failed": why}, b""))
 
 
-def _run(monkeypatch, stand: _Stand, n: int, actors: int) -> list[tuple[dict, bytes]]:
+def _run(monkeypatch, stand: _Stand, n: int, actors: int, gpus: float = 0) -> list[tuple[dict, bytes]]:
     import ray
 
     monkeypatch.setattr(ray.data, "from_items", stand.from_items)
     ctx = ray.data.DataContext.get_current()  # Ray's defaults, whatever an earlier test's run left
-    for name, default in (("max_errored_blocks", 0), ("max_consecutive_actor_init_deaths", 10)):
+    for name, default in (("max_errored_blocks", 0), ("max_consecutive_actor_init_deaths", 10),
+                          ("enable_progress_bars", True), ("print_on_execution_start", True)):
         monkeypatch.setattr(ctx, name, default)
-    work = rd.Work(_Echo, {"tag": "w"}, num_cpus=1)
+    work = rd.Work(_Echo, {"tag": "w"}, num_cpus=1, num_gpus=gpus)
     fleet = rd.Fleet([_node("a", cpu=actors)], ["gone"])
-    return list(rd.map_actors(ray, [{"index": i} for i in range(n)], work, fleet, actors,
-                              lambda item, why: ({"index": item["index"], "failed": why}, b"")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what Ray would warn a user of (the stand calls its own warning)
+        return list(rd.map_actors(ray, [{"index": i} for i in range(n)], work, fleet, actors,
+                                  lambda item, why: ({"index": item["index"], "failed": why}, b"")))
 
 
 def test_a_dropped_block_is_tried_again_item_by_item_and_counted_once(monkeypatch):
@@ -275,15 +320,18 @@ def test_a_dropped_block_is_tried_again_item_by_item_and_counted_once(monkeypatc
     assert sorted(r["index"] for r, _ in rows) == list(range(40))  # each item once
     done = {r["index"]: (r, b) for r, b in rows}
     assert all(done[i] == ({"index": i, "by": "w"}, bytes([i])) for i in range(40) if i != 18)
-    assert done[18][1] == b"" and done[18][0]["failed"].startswith("its Ray worker died on every try (4): ")
+    assert done[18] == ({"index": 18, "failed": "its Ray worker died on every try (4): an image that crashes the "
+                                                 "runtime (or nodes lost): run it alone without --ray to see why"}, b"")
     ctx = ray.data.DataContext.get_current()
     assert ctx.max_errored_blocks == -1 and ctx.max_consecutive_actor_init_deaths == 3
+    assert not ctx.enable_progress_bars and not ctx.print_on_execution_start  # the driver shows its own bar
 
 
 def test_a_run_where_nothing_is_lost_makes_one_pass(monkeypatch):
     stand = _Stand(drop=[])
-    rows = _run(monkeypatch, stand, 5, 4)
+    rows = _run(monkeypatch, stand, 5, 4, gpus=1)
     assert len(stand.passes) == 1 and stand.passes[0]["blocks"] == 4  # fewer items than a block: one per actor
+    assert stand.passes[0]["num_gpus"] == 1  # an engine's actor takes its GPU
     assert [r for r, _ in sorted(rows, key=lambda rb: rb[0]["index"])] == [{"index": i, "by": "w"} for i in range(5)]
 
 
@@ -319,7 +367,8 @@ def test_a_planned_run_plans_again_only_the_shard_whose_block_was_lost(monkeypat
                               fleet, 2, lambda item, why: ({"index": item["index"], "failed": why}, b"")))
     first, second = stand.passes
     assert first["planning"] == {"num_cpus": 0, "label_selector": {"ray.io/node-id": "in(n1)"}}
-    assert first["blocks"] == 3 and ray.data.DataContext.get_current().target_max_block_size == 16 * 256
+    assert first["shard_blocks"] == 3  # a block per shard: each shard's listing a task of its own
+    assert ray.data.DataContext.get_current().target_max_block_size == 16 * 256
     assert asked == [0, 1, 2, 1]  # each shard planned on the cluster, then shard 1 again by the driver
     assert [i["index"] for i in second["items"]] == [10, 11] and second["blocks"] == 2
     assert sorted(r["index"] for r, _ in rows) == [0, 1, 2, 10, 11, 20, 21, 22, 23]
@@ -342,3 +391,12 @@ def test_ray_datas_console_gets_the_filter_once():
     finally:
         logger.removeHandler(handler)
         logger.removeHandler(other)
+
+
+def test_a_batchs_rows_are_a_column_of_python_strings():
+    """A fixed-width numpy string column would pad every row of a block to its longest (a long error) row."""
+    batch = {"item": np.array([json.dumps({"index": i}) for i in range(3)], dtype=object)}
+    out = rd.batch_rows(batch, lambda item: ({"index": item["index"], "e": "x" * 10 ** item["index"]}, b""),
+                        lambda item, why: ({}, b""))
+    assert out["row"].dtype == object and out["blob"].dtype == object
+    assert [json.loads(r)["index"] for r in out["row"]] == [0, 1, 2]

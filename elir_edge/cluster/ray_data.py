@@ -88,8 +88,8 @@ def refusal(address: str, e: Exception) -> str:
 
 
 def precheck(address: str | None, timeout_s: float = 5.0):
-    """Before any work: Ray is installed, and a host:port (or ray://host:port) takes a connection, named at
-    once rather than after Ray's own retries (a minute). `auto` is left to Ray. Returns the ray module."""
+    """Before any work: Ray is installed, and a host:port (or ray://host:port, [IPv6]:port) takes a connection,
+    named at once rather than after Ray's own retries (a minute). `auto` is left to Ray. Returns the ray module."""
     import socket
 
     ray = _ray()
@@ -97,7 +97,7 @@ def precheck(address: str | None, timeout_s: float = 5.0):
     if not host or not port.isdigit():
         return ray
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection((host.removeprefix("[").removesuffix("]"), int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise UserError(refusal(address, e)) from None
     return ray
