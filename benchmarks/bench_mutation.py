@@ -107,7 +107,7 @@ module("ray_data", "elir_edge/cluster/ray_data.py",
            "test_a_node_that_cannot_see_the_output_folder_is_named",
            "test_blocks_hold_a_fixed_few_items_whatever_the_archive",
            "test_an_error_of_one_item_on_a_worker_is_its_failed_row", "test_a_run_past_the_policy_stops_in_one_line")],
-       ["tests/test_ray_policy.py"])
+       ["tests/test_ray_policy.py", "tests/test_ray_nodes.py"])
 # fid's after: tests/test_fid.py alone (the earlier tests build a random Inception network, ~30 s a mutant): a
 # lower bound on what the whole suite kills. Its before ran on c275366, whose test_bench.py also had
 # test_fid_unavailable_without_weights and test_fid_weights_that_need_code_are_refused (now in test_fid.py)
@@ -188,6 +188,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
     "ray_data": {
         **{f"elir_edge.cluster.ray_data.x_{f}__mutmut_{n}": "a block's size is BLOCK (16) or 1, nothing between: "
            "`size > 1` and `size > 2` choose alike" for f, n in (("_dataset", 34), ("_map", 48))},
+        "elir_edge.cluster.ray_data.x__map__mutmut_8": "warnings.filterwarnings matches its message ignoring case "
+                                                       "(re.I): the same filter",
+        **{f"elir_edge.cluster.ray_data.x_map_actors__mutmut_{n}": "Ray Data reads enable_progress_bars and "
+           "print_on_execution_start by truth value (progress_bar.py, streaming_executor.py): None is False there"
+           for n in (2, 4)},
         "elir_edge.cluster.ray_data.x__sees__mutmut_6": "an unreadable marker read as '' instead of None: the token is "
                                                         "32 hex digits, so neither equals it and the line is the same",
         "elir_edge.cluster.ray_data.xǁFleetǁactors__mutmut_25": "int(c / n) and int(c // n) floor alike for the "

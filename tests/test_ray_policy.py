@@ -400,3 +400,21 @@ def test_a_batchs_rows_are_a_column_of_python_strings():
                         lambda item, why: ({}, b""))
     assert out["row"].dtype == object and out["blob"].dtype == object
     assert [json.loads(r)["index"] for r in out["row"]] == [0, 1, 2]
+
+
+def test_ray_datas_guard_is_named_by_its_first_line_cut_at_160(monkeypatch):
+    import ray
+
+    class Stalled:
+        def map_batches(self, *a, **k):
+            return self
+
+        def iter_rows(self):
+            raise ray.data.exceptions.ExecutionTimeoutError("g" * 300 + "\nOperators still running: ...")
+            yield
+
+    monkeypatch.setattr(ray.data, "from_items", lambda *a, **k: Stalled())
+    with pytest.raises(UserError) as e:
+        list(rd.map_actors(ray, [{"index": 0}], rd.Work(_Echo, {"tag": "w"}), rd.Fleet([], []), 1,
+                           lambda item, why: ({}, b"")))
+    assert str(e.value).startswith(f"the Ray run stopped ({'g' * 160}): see `ray status`")
