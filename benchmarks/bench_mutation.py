@@ -193,6 +193,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         **{f"elir_edge.cluster.ray_data.x_map_actors__mutmut_{n}": "Ray Data reads enable_progress_bars and "
            "print_on_execution_start by truth value (progress_bar.py, streaming_executor.py): None is False there"
            for n in (2, 4)},
+        "elir_edge.cluster.ray_data.x_check_nodes__mutmut_1": "how long a cold node is given to answer, 180 or 181 s: "
+                                                               "no output differs (a test cuts it to 0.5 s)",
+        "elir_edge.cluster.ray_data.x_check_nodes__mutmut_6": "Ray 2.60's ray.nodes() gives each node both 'Alive' and "
+                                                              "'alive' (the same value)",
+        "elir_edge.cluster.ray_data.x_check_nodes__mutmut_47": "Ray takes soft=None as soft=False: the check of a node "
+                                                               "that is gone still fails as unschedulable (tested)",
         "elir_edge.cluster.ray_data.x__sees__mutmut_6": "an unreadable marker read as '' instead of None: the token is "
                                                         "32 hex digits, so neither equals it and the line is the same",
         "elir_edge.cluster.ray_data.xǁFleetǁactors__mutmut_25": "int(c / n) and int(c // n) floor alike for the "

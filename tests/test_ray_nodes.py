@@ -28,6 +28,13 @@ class Opens:
         self.refused = settings.get("refused")
 
 
+class Crashes:
+    def __init__(self, settings):
+        import os
+
+        os._exit(3)  # a runtime that takes its process down opening the artifact
+
+
 class Slow:
     def __init__(self, settings):
         import time
@@ -80,11 +87,55 @@ def test_a_node_that_does_not_answer_in_time_is_named(ray):
                             "node's raylet log: no node can take part")
 
 
+def test_a_node_whose_check_dies_is_named_not_a_traceback(ray):
+    with pytest.raises(UserError) as e:
+        rd.check_nodes(ray, rd.Work(Crashes, {}), [])
+    said = str(e.value)
+    assert said.startswith(f"{_names(_node(ray))}: its check's worker died (") and "\n" not in said
+    assert said.endswith("): run elir-edge there alone to see why: no node can take part")
+
+
+def test_a_node_without_elir_edge_is_named_with_the_install_line(ray, tmp_path, monkeypatch):
+    (tmp_path / "driver_only.py").write_text("def check(marker, token, reads, work):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import driver_only  # a module only the driver has: the node's worker cannot load the check
+
+    monkeypatch.setattr(rd, "_check_node", driver_only.check)
+    with pytest.raises(UserError) as e:
+        rd.check_nodes(ray, rd.Work(Opens, {}), [])
+    from elir_edge import __version__
+
+    assert str(e.value) == (f"{_names(_node(ray))}: cannot import elir-edge: pip install 'elir-edge[ray]=="
+                            f"{__version__}' on every node (the same version as the driver's): no node can take part")
+
+
+def test_a_node_that_sees_another_output_folder_is_named(ray, tmp_path, monkeypatch):
+    """The driver writes a token in the output folder and each node must read it back; a node that reads other
+    bytes there (another machine's folder of that name) cannot take part. Played here by the driver writing other
+    bytes than the token it sends."""
+    real = rd.Path.write_text
+    monkeypatch.setattr(rd.Path, "write_text", lambda self, data, *a, **k: real(self, "another folder", *a, **k))
+    with pytest.raises(UserError) as e:
+        rd.check_nodes(ray, rd.Work(Opens, {}), [], writes=tmp_path)
+    assert str(e.value) == (f"{_names(_node(ray))}: does not see the output folder {tmp_path} the driver sees: "
+                            f"{rd.SHARED}: no node can take part")
+
+
+def test_a_node_busy_with_other_work_still_answers(ray):
+    """The check takes no CPU: a node whose CPUs other jobs hold answers at once, not when they end."""
+    busy = ray.remote(num_cpus=1)(lambda: __import__("time").sleep(60)).remote()
+    try:
+        assert rd.check_nodes(ray, rd.Work(Opens, {}), [], timeout_s=20).excluded == []
+    finally:
+        ray.cancel(busy, force=True)
+
+
 def test_a_node_gone_before_its_check_is_left_out_with_a_warning(ray, monkeypatch):
     node = _node(ray)
     gone = {**node, "NodeID": "ab" * 28, "NodeManagerAddress": "10.1.2.3"}
+    dead = {**node, "NodeID": "cd" * 28, "Alive": False, "alive": False}  # Ray lists a dead node: not checked
     real = ray.nodes
-    monkeypatch.setattr(ray, "nodes", lambda: real() + [gone])  # listed, then gone when its check is placed
+    monkeypatch.setattr(ray, "nodes", lambda: real() + [gone, dead])  # listed, then gone when its check is placed
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         fleet = rd.check_nodes(ray, rd.Work(Opens, {}), [])

@@ -191,7 +191,8 @@ def _fits(node: dict, work: Work) -> bool:
 
 def _answer(ray, ref, left_s: float, timeout_s: float) -> str | None:
     """One node's answer to the check (`left_s` of the run's `timeout_s` to wait for it); a node whose workers
-    cannot even load it lacks elir-edge."""
+    cannot even load it lacks elir-edge; one whose check's worker died (a runtime that crashes opening the
+    artifact there, say) is left out with Ray's last line."""
     from elir_edge import __version__
 
     try:
@@ -201,10 +202,10 @@ def _answer(ray, ref, left_s: float, timeout_s: float) -> str | None:
     except ray.exceptions.GetTimeoutError:
         return f"did not answer the check within {timeout_s:g} s: see `ray status` and the node's raylet log"
     except ray.exceptions.RayError as e:
-        if "ModuleNotFoundError" not in str(e) and "No module named" not in str(e):
-            raise
-        return (f"cannot import elir-edge: pip install 'elir-edge[ray]=={__version__}' on every node (the same "
-                "version as the driver's)")
+        if "ModuleNotFoundError" in str(e) or "No module named" in str(e):
+            return (f"cannot import elir-edge: pip install 'elir-edge[ray]=={__version__}' on every node (the same "
+                    "version as the driver's)")
+        return f"its check's worker died ({_last_line(e)}): run elir-edge there alone to see why"
 
 
 def _check_node(marker: str | None, token: str, reads: list[str], work: Work) -> str | None:
