@@ -143,3 +143,27 @@ def test_a_node_gone_before_its_check_is_left_out_with_a_warning(ray, monkeypatc
     assert [str(w.message) for w in said] == \
         ["the Ray node 10.1.2.3 (abababab): left the cluster during the check: left out of this run"]
     assert fleet.label_selector() == {rd.NODE_ID: f"!in({'ab' * 28})"}
+
+
+class Echo:
+    def __init__(self, settings):
+        self.refused = None
+
+    def __call__(self, batch):
+        return rd.batch_rows(batch, lambda item: ({"index": item["index"]}, b""), lambda item, why: ({}, b""))
+
+
+def _five(shard):
+    return [{"index": i} for i in range(5)]
+
+
+def test_a_pool_given_fewer_blocks_than_actors_says_nothing_the_user_cannot_act_on(ray):
+    """Five items planned on the cluster come as one block; with two actors (their sizes unknown here) Ray Data
+    warns that the pool "only received 1 input(s)": the block sizes are elir-edge's to choose, not the user's."""
+    work = rd.Work(Echo, {}, num_cpus=0.5)  # two actors fit on the one CPU
+    fleet = rd.check_nodes(ray, work, [])
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        rows = list(rd.map_actors(ray, rd.Sharded([{"index": 0}], _five), work, fleet, 2, lambda item, why: ({}, b"")))
+    assert sorted(r["index"] for r, _ in rows) == list(range(5))
+    assert [str(w.message) for w in said if "only received" in str(w.message)] == []

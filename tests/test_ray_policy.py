@@ -418,3 +418,24 @@ def test_ray_datas_guard_is_named_by_its_first_line_cut_at_160(monkeypatch):
         list(rd.map_actors(ray, [{"index": 0}], rd.Work(_Echo, {"tag": "w"}), rd.Fleet([], []), 1,
                            lambda item, why: ({}, b"")))
     assert str(e.value).startswith(f"the Ray run stopped ({'g' * 160}): see `ray status`")
+
+
+def test_no_more_actors_than_blocks_to_give_them():
+    one = [{"index": 0}]
+    assert rd.useful_actors(one, 4) == 1 and rd.useful_actors([{"index": i} for i in range(40)], 2) == 2
+    assert rd.useful_actors(rd.Sharded([{"index": 0}], lambda s: []), 6) == 6  # sizes unknown: as asked
+    assert rd.useful_actors(rd.Sharded([{"index": 0}], lambda s: [], [5]), 4) == 1  # 5 images: one block
+    assert rd.useful_actors(rd.Sharded([{}, {}], lambda s: [], [20, 3]), 4) == 2 + 1  # blocks of 16 a shard
+    assert rd.useful_actors(rd.Sharded([{}, {}], lambda s: [], [20, 3]), 2) == 2
+    assert rd.useful_actors(rd.Sharded([{}], lambda s: [], [0]), 3) == 1
+
+
+def test_a_small_planned_run_starts_one_actor(monkeypatch):
+    import ray
+
+    stand = _Stand(drop=[])
+    monkeypatch.setattr(ray.data, "from_items", stand.from_items)
+    sharded = rd.Sharded([{"index": 0}], lambda s: [{"index": i} for i in range(5)], [5])
+    rows = list(rd.map_actors(ray, sharded, rd.Work(_Echo, {"tag": "w"}), rd.Fleet([_node("n1", cpu=4)], []), 4,
+                              lambda item, why: ({}, b"")))
+    assert stand.passes[0]["compute"].min_size == stand.passes[0]["compute"].max_size == 1 and len(rows) == 5

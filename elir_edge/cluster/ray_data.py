@@ -138,9 +138,11 @@ class Fleet:
 class Sharded:
     """Items the cluster makes: `plan(shard)` (a shard as plain values -> its items) runs as a Ray task per shard on
     the checked nodes, beside the data, so the driver never lists them; the driver plans again, itself, only the
-    shards whose rows did not all come back (a block Ray gave up on)."""
+    shards whose rows did not all come back (a block Ray gave up on). `sizes`: at most how many items each shard
+    makes, where the driver's walk saw that (it caps the actors started at the blocks they can be given)."""
     shards: list[dict]
     plan: Callable[[dict], list[dict]]
+    sizes: list[int] | None = None
 
     def missing(self, got: Counter, made: dict) -> list[dict]:
         """The items of every shard with fewer rows back than it made (or none at all)."""
@@ -241,6 +243,15 @@ def blocks(n: int, actors: int) -> int:
     return max(min(n, actors), -(-n // BLOCK))
 
 
+def useful_actors(items: list[dict] | Sharded, actors: int) -> int:
+    """No more actors than blocks there will be to give them (each is a process to start, beside the others, on
+    nodes that may have few cores): one per item for items given here, one per planned block where the shards'
+    sizes are known (a shard's items come in blocks of about BLOCK)."""
+    if isinstance(items, Sharded):
+        return actors if items.sizes is None else max(1, min(actors, sum(-(-n // BLOCK) for n in items.sizes)))
+    return max(1, min(actors, len(items)))
+
+
 def map_actors(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actors: int,
                failed: Callable[[dict, str], tuple[dict, bytes]]) -> Iterator[tuple[dict, bytes]]:
     """(row, blob) for every item (given, or planned on the cluster shard by shard), in the order they finish, on
@@ -268,7 +279,7 @@ def map_actors(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actor
                 made[shard] = of
                 yield row, blob
 
-    yield from fresh(_map(ray, items, work, fleet, actors, BLOCK))
+    yield from fresh(_map(ray, items, work, fleet, useful_actors(items, actors), BLOCK))
     todo = [i for i in (items.missing(got, made) if isinstance(items, Sharded) else items) if i["index"] not in seen]
     yield from fresh(_map(ray, todo, work, fleet, min(actors, len(todo)), 1)) if todo else ()
     for item in (i for i in todo if i["index"] not in seen):
@@ -287,8 +298,13 @@ class _Console(logging.Filter):
 
 
 def _quiet_console() -> None:
-    """The filter on Ray Data's console handler (the one carrying Ray's own console filter), once."""
+    """The filter on Ray Data's console handler (the one carrying Ray's own console filter), once; and Ray Data's
+    advice to raise `override_num_blocks` when a pool gets fewer blocks than it has actors, which is ours to
+    follow, not the user's (blocks() and useful_actors() size both; a shard that plans fewer items than its walk
+    saw still makes fewer blocks)."""
     from ray.data._internal.logging import HiddenRecordFilter
+
+    warnings.filterwarnings("ignore", r"The minimum number of concurrent actors .* only received", UserWarning)
 
     for handler in logging.getLogger("ray.data").handlers:
         filters = [type(f) for f in handler.filters]

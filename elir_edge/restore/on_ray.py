@@ -58,7 +58,7 @@ def restore_on_ray(ray, settings: Settings, plan: list[Shard], compare: bool, in
     work = Work(RestoreActor, asdict(replace(settings, threads=threads)), num_cpus=0 if gpu else threads,
                 num_gpus=1 if gpu else 0)
     fleet = check_nodes(ray, work, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
-    items = Sharded([s.to_dict() for s in plan], functools.partial(_shard_items, compare))
+    items = Sharded([s.to_dict() for s in plan], functools.partial(_shard_items, compare), [s.images for s in plan])
     for row, _ in map_actors(ray, items, work, fleet, actors or fleet.actors(work), failed_job):
         yield row
 
