@@ -121,13 +121,32 @@ def test_a_node_that_sees_another_output_folder_is_named(ray, tmp_path, monkeypa
                             f"{rd.SHARED}: no node can take part")
 
 
+class Holds:
+    def ping(self):
+        return True
+
+
 def test_a_node_busy_with_other_work_still_answers(ray):
-    """The check takes no CPU: a node whose CPUs other jobs hold answers at once, not when they end."""
-    busy = ray.remote(num_cpus=1)(lambda: __import__("time").sleep(60)).remote()
+    """The check takes no CPU: a node whose CPUs another job's actor holds answers at once, not when it ends."""
+    holder = ray.remote(num_cpus=1)(Holds).remote()
     try:
-        assert rd.check_nodes(ray, rd.Work(Opens, {}), [], timeout_s=20).excluded == []
+        assert ray.get(holder.ping.remote(), timeout=60)  # the node's one CPU is taken
+        assert rd.check_nodes(ray, rd.Work(Opens, {}), [], timeout_s=10).excluded == []
     finally:
-        ray.cancel(busy, force=True)
+        ray.kill(holder)
+
+
+def test_when_every_node_fails_the_line_names_the_first_and_counts_the_rest(ray, tmp_path, monkeypatch):
+    node, gone = _node(ray), tmp_path / "not-here.png"
+    others = [{**node, "NodeID": f"{i}a" * 28, "NodeManagerAddress": f"10.1.2.{i}"} for i in (3, 4)]
+    real = ray.nodes
+    monkeypatch.setattr(ray, "nodes", lambda: real() + others)  # two more nodes, gone when their checks are placed
+    with pytest.raises(UserError) as e:
+        rd.check_nodes(ray, rd.Work(Opens, {}), [gone])
+    assert str(e.value) == f"{_names(node)}: cannot read {gone}: {rd.SHARED} (and 2 more nodes): no node can take part"
+    monkeypatch.setattr(ray, "nodes", lambda: real() + others[:1])
+    with pytest.raises(UserError, match=r": cannot read .* \(and 1 more nodes\): no node can take part$"):
+        rd.check_nodes(ray, rd.Work(Opens, {}), [gone])
 
 
 def test_a_node_gone_before_its_check_is_left_out_with_a_warning(ray, monkeypatch):
