@@ -92,6 +92,7 @@ def test_a_node_whose_check_dies_is_named_not_a_traceback(ray):
         rd.check_nodes(ray, rd.Work(Crashes, {}), [])
     said = str(e.value)
     assert said.startswith(f"{_names(_node(ray))}: its check's worker died (") and "\n" not in said
+    assert "worker died unexpectedly" in said  # Ray's own last line, not a placeholder
     assert said.endswith("): run elir-edge there alone to see why: no node can take part")
 
 

@@ -68,7 +68,7 @@ def test_unrolling_folds_the_dense_blocks_scale_and_leaves_the_model_as_it_was()
 
 def test_overparameterized_model_is_refused():
     model = random_model(preset_arch("sr", overparam=True))
-    with pytest.raises(ValueError, match="fold"):
+    with pytest.raises(ValueError, match="^unroll a collapsed model: fold the over-parameterized blocks first$"):
         UnrolledElir(model)
 
 
