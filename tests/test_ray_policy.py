@@ -439,4 +439,3 @@ def test_a_small_planned_run_starts_one_actor(monkeypatch):
     rows = list(rd.map_actors(ray, sharded, rd.Work(_Echo, {"tag": "w"}), rd.Fleet([_node("n1", cpu=4)], []), 4,
                               lambda item, why: ({}, b"")))
     assert stand.passes[0]["compute"].min_size == stand.passes[0]["compute"].max_size == 1 and len(rows) == 5
-
