@@ -281,7 +281,7 @@ def map_actors(ray, items: list[dict] | Sharded, work: Work, fleet: Fleet, actor
 
     yield from fresh(_map(ray, items, work, fleet, useful_actors(items, actors), BLOCK))
     todo = [i for i in (items.missing(got, made) if isinstance(items, Sharded) else items) if i["index"] not in seen]
-    yield from fresh(_map(ray, todo, work, fleet, min(actors, len(todo)), 1)) if todo else ()
+    yield from fresh(_map(ray, todo, work, fleet, useful_actors(todo, actors), 1)) if todo else ()
     for item in (i for i in todo if i["index"] not in seen):
         yield failed(item, f"its Ray worker died on every try ({RETRIES + 1}): an image that crashes the runtime "
                            "(or nodes lost): run it alone without --ray to see why")

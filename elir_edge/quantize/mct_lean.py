@@ -4,7 +4,7 @@ Each context manager replaces one MCT function for the length of a run and puts 
 MCT's thresholds, so the exported graph, byte for byte (tests/test_quantize.py holds them to MCT's own), but for
 one thing: the statistics pass runs its forward on fewer torch threads than MCT's (`_Updates`), and a
 convolution summed on another number of threads rounds differently in the last bits (so does MCT's own, from one
-machine to another). On the demo: the same TensorRT form to 0.1 dB, the CPU forms within 0.1 dB.
+machine to another). On the demo: the TensorRT form's PSNR the same, the CPU forms' within 0.1 dB.
 """
 
 from __future__ import annotations
