@@ -132,7 +132,7 @@ def test_a_node_busy_with_other_work_still_answers(ray):
     holder = ray.remote(num_cpus=1)(Holds).remote()
     try:
         assert ray.get(holder.ping.remote(), timeout=60)  # the node's one CPU is taken
-        assert rd.check_nodes(ray, rd.Work(Opens, {}), [], timeout_s=10).excluded == []
+        assert rd.check_nodes(ray, rd.Work(Opens, {}), [], timeout_s=30).excluded == []
     finally:
         ray.kill(holder)
 
