@@ -474,6 +474,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elir-edge {args.command}: internal error: {e}: this is a bug in elir-edge, not a problem with your "
               f"input; please report it with {bug_report(argv, e)}", file=sys.stderr)
         return 3
+    except Exception as e:
+        if not _interrupted(e):
+            raise
+        print(f"elir-edge {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Ctrl-C that Python handed on inside another error: a KeyboardInterrupt raised while a library's import runs
+    a class body's __set_name__ comes out as Python 3.11's RuntimeError("Error calling __set_name__ ...") (seen
+    in CI: Ctrl-C while MCT's import reached triton)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def bug_report(argv: list[str] | None, e: Exception) -> str:

@@ -64,6 +64,28 @@ def test_ctrl_c_during_quantize_keeps_the_old_artifacts(work):
     no_temporaries(work)
 
 
+def test_ctrl_c_that_python_wraps_during_an_import_is_still_ctrl_c(monkeypatch, capsys):
+    """Ctrl-C landing while a library's import runs a class body's __set_name__ reaches the command as Python
+    3.11's RuntimeError("Error calling __set_name__ ...") (a CI run: Ctrl-C while MCT's import reached triton,
+    exit 1 with a traceback); it is an interruption, and an error with no Ctrl-C behind it stays an error."""
+    import elir_edge.cli as cli
+
+    class Trips:
+        def __set_name__(self, owner, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_quantize", lambda args: type("tuple_type", (), {"name": Trips()}))
+    assert cli.main(["quantize"]) == 130
+    assert capsys.readouterr().err == "elir-edge quantize: interrupted; nothing half-written was kept\n"
+
+    def broken(args):
+        raise RuntimeError("Error calling __set_name__ on 'cached_property' instance 'name' in 'tuple_type'")
+
+    monkeypatch.setattr(cli, "run_quantize", broken)
+    with pytest.raises(RuntimeError, match="__set_name__"):
+        cli.main(["quantize"])
+
+
 def test_ctrl_c_during_build_writes_no_engine(work):
     pytest.importorskip("tensorrt_rtx")
     before = snapshot(work)
