@@ -717,3 +717,38 @@ def test_activation_ranges_are_read_off_the_file_every_x86_cpu_computes_right(re
     assert len(measured) == 1
     weights = [numpy_helper.to_array(i) for i in measured[0].graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert weights and min(w.min() for w in weights) >= -64 and max(w.max() for w in weights) <= 63
+
+
+def test_mct_checks_each_graph_it_changed_once_when_the_run_ends(monkeypatch):
+    """MCT's graph check runs once per changed graph, after the run (MCT runs it after each of hundreds of
+    changes), with MCT's own code: a graph left inconsistent still fails, and a run that fails is not checked."""
+    from model_compression_toolkit.core.common.fusion.fusing_info import FusingInfo
+    from model_compression_toolkit.core.common.graph.base_graph import Graph
+
+    import elir_edge.quantize.mct as mct
+    from elir_edge.model.unroll import UnrolledElir
+    from elir_edge.quantize.mct_lean import validate_once
+    from elir_edge.quantize.options import PTQOptions
+
+    checked, real = [], FusingInfo.validate
+    monkeypatch.setattr(FusingInfo, "validate", lambda self, graph: checked.append(id(graph)) or real(self, graph))
+    unrolled = UnrolledElir(random_model(SMALL, k=2, sigma=0.1)).eval()
+    gen = torch.Generator().manual_seed(0)
+    mct.quantize_module(unrolled, [(torch.rand(1, 3, 32, 32, generator=gen), torch.randn(1, 16, 4, 4, generator=gen))],
+                        PTQOptions())
+    assert len(checked) == len(set(checked)) == 1
+
+    class Broken:  # a graph whose fusing information no longer matches it: MCT's check raises
+        class fusing_info:
+            @staticmethod
+            def validate(graph):
+                raise ValueError("fused operation holds a node not in the graph")
+
+    with pytest.raises(ValueError, match="not in the graph"):
+        with validate_once():
+            Graph.validate(Broken())
+            Graph.validate(Broken())
+    with pytest.raises(KeyError):  # the run's own error, not the check's
+        with validate_once():
+            Graph.validate(Broken())
+            raise KeyError("the run failed")
