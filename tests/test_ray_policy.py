@@ -453,3 +453,32 @@ def test_a_small_planned_run_starts_one_actor(monkeypatch):
     rows = list(rd.map_actors(ray, sharded, rd.Work(_Echo, {"tag": "w"}), rd.Fleet([_node("n1", cpu=4)], []), 4,
                               lambda item, why: ({}, b"")))
     assert stand.passes[0]["compute"].min_size == stand.passes[0]["compute"].max_size == 1 and len(rows) == 5
+
+
+# what the driver of `elir-edge restore EXPORT photos/ -o out --ray` loads, read off a run (sys.modules at its end)
+DRIVER_MODULES = ["elir_edge.cli", "elir_edge.cluster.ray_data", "elir_edge.common.metrics", "elir_edge.restore.stage",
+                  "elir_edge.restore.on_ray", "elir_edge.restore.plan", "elir_edge.restore.image",
+                  "elir_edge.restore.tiling", "elir_edge.model.noise", "elir_edge.runtime.choose",
+                  "elir_edge.runtime.probe", "elir_edge.runtime.open", "elir_edge.runtime.ort",
+                  "elir_edge.runtime.cpu_roof", "elir_edge.model.export_folder"]
+
+
+def test_a_ray_driver_and_a_planning_task_start_without_torch():
+    """torch costs 1.5 s of a 2-core node's start: the driver (plans, probes the file with PSNR, collects rows)
+    and the shard-planning task never draw a noise field, so importing what they run loads no torch; drawing
+    one still gives torch's field."""
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib; [importlib.import_module(m) for m in sys.argv[1:]]; "
+            "from elir_edge.common.metrics import psnr; import numpy as np; assert psnr(np.zeros(4), np.ones(4)) == 0; "
+            "print(sorted(m for m in ('torch', 'torchmetrics') if m in sys.modules))")
+    for modules in (DRIVER_MODULES, ["elir_edge.restore.plan"]):
+        out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "[]", (modules, out.stdout, out.stderr[-400:])
+    import torch
+
+    from elir_edge.model.noise import latent_noise
+
+    expected = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(7)).numpy()
+    assert np.array_equal(latent_noise(4, 16, 24, seed=7), expected)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
@@ -13,6 +12,7 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two [3,H,W] or [1,3,H,W] images in [0,1]."""
+    import torch  # here, not at the top: PSNR alone (the probe a Ray driver runs) needs no torch
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     ta = torch.as_tensor(np.asarray(a, np.float32)).reshape(1, 3, *np.shape(a)[-2:])

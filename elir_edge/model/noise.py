@@ -1,21 +1,29 @@
 """The seeded noise ELIR integrates from: eps ~ N(0, I) at latent resolution, reproducible on any CPU.
 
-Export verification, baked-noise graphs, bench and restore draw eps here, so one seed means one field.
+Export verification, baked-noise graphs, bench and restore draw eps here, so one seed means one field. torch
+(its generator is the field's definition) loads when a field is first drawn: a `restore --ray` driver, which
+draws none, starts without it.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from elir_edge.model.arch import ArchConfig
-from elir_edge.model.settings import RunSettings
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from elir_edge.model.arch import ArchConfig
+    from elir_edge.model.settings import RunSettings
 
 ALIGN = 8  # the latent is 1/8 of the image
 
 
 def seeded_inputs(s: RunSettings, arch: ArchConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """lq uniform in [0,1] and eps ~ N(0, I), reproducible from `seed` on any CPU."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     lq = torch.rand(s.batch, 3, s.height, s.width, generator=g)
     eps = torch.randn(s.batch, arch.latent_channels, s.height // 8, s.width // 8, generator=g)
@@ -24,6 +32,8 @@ def seeded_inputs(s: RunSettings, arch: ArchConfig, seed: int) -> tuple[torch.Te
 
 def baked_noise(s: RunSettings, arch: ArchConfig, seed: int) -> torch.Tensor:
     """The eps a `--noise baked --seed S` graph carries as a constant."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     return torch.randn(s.batch, arch.latent_channels, s.height // 8, s.width // 8, generator=g)
 
