@@ -187,3 +187,23 @@ def test_a_pool_given_fewer_blocks_than_actors_says_nothing_the_user_cannot_act_
         rows = list(rd.map_actors(ray, rd.Sharded([{"index": 0}], _five), work, fleet, 2, lambda item, why: ({}, b"")))
     assert sorted(r["index"] for r, _ in rows) == list(range(5))
     assert [str(w.message) for w in said if "only received" in str(w.message)] == []
+
+
+def test_a_ray_that_is_this_machine_alone_needs_no_node_check(ray, tmp_path, monkeypatch):
+    """A Ray started here whose one node is the driver's: restore's driver has read the inputs, made the output
+    folder and probed its CPU file on this machine, so the node check is not run again; an engine (the driver
+    never opened it), a Ray joined rather than started, or a node that cannot hold a worker still are."""
+    import elir_edge.restore.on_ray as on_ray
+    from elir_edge.restore.image import Settings
+
+    fleet = rd.this_machine(ray, rd.Work(Opens, {}))
+    assert [n["NodeID"] for n in fleet.usable] == [_node(ray)["NodeID"]] and fleet.excluded == []
+    with pytest.raises(UserError, match="no node of the Ray cluster has 2 CPU"):
+        rd.this_machine(ray, rd.Work(Opens, {}, num_cpus=2))
+    checked, used = [], []
+    monkeypatch.setattr(on_ray, "check_nodes", lambda ray, work, *a: checked.append(work) or fleet)
+    monkeypatch.setattr(on_ray, "map_actors", lambda ray, items, work, fleet, *a: used.append(fleet) or iter(()))
+    for artifact, started_here in (("m.onnx", True), ("m.onnx", False), ("m.engine", True)):
+        s = Settings(str(tmp_path / artifact), "ab" * 32, "denoising", None, 0, 0, 1, "ort", 1)
+        list(on_ray.restore_on_ray(ray, s, [], False, [], tmp_path, 1, started_here))
+    assert len(checked) == 2 and [w.num_gpus for w in checked] == [0, 1] and len(used) == 3

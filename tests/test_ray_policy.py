@@ -49,6 +49,29 @@ def test_which_nodes_fit_one_actor():
     assert not rd._fits(_node("a", gpu=4), gpu_work)  # a GPU but no CPU
 
 
+class _Cluster:
+    """Ray's two calls this_machine makes: ray.nodes() and ray.get_runtime_context().get_node_id()."""
+
+    def __init__(self, nodes: list[dict], driver: str):
+        self._nodes, self._driver = nodes, driver
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+    def get_runtime_context(self):
+        return type("RuntimeContext", (), {"get_node_id": lambda _: self._driver})()
+
+
+def test_only_a_cluster_that_is_the_drivers_node_alone_skips_the_node_check():
+    work, here, there = rd.Work(_Actor, {}), {**_node("here", cpu=2), "Alive": True}, {**_node("there", cpu=2), "Alive": True}
+    assert rd.this_machine(_Cluster([here], "here"), work).usable == [here]
+    assert rd.this_machine(_Cluster([here, {**there, "Alive": False}], "here"), work).usable == [here]  # a dead one
+    assert rd.this_machine(_Cluster([here, there], "here"), work) is None  # another node: every node is checked
+    assert rd.this_machine(_Cluster([there], "here"), work) is None  # a node, but not the driver's
+    assert rd.starts_here("local") and rd.starts_here(None) and not rd.starts_here("auto")
+    assert not rd.starts_here("127.0.0.1:6379")
+
+
 def test_scheduling_labels_keep_work_on_the_checked_nodes():
     fleet = rd.Fleet([_node("n1", cpu=1), _node("n2", cpu=1)], ["x9", "y8"])
     assert fleet.label_selector() == {"ray.io/node-id": "!in(x9,y8)"}

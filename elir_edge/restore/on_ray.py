@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Iterator
 
-from elir_edge.cluster.ray_data import Sharded, Work, batch_rows, check_nodes, map_actors
+from elir_edge.cluster.ray_data import Sharded, Work, batch_rows, check_nodes, map_actors, this_machine
 from elir_edge.common.files import sha256_file
 from elir_edge.restore.image import ImageRestorer, Settings
 from elir_edge.restore.plan import Job, Shard, plan_shard
@@ -50,14 +50,16 @@ def failed_job(item: dict, error: str) -> tuple[dict, bytes]:
 
 
 def restore_on_ray(ray, settings: Settings, plan: list[Shard], compare: bool, inputs: list[Path], out_dir: Path,
-                   actors: int | None) -> Iterator[dict]:
+                   actors: int | None, started_here: bool = False) -> Iterator[dict]:
     """Rows of the jobs as they finish on the cluster (each shard planned and each output written there), once
-    every node has shown it sees the inputs, the artifact and the output folder."""
+    every node has shown it sees the inputs, the artifact and the output folder: a Ray `started_here` that is
+    this machine alone, on a CPU file (the driver opened and probed it), has been seen doing so by the driver."""
     threads = settings.threads or 1
     gpu = Path(settings.artifact).suffix not in (".onnx", ".safetensors")
     work = Work(RestoreActor, asdict(replace(settings, threads=threads)), num_cpus=0 if gpu else threads,
                 num_gpus=1 if gpu else 0)
-    fleet = check_nodes(ray, work, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
+    fleet = (started_here and not gpu and this_machine(ray, work)) or \
+        check_nodes(ray, work, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
     items = Sharded([s.to_dict() for s in plan], functools.partial(_shard_items, compare), [s.images for s in plan])
     for row, _ in map_actors(ray, items, work, fleet, actors or fleet.actors(work), failed_job):
         yield row

@@ -104,12 +104,13 @@ def _run(settings: Settings, runner, chosen: str | None, plan: list[Shard], inpu
 
 def _on_cluster(settings: Settings, plan: list[Shard], inputs: list[Path], opts: RestoreOptions, total: int,
                 progress: bool, started: float, add: Callable[[dict], None]) -> list:
-    from elir_edge.cluster.ray_data import cluster
+    from elir_edge.cluster.ray_data import cluster, starts_here
     from elir_edge.restore.on_ray import restore_on_ray
 
     try:
         with cluster(opts.ray) as ray:
-            rows = restore_on_ray(ray, settings, plan, opts.compare, inputs, Path(opts.output), opts.actors)
+            rows = restore_on_ray(ray, settings, plan, opts.compare, inputs, Path(opts.output), opts.actors,
+                                  starts_here(opts.ray))
             return _collect(rows, total, progress, started, add)
     finally:  # a worker killed mid-write leaves its temporary file: none may outlive the run
         for shard in plan:
