@@ -465,8 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elir-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"elir-edge {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+        return _stopped(args.command)
     except OSError as e:  # the machine's fault, not the input's: a full disk, a read-only mount, ...
         print(f"elir-edge {args.command}: error: {os_error(e)}", file=sys.stderr)
         return 2
@@ -477,8 +476,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if not _interrupted(e):
             raise
-        print(f"elir-edge {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+        return _stopped(args.command)
+
+
+def _stopped(command: str) -> int:
+    """Ctrl-C's one line and exit status."""
+    print(f"elir-edge {command}: interrupted; nothing half-written was kept", file=sys.stderr)
+    return 130
 
 
 def _interrupted(e: BaseException) -> bool:
