@@ -271,7 +271,7 @@ def run_restore(args) -> int:
         print(r["chosen"])
     kept = f"; {r['skipped_existing']} already restored, kept (--resume)" if r["skipped_existing"] else ""
     rate = f", {r['images_per_s']:.2f} img/s" if r["images_per_s"] else ""
-    print(f"restored {len(r['restored'])} of {r['inputs']} image(s) into {args.output} "
+    print(f"restored {r['restored']} of {r['inputs']} image(s) into {args.output} "
           f"({'tiles of ' + str(r['tile']) if r['tile'] else 'resized to the graph input'}, task {r['task']}, "
           f"{r['where']}{rate}){kept}")
     return 0 if r["restored"] or r["skipped_existing"] else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -35,6 +36,15 @@ def check_rows_path(path: Path, kind: str, inputs: list[Path]) -> None:
 def write_rows(path: Path, kind: str, header: dict, rows: list[dict]) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in [{"kind": kind, **header}, *rows]))
+
+
+def write_rows_of(path: Path, kind: str, header: dict, rows_file: Path) -> None:
+    """The report: `header`, then the rows of `rows_file` (a .partial, after its own header line) copied as they
+    are, line by line: a run of millions of images never holds its rows in memory."""
+    with atomic_file(path) as tmp, open(rows_file) as rows, open(tmp, "w") as out:
+        out.write(json.dumps({"kind": kind, **header}) + "\n")
+        rows.readline()
+        shutil.copyfileobj(rows, out)
 
 
 def partial_path(path: Path) -> Path:

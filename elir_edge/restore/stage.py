@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, replace
+from array import array
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from elir_edge.common.files import ensure_writable_dir, sha256_file, sweep_temporaries
 from elir_edge.common.progress import bar
-from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, partial_path, streamed_rows, write_rows
+from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, partial_path, streamed_rows, write_rows_of
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.image import ImageRestorer, Settings, resolve
@@ -81,7 +82,7 @@ def _run(settings: Settings, runner, chosen: str | None, plan: list[Shard], inpu
          opts: RestoreOptions, progress: bool) -> dict:
     """Restore (with `runner` here, shard by shard as each is planned, or on the cluster when it is None),
     report: each row appended to REPORT.partial as it arrives, so a run that stops leaves its rows so far; the
-    whole report, sorted, at the end."""
+    whole report at the end, its rows in the order they finished (each carries its input's index)."""
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = replace(settings, resume=opts.resume)  # each worker keeps what is done, from the bytes it reads
@@ -92,18 +93,17 @@ def _run(settings: Settings, runner, chosen: str | None, plan: list[Shard], inpu
                                                      "where": where, "complete": False}) as add:
         if runner is not None:
             jobs = (j for s in plan for j in plan_shard(s, opts.compare))
-            rows = _collect(map(ImageRestorer(settings, runner), jobs), total, progress, started, add)
+            tally = _collect(map(ImageRestorer(settings, runner), jobs), total, progress, started, add)
         else:
-            rows = _on_cluster(settings, plan, inputs, opts, total, progress, started, add)
-        result = {**_summary(settings, rows, time.perf_counter() - started, where), "chosen": chosen}
+            tally = _on_cluster(settings, plan, inputs, opts, total, progress, started, add)
+        result = {**_summary(settings, tally, time.perf_counter() - started, where), "chosen": chosen}
         if opts.report is not None:
-            header = {k: v for k, v in result.items() if k not in ("restored", "failed", "renamed")}
-            write_rows(Path(opts.report), RESTORE_REPORT, header, rows)
+            write_rows_of(Path(opts.report), RESTORE_REPORT, result, partial_path(Path(opts.report)))
     return result
 
 
 def _on_cluster(settings: Settings, plan: list[Shard], inputs: list[Path], opts: RestoreOptions, total: int,
-                progress: bool, started: float, add: Callable[[dict], None]) -> list:
+                progress: bool, started: float, add: Callable[[dict], None]) -> Tally:
     from elir_edge.cluster.ray_data import cluster, starts_here
     from elir_edge.restore.on_ray import restore_on_ray
 
@@ -117,11 +117,33 @@ def _on_cluster(settings: Settings, plan: list[Shard], inputs: list[Path], opts:
             sweep_temporaries(Path(shard.out), ".png")
 
 
+@dataclass
+class Tally:
+    """What the summary needs of a run's rows, without keeping them (a fleet's run has millions): the counts per
+    status, and when each restored image came (8 bytes each)."""
+    rows: int = 0
+    restored: int = 0
+    failed: int = 0
+    kept: int = 0
+    renamed: int = 0
+    restored_at: array = field(default_factory=lambda: array("d"))
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        status = row["status"]
+        self.failed += status == "failed"
+        self.kept += status == "kept"
+        if status == "restored":
+            self.restored += 1
+            self.renamed += bool(row.get("moved"))
+            self.restored_at.append(row["at_s"])
+
+
 def _collect(rows: Iterator[dict], total: int, progress: bool, started: float,
-             add: Callable[[dict], None]) -> list[dict]:
-    """Every row, with the run's progress bar (done/total, images/s, time left) and when it arrived (`at_s`,
-    seconds into the run), each given to `add` as it comes; notes re-raised as warnings."""
-    out = []
+             add: Callable[[dict], None]) -> Tally:
+    """Every row through the run's progress bar (done/total, images/s, time left), stamped with when it arrived
+    (`at_s`, seconds into the run) and given to `add` as it comes; notes re-raised as warnings; the tally back."""
+    tally = Tally()
     for row in bar(rows, total, "restore", quiet=not progress):
         row["at_s"] = time.perf_counter() - started
         add(row)
@@ -131,25 +153,23 @@ def _collect(rows: Iterator[dict], total: int, progress: bool, started: float,
             warnings.warn(f"{row['moved']}: wrote {Path(row['output']).name} instead", stacklevel=2)
         if row["status"] == "failed":
             warnings.warn(f"skipped {row['path']}: {row['error']}", stacklevel=2)
-        out.append(row)
-    return sorted(out, key=lambda r: r["index"])
+        tally.add(row)
+    return tally
 
 
-def _summary(settings: Settings, rows: list[dict], seconds: float, where: str) -> dict:
-    done = [r for r in rows if r["status"] == "restored"]
-    return {"restored": [r["output"] for r in done], "failed": [r["path"] for r in rows if r["status"] == "failed"],
-            "renamed": [r["output"] for r in done if r.get("moved")],
-            "skipped_existing": sum(r["status"] == "kept" for r in rows),
-            "task": settings.task, "tile": settings.tile, "artifact": settings.artifact, "inputs": len(rows),
-            "seconds": seconds, "images_per_s": len(done) / seconds if done and seconds > 0 else None,
-            "steady_images_per_s": _steady(done),
+def _summary(settings: Settings, tally: Tally, seconds: float, where: str) -> dict:
+    return {"restored": tally.restored, "failed": tally.failed, "renamed": tally.renamed,
+            "skipped_existing": tally.kept,
+            "task": settings.task, "tile": settings.tile, "artifact": settings.artifact, "inputs": tally.rows,
+            "seconds": seconds, "images_per_s": tally.restored / seconds if tally.restored and seconds > 0 else None,
+            "steady_images_per_s": _steady(tally.restored_at),
             "where": where}
 
 
-def _steady(rows: list[dict]) -> float | None:
-    """Images/s between the first result and the last: the rate once every worker runs (start-up apart). On Ray
-    the rows of a block arrive together: those of the first burst were made before it, so they do not count."""
-    at = sorted(r["at_s"] for r in rows)
+def _steady(at: array) -> float | None:
+    """Images/s between the first result and the last (`at`: when each came, in order): the rate once every worker
+    runs (start-up apart). On Ray the rows of a block arrive together: those of the first burst were made before
+    it, so they do not count."""
     later = sum(a > at[0] + BURST_S for a in at) if at else 0
     return later / (at[-1] - at[0]) if later > 1 and at[-1] > at[0] else None
 
