@@ -250,6 +250,16 @@ def add_ray_arguments(p) -> None:
                    "--threads, or one per GPU for engines)")
 
 
+def _say_now(command: str):
+    """A warnings.showwarning for a long run: each warning (a skipped image, a node left out) one line as it
+    happens, above the progress bar, not kept until the end (a run of millions of images may have many)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        from tqdm import tqdm
+
+        tqdm.write(f"elir-edge {command}: warning: {message}", file=sys.stderr)
+    return show
+
+
 def run_restore(args) -> int:
     import warnings
 
@@ -258,15 +268,14 @@ def run_restore(args) -> int:
     opts = RestoreOptions(output=args.output, task=args.task, tile=args.tile, overlap=args.overlap, seed=args.seed,
                           batch=args.batch, compare=args.compare, threads=args.threads, runtime=args.runtime,
                           resume=args.resume, report=args.report, ray=args.ray, actors=args.actors)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", DeprecationWarning)  # libraries' notes to their own developers (Ray's)
+        warnings.showwarning = _say_now("restore")
         artifact, inputs = (args.engine, args.inputs) if args.engine else (args.inputs[0], args.inputs[1:])
         if not inputs:
             raise UserError("no images given: `elir-edge restore ARTIFACT IMAGES... -o DIR`")
         r = restore_images(artifact, inputs, opts, progress=not args.quiet)
-    for w in caught:
-        print(f"elir-edge restore: warning: {w.message}", file=sys.stderr)
     if r["chosen"]:
         print(r["chosen"])
     kept = f"; {r['skipped_existing']} already restored, kept (--resume)" if r["skipped_existing"] else ""

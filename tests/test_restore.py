@@ -346,3 +346,24 @@ def test_a_long_runs_rows_are_counted_not_kept():
     assert passed == list(range(n)) and tally.rows == n and tally.restored == tally.failed == 6667
     assert tally.kept == 6666 and tally.renamed == 667 and len(tally.restored_at) == 6667  # indices 0, 30, ... 19980
     assert held - 56 * len(passed) < 32 * n  # the list `passed` itself apart: ~8 bytes a row, not ~700
+
+
+def test_a_skipped_image_is_said_while_the_run_goes_on(tiny_quantized, tmp_path, capsys, monkeypatch):
+    """The warning for an image that cannot be restored is printed when it happens (a fleet's run lasts hours),
+    one line, not kept until the run ends."""
+    from PIL import Image
+
+    import elir_edge.restore.stage as stage
+    from elir_edge.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_broken.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(folder / "b_fine.png")
+    said, real = [], stage._summary
+    monkeypatch.setattr(stage, "_summary", lambda *a: said.append(capsys.readouterr().err) or real(*a))
+    assert main(["restore", str(tiny_quantized[0] / "model.onnx"), str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
+    (before_the_end,) = said
+    lines = [line for line in before_the_end.splitlines() if "warning" in line]
+    assert len(lines) == 1 and lines[0].startswith("elir-edge restore: warning: skipped ") and "a_broken.png" in lines[0]
+    assert "warning" not in capsys.readouterr().err  # said once
