@@ -121,20 +121,24 @@ def _on_cluster(settings: Settings, plan: list[Shard], inputs: list[Path], opts:
 class Tally:
     """What the summary needs of a run's rows, without keeping them (a fleet's run has millions): the counts per
     status, and when each restored image came (8 bytes each)."""
-    rows: int = 0
-    restored: int = 0
     failed: int = 0
     kept: int = 0
     renamed: int = 0
     restored_at: array = field(default_factory=lambda: array("d"))
 
+    @property
+    def restored(self) -> int:
+        return len(self.restored_at)
+
+    @property
+    def rows(self) -> int:
+        return self.restored + self.failed + self.kept
+
     def add(self, row: dict) -> None:
-        self.rows += 1
         status = row["status"]
         self.failed += status == "failed"
         self.kept += status == "kept"
         if status == "restored":
-            self.restored += 1
             self.renamed += bool(row.get("moved"))
             self.restored_at.append(row["at_s"])
 
