@@ -300,3 +300,49 @@ def test_wrong_here_names_each_file_computed_wrongly_and_why(tmp_path):
     assert wrong_here([good, bad]) == f"{probe_runner(bad).describe()} ({WHY})"
     worse = _runner(tmp_path, ef.INT8_CPU, 0.5, hq)
     assert wrong_here([worse, bad]) == f"{probe_runner(worse).describe()}; {probe_runner(bad).describe()} ({WHY})"
+
+
+def _qdq_conv(scale_type) -> "onnx.ModelProto":
+    """lq -> Q/DQ -> conv (DQ'd int8 weights, a float bias of 0.5) -> Q/DQ -> hq, its float parts in
+    `scale_type`. x_scale * w_scale = 1e-8: below fp16's least value (6e-8), inside fp32's."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    f = np.float16 if scale_type == T.FLOAT16 else np.float32
+    inits = [nh.from_array(np.array(1e-4, f), "s_x"), nh.from_array(np.array(1 / 64, f), "s_y"),
+             nh.from_array(np.full(4, 1e-4, f), "s_w"), nh.from_array(np.full(4, 0.5, f), "b"),
+             nh.from_array(np.array(0, np.int8), "z"), nh.from_array(np.zeros(4, np.int8), "z_w"),
+             nh.from_array(np.full((4, 1, 1, 1), 100, np.int8), "w_q")]
+    nodes = [h.make_node("Cast", ["lq"], ["x"], to=scale_type),
+             h.make_node("QuantizeLinear", ["x", "s_x", "z"], ["xq"]),
+             h.make_node("DequantizeLinear", ["xq", "s_x", "z"], ["xd"]),
+             h.make_node("DequantizeLinear", ["w_q", "s_w", "z_w"], ["wd"], axis=0),
+             h.make_node("Conv", ["xd", "wd", "b"], ["c"]),
+             h.make_node("QuantizeLinear", ["c", "s_y", "z"], ["yq"]),
+             h.make_node("DequantizeLinear", ["yq", "s_y", "z"], ["y"]),
+             h.make_node("Cast", ["y"], ["hq"], to=T.FLOAT)]
+    graph = h.make_graph(nodes, "qdq_conv", [h.make_tensor_value_info("lq", T.FLOAT, [1, 1, 4, 4])],
+                         [h.make_tensor_value_info("hq", T.FLOAT, [1, 4, 4, 4])], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 19)])
+
+
+def test_an_fp16_qdq_conv_keeps_its_bias_on_every_onnx_runtime_session_of_ours(tmp_path):
+    """ONNX Runtime's WeightBiasQuantization computes the int32 bias's scale in fp16, where 1e-8 is 0: the
+    bias saturates and the output clips at -2 instead of 0.5 + 0.0001 (bfr's int8+fp16 file: 6.9 dB vs
+    float). Every session the stages open (in memory, from a file, a runner) computes the graph's own
+    arithmetic, and fp32 scales keep the transformer (ONNX Runtime needs it to fuse QLinearConv)."""
+    from onnx import TensorProto
+
+    from elir_edge.runtime.ort import OrtRunner, miscomputing_transformers, reference_session
+
+    model = _qdq_conv(TensorProto.FLOAT16)
+    feed = {"lq": np.full((1, 1, 4, 4), 0.01, np.float32)}
+    want = reference_session(model.SerializeToString()).run(["hq"], feed)[0]
+    assert np.allclose(want, 0.5, atol=1 / 64)
+    path = tmp_path / "qdq_conv_fp16.onnx"
+    path.write_bytes(model.SerializeToString())
+    for got in (run_graph(model, [feed])[0][0], run_graph(path, [feed])[0][0], OrtRunner(path).session.run(None, feed)[0]):
+        np.testing.assert_array_equal(got, want)
+    assert miscomputing_transformers(_qdq_conv(TensorProto.FLOAT)) == []
