@@ -135,8 +135,8 @@ def add_quantize_parser(sub) -> None:
                    help="activation threshold search")
     p.add_argument("--weights-error-method", choices=ERROR_METHODS, default=PTQOptions.weights_error_method,
                    help=f"per-channel weight threshold search (default {PTQOptions.weights_error_method})")
-    p.add_argument("--sensitivity-images", type=_positive_int, default=QuantizeOptions.sensitivity_images,
-                   help=f"held-out images for the per-block sensitivity (default {QuantizeOptions.sensitivity_images})")
+    p.add_argument("--sensitivity-images", type=_positive_int,
+                   help="held-out images for the per-block sensitivity (default: 2 at 256 px, 1 at 512 px)")
     p.add_argument("--calib-size", type=_positive_int, help="side of the crops MCT calibrates on, a multiple of 32 "
                    "(default: the graph's size, at most 256: the model is fully convolutional)")
     p.add_argument("--memory-limit", type=_positive_float, metavar="GB",

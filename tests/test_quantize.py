@@ -496,6 +496,17 @@ def test_sensitivity_images_option(requantize, monkeypatch):
     assert sizes[:blocks] == [1] * blocks and sizes[blocks:] == [2] * (len(sizes) - blocks) and len(sizes) > blocks
 
 
+@pytest.mark.parametrize("side,images", [(256, 2), (512, 1), (1024, 1), (128, 8), (181, 4)])
+def test_the_default_sensitivity_holds_two_256_px_images_of_pixels(side, images):
+    """Each block's sensitivity is a run of the whole graph per image: by default as many held-out images as
+    hold 2 x 256 x 256 pixels (never none), so bfr at 512 px runs each block once, the demo twice."""
+    from elir_edge.model.settings import RunSettings
+    from elir_edge.quantize.stage import sensitivity_images
+
+    assert sensitivity_images(RunSettings("bfr", 5, 0.1, side, side)) == images
+    assert sensitivity_images(RunSettings("bfr", 5, 0.1, side, 2 * side)) == max(1, images // 2)
+
+
 @pytest.mark.parametrize("method", ["mse", "mae", "lp"])
 def test_skipping_the_unread_histogram_keeps_mcts_thresholds(method):
     """The activation threshold search gives the very threshold MCT's own gives, per error method, on skewed

@@ -34,7 +34,7 @@ class QuantizeOptions:
     keep_float: list[str] = field(default_factory=list)  # module-path patterns, e.g. steps.*.final_proj
     auto_precision: bool = False
     target_psnr: float = 35.0
-    sensitivity_images: int = 2  # held-out images each block's sensitivity is measured on
+    sensitivity_images: int | None = None  # held-out images per block; default: SENSITIVITY_PIXELS' worth
     calib_size: int | None = None  # calibration crops (px); default: the graph's size, at most CALIB_CROP
     memory_limit_gb: float | None = None  # refuse above this estimate; default: this machine's available memory
     cpu: str = "auto"  # which CPU file to ship: vnni (8-bit weights), avx2 (7-bit weights), auto (this CPU's)

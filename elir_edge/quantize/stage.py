@@ -53,6 +53,7 @@ from elir_edge.runtime.interface import input_names
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
 MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
+SENSITIVITY_PIXELS = 2 * 256 * 256  # held-out pixels each block's sensitivity is measured on by default (a run each)
 
 
 def block_of(conv_name: str) -> str:
@@ -179,7 +180,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     mct_graph = _mct_graph(opts, x, stages, progress, images)
     release_memory()  # MCT's graphs and models are gone: the stages after it start from less
     feeds = x.feeds()
-    n_sens = min(len(feeds), opts.sensitivity_images)
+    n_sens = min(len(feeds), opts.sensitivity_images or sensitivity_images(x.export.settings))
     with stages(f"sensitivity per block and per Euler step ({n_sens} held-out image{'s' * (n_sens > 1)})"):
         ev = Evaluator(x.float_graph, feeds)
         sensitivity = _sensitivity(mct_graph, ev.first(n_sens), quiet)
@@ -317,6 +318,12 @@ def _check_rules(model: onnx.ModelProto, float_convs: set[str], name: str) -> No
     if violations:
         raise InternalError(f"{name} breaks TensorRT rule {violations[0]} ({len(violations)} violations); "
                             "nothing was written")
+
+
+def sensitivity_images(s: RunSettings) -> int:
+    """Held-out images that hold SENSITIVITY_PIXELS at the graph's size (2 at 256 px, 1 at 512 px), at least 1:
+    every block costs a run of the whole graph on each."""
+    return max(1, SENSITIVITY_PIXELS // (s.height * s.width))
 
 
 def calibration_size(asked: int | None, s: RunSettings, baked: bool) -> int:
