@@ -210,6 +210,32 @@ def _snr_db(got, ref):
     return float(10 * np.log10(sig / np.mean([np.mean((g - r.astype(np.float64)) ** 2) for g, r in zip(got, ref)])))
 
 
+def test_the_int8_fp16_norms_are_judged_on_the_peaks_of_the_int8_graph_over_the_held_out_images(tiny_quantized):
+    """Which GroupNorms of the int8+fp16 file stay fp32 is decided on the largest |x| at their input, taken in
+    the drift's own runs of model_int8.onnx: the report's peak is that of the int8 file on the held-out images,
+    measured here with the export's own measure."""
+    from elir_edge.exporter.fp16 import norm_input_peaks
+
+    folder, report = tiny_quantized
+    feeds = [{"lq": lq.numpy(), "eps": eps.numpy()} for lq, eps in _report_inputs(folder, report)]
+    peaks = norm_input_peaks(onnx.load(str(folder / "model_int8.onnx")), feeds)
+    assert len(feeds) == report["calibration"]["held_out"] >= 1 and peaks
+    assert report["int8_fp16_vs_float"]["norm_input_peak"] == pytest.approx(max(peaks.values()), rel=1e-6)
+    # over several inputs, each norm's own largest, whichever input it comes from
+    from elir_edge.quantize.stage import Evaluator
+
+    lq, eps = _held_out_inputs(3)
+    many = [{"lq": lq[i:i + 1] * (1 + i % 2), "eps": eps[i:i + 1]} for i in range(3)]
+    int8, norms = onnx.load(str(folder / "model_int8.onnx")), {}
+    for n in int8.graph.node:
+        if n.op_type == "InstanceNormalization":
+            norms[n.name] = n.input[0]
+    got = Evaluator(onnx.load(str(folder / "model.onnx")), many).compare(int8, peaks_of=tuple(norms.values()))["peaks"]
+    want = norm_input_peaks(int8, many)
+    assert {node: got[t] for node, t in norms.items()} == pytest.approx(want, rel=1e-6)
+    assert any(want[n] != norm_input_peaks(int8, many[:1])[n] for n in norms)  # the first input alone differs
+
+
 def test_the_reports_drift_figures_are_those_of_its_files(tiny_quantized):
     """The report's PSNR of each int8 file vs float and its latent SNR per step, measured here on the same
     held-out images: the float and int8 graphs run on ONNX Runtime with the latents (each step's input and the
@@ -487,7 +513,7 @@ def test_sensitivity_images_option(requantize, monkeypatch):
 
     sizes, real = [], stage.Evaluator.compare
     monkeypatch.setattr(stage.Evaluator, "compare",
-                        lambda self, model, latents=True: sizes.append(len(self.feeds)) or real(self, model, latents))
+                        lambda self, model, latents=True, **kw: sizes.append(len(self.feeds)) or real(self, model, latents, **kw))
     _, run = requantize
     report = run(holdout=2, sensitivity_images=1)
     blocks = len(report["sensitivity_psnr_db_block_alone_int8"])

@@ -150,7 +150,7 @@ def test_run_graph_gives_hq_alone_from_a_graph_with_more_outputs_and_passes_the_
     path = tmp_path / "two.onnx"
     onnx.save(model, path)
     real, threads = ort.ort_session_from_bytes, []
-    monkeypatch.setattr(ort, "ort_session_from_bytes", lambda m, t=None, *a: (threads.append(t), real(m, t, *a))[1])
+    monkeypatch.setattr(ort, "ort_session_from_bytes", lambda m, t=None, *a, **k: (threads.append(t), real(m, t, *a, **k))[1])
     feeds = [{"lq": np.array([[1.0, 2.0]], np.float32)}]
     (only,) = run_graph(path, feeds, threads=2)
     assert len(only) == 1 and np.allclose(only[0], [[3.0, 6.0]])

@@ -20,22 +20,28 @@ NORM_SAFE = 256.0  # |x| above this: x*x > 65504, the largest fp16
 QDQ_OPSET = 19
 
 
+def norm_inputs(model: onnx.ModelProto) -> dict[str, str]:
+    """The input tensor of every InstanceNormalization node, by node name."""
+    return {n.name: n.input[0] for n in model.graph.node if n.op_type == "InstanceNormalization"}
+
+
 def norm_input_peaks(model: onnx.ModelProto, feeds: list[dict]) -> dict[str, float]:
     """Largest |x| at the input of every InstanceNormalization node, over the given inputs."""
-    norms = [n for n in model.graph.node if n.op_type == "InstanceNormalization"]
+    norms = norm_inputs(model)
     if not norms:
         return {}
-    names = [n.input[0] for n in norms]
+    names = list(dict.fromkeys(norms.values()))
     sess = session_with_outputs(model, names)
     peaks = dict.fromkeys(names, 0.0)
     for f in feeds:
         for name, value in zip(names, sess.run(names, f)):
             peaks[name] = max(peaks[name], float(np.abs(value).max()))
-    return {n.name: peaks[n.input[0]] for n in norms}
+    return {node: peaks[tensor] for node, tensor in norms.items()}
 
 
-def to_fp16(model: onnx.ModelProto, feeds: list[dict]) -> tuple[onnx.ModelProto, dict]:
-    """The fp16 graph and what was kept fp32 (and why), measured on `feeds` (float32 inputs)."""
+def to_fp16(model: onnx.ModelProto, peaks: dict[str, float]) -> tuple[onnx.ModelProto, dict]:
+    """The fp16 graph and what was kept fp32 (and why), from the largest |x| measured at the input of each
+    InstanceNormalization (`peaks`, by node name: norm_input_peaks)."""
     from onnxconverter_common import float16
 
     src = onnx.ModelProto()
@@ -45,7 +51,6 @@ def to_fp16(model: onnx.ModelProto, feeds: list[dict]) -> tuple[onnx.ModelProto,
         for o in src.opset_import:
             if o.domain in ("", "ai.onnx") and o.version < QDQ_OPSET:
                 o.version = QDQ_OPSET
-    peaks = norm_input_peaks(model, feeds)
     keep = sorted(n for n, p in peaks.items() if p > NORM_SAFE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converter warns about every value it clamps to fp16's range

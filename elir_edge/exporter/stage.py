@@ -21,7 +21,7 @@ from elir_edge.common.files import (
 )
 from elir_edge.common.progress import Stages
 from elir_edge.errors import InternalError, UserError
-from elir_edge.exporter.fp16 import to_fp16
+from elir_edge.exporter.fp16 import norm_input_peaks, to_fp16
 from elir_edge.exporter.options import DEFAULT_TOLERANCE, ExportOptions
 from elir_edge.exporter.onnx_graph import OPSET, save, set_metadata, simplify, to_onnx
 from elir_edge.model.arch import build_elir
@@ -181,7 +181,8 @@ def write_fp16(fp32_path: Path, out_path: Path, feeds: list[dict]) -> dict:
     """model_fp16.onnx beside the fp32 graph, and how far it is from it on `feeds` (PSNR, data range 1)."""
     import onnx
 
-    half, info = to_fp16(onnx.load(str(fp32_path)), feeds)
+    fp32 = onnx.load(str(fp32_path))
+    half, info = to_fp16(fp32, norm_input_peaks(fp32, feeds))
     onnx.save(half, str(out_path))
     a = compare([o[0] for o in run_graph(out_path, feeds)], [o[0] for o in run_graph(fp32_path, feeds)])
     return {"file": out_path.name, "bytes": out_path.stat().st_size, "sha256": sha256_file(out_path),

@@ -20,7 +20,7 @@ from elir_edge import __version__
 from elir_edge.common.files import atomic_files
 from elir_edge.common.progress import Stages, each
 from elir_edge.errors import InternalError, UserError
-from elir_edge.exporter.fp16 import to_fp16
+from elir_edge.exporter.fp16 import norm_inputs, to_fp16
 from elir_edge.exporter.onnx_graph import simplify
 from elir_edge.model.export_folder import (
     FLOAT,
@@ -48,7 +48,8 @@ from elir_edge.quantize.qdq_rewrite import (
 from elir_edge.quantize.qdq_rules import check
 from elir_edge.quantize.runtimes import cpu_file_to_ship, record_runtimes
 from elir_edge.quantize.seen_ranges import range_images, seen_ranges
-from elir_edge.runtime.compare import agreement, run_graph
+from elir_edge.runtime.compare import agreement
+from elir_edge.runtime.ort import session_with_outputs
 from elir_edge.runtime.interface import input_names
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
@@ -69,7 +70,7 @@ class Evaluator:
 
     def __init__(self, float_model: onnx.ModelProto, feeds: list[dict], threads: int | None = None):
         self.feeds, self.threads = feeds, threads
-        self.ref, self.ref_latents = self._run(float_model)
+        self.ref, self.ref_latents, _ = self._run(float_model)
 
     def first(self, n: int) -> "Evaluator":
         """The same comparison on the first n inputs, without running the float graph again."""
@@ -77,20 +78,32 @@ class Evaluator:
         ev.feeds, ev.ref, ev.ref_latents = self.feeds[:n], self.ref[:n], self.ref_latents[:n]
         return ev
 
-    def _run(self, model: onnx.ModelProto, latents: bool = True):
-        outs = run_graph(model, self.feeds, latent_tensors(model) if latents else [], self.threads)
-        return [o[0] for o in outs], [o[1:] for o in outs]
+    def _run(self, model: onnx.ModelProto, latents: bool = True, peaks_of: tuple[str, ...] = ()):
+        """hq and the latent after each step, per input; and the largest |x| of each tensor of `peaks_of` over
+        the inputs, taken input by input (those tensors are not kept)."""
+        lat = latent_tensors(model) if latents else []
+        peaks_of = tuple(dict.fromkeys(peaks_of))
+        sess = session_with_outputs(model, [*lat, *peaks_of], self.threads)
+        outs, lats, peaks = [], [], dict.fromkeys(peaks_of, 0.0)
+        for f in self.feeds:
+            hq, *rest = sess.run(["hq", *lat, *peaks_of], f)
+            outs.append(hq)
+            lats.append(rest[:len(lat)])
+            for name, value in zip(peaks_of, rest[len(lat):]):
+                peaks[name] = max(peaks[name], float(np.abs(value).max()))
+        return outs, lats, peaks
 
-    def compare(self, model: onnx.ModelProto, latents: bool = True) -> dict:
-        """PSNR/SSIM of the output vs the float graph, and the latent SNR after each step (float32 graphs)."""
-        out, lat = self._run(model, latents)
+    def compare(self, model: onnx.ModelProto, latents: bool = True, peaks_of: tuple[str, ...] = ()) -> dict:
+        """PSNR/SSIM of the output vs the float graph, the latent SNR after each step (float32 graphs), and the
+        peaks of `peaks_of` (measured in the same runs)."""
+        out, lat, peaks = self._run(model, latents, peaks_of)
         a = agreement(out, self.ref, with_ssim=True)
         steps = []
         for k in range(len(lat[0])):
             sig = np.mean([np.mean(np.square(r[k])) for r in self.ref_latents])
             err = np.mean([np.mean(np.square(q[k] - r[k])) for q, r in zip(lat, self.ref_latents)])
             steps.append(float(10 * np.log10(sig / err)) if err > 0 else float("inf"))
-        return {"psnr_vs_float": a.psnr_db, "ssim_vs_float": a.ssim, "latent_snr_db": steps}
+        return {"psnr_vs_float": a.psnr_db, "ssim_vs_float": a.ssim, "latent_snr_db": steps, "peaks": peaks}
 
 
 def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "tensorrt") -> onnx.ModelProto:
@@ -190,7 +203,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
             float_convs, trail = _auto_precision(mct_graph, ev, _convs(mct_graph), float_convs, sensitivity,
                                                  opts.target_psnr)
     with stages("rewrite for TensorRT and the CPU, check rules, measure drift"):
-        graphs, drifts, half_info = _int8_graphs(mct_graph, float_convs, ev, feeds, x.feeds(x.ranged))
+        graphs, drifts, half_info = _int8_graphs(mct_graph, float_convs, ev, x.feeds(x.ranged))
     blobs = _serialized(graphs, x.float_graph)
     with stages("check which installed CPU runtime computes each int8 file right here"):
         probe, runtimes = record_runtimes(blobs, feeds[0], ev.ref[0])
@@ -233,7 +246,7 @@ def _sensitivity(mct_graph: onnx.ModelProto, ev: Evaluator, quiet: bool) -> dict
             for b in each(blocks, "blocks quantized alone", quiet)}
 
 
-def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[dict], calib_feeds: list[dict]):
+def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, calib_feeds: list[dict]):
     """The four int8 files (TensorRT form checked against NVIDIA's rules, CPU forms with 7- and 8-bit weights on
     the activation ranges seen on `calib_feeds`, int8+fp16) and each one's drift against the float graph."""
     final = _variant(mct_graph, float_convs, "tensorrt")
@@ -243,9 +256,11 @@ def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, feeds: list[di
     ranges = seen_ranges(cpu, calib_feeds, signed_grid_tensors(cpu))
     for m in (cpu, cpu_w8):
         seen_grids(m, ranges)
-    half, half_info = to_fp16(final, feeds)
+    norms = norm_inputs(final)  # their peaks decide which stay fp32: measured in the drift's own runs
+    drift = ev.compare(final, peaks_of=tuple(norms.values()))
+    half, half_info = to_fp16(final, {node: drift["peaks"][tensor] for node, tensor in norms.items()})
     _check_rules(half, float_convs, INT8_FP16)
-    drifts = {INT8: ev.compare(final), INT8_CPU: ev.compare(cpu), INT8_CPU_W8: ev.compare(cpu_w8, latents=False),
+    drifts = {INT8: drift, INT8_CPU: ev.compare(cpu), INT8_CPU_W8: ev.compare(cpu_w8, latents=False),
               INT8_FP16: ev.compare(half, latents=False)}
     return {INT8: final, INT8_CPU: cpu, INT8_CPU_W8: cpu_w8, INT8_FP16: half}, drifts, half_info
 
