@@ -10,6 +10,7 @@ see shared FINDINGS) into standard QuantizeLinear/DequantizeLinear.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import os
@@ -24,6 +25,20 @@ import torch
 from elir_edge.common.progress import new_line, progress_line
 from elir_edge.quantize.mct_lean import lean_statistics, skip_unread_histograms, streamed_statistics, validate_once
 from elir_edge.quantize.options import PTQOptions
+
+def import_mct():
+    """model_compression_toolkit, imported the first time on a thread of its own. pulp (MCT imports it) keeps the
+    ImportError of each solver it does not find, traceback and all; a traceback keeps alive the frames that were
+    importing, and a frame outlives its call with its locals. Imported inside quantize_module, MCT's quantized
+    model (1.35 GB at bfr 512 px) and the calibration batches stayed until the process ended; a worker thread's
+    frames hold nothing of ours."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if "model_compression_toolkit" not in sys.modules:
+        with ThreadPoolExecutor(1, thread_name_prefix="import-mct") as pool:
+            pool.submit(importlib.import_module, "model_compression_toolkit").result()
+    return sys.modules["model_compression_toolkit"]
+
 
 def tensorrt_tpc():
     """Signed symmetric int8 activations everywhere, per-channel symmetric int8 kernels, float biases."""
@@ -150,10 +165,7 @@ def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, .
                     progress: MctProgress | None = None):
     """MCT PTQ (or GPTQ) of `module` (inputs as in `batches`); returns MCT's quantized torch module. With
     `progress`, MCT's long loops report through it (and it keeps their times and memory)."""
-    import importlib
-
-    import model_compression_toolkit as mct
-
+    mct = import_mct()
     qc = mct.core.QuantizationConfig(
         activation_error_method=mct.core.QuantizationErrorMethod[opts.error_method.upper()],
         weights_error_method=mct.core.QuantizationErrorMethod[opts.weights_error_method.upper()],
