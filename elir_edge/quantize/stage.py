@@ -223,14 +223,14 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
 
 
 def _mct_graph(opts: QuantizeOptions, x: _Inputs, stages: Stages, progress: MctProgress, images: int):
-    """MCT's quantized model, exported to Q/DQ ONNX; the model itself is dropped on return."""
+    """MCT's quantized model, exported to Q/DQ ONNX; the model itself goes once traced."""
     with stages(f"MCT post-training quantization on {images} images ({x.size}x{x.size})"
                 + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
-        qmodel = quantize_module(x.unrolled, [(lq,) if x.baked else (lq, eps) for lq, eps in x.calib], opts.ptq,
-                                 progress)
+        held = [quantize_module(x.unrolled, [(lq,) if x.baked else (lq, eps) for lq, eps in x.calib], opts.ptq,
+                                progress)]  # handed to the export, which lets MCT's model go once traced
     with stages("export Q/DQ ONNX"):
         example = (x.first[0],) if x.baked else x.first  # the graph's own size, not the calibration crops
-        return simplify(export_quantized(qmodel, example, input_names(x.baked)))
+        return simplify(export_quantized(held.pop(), example, input_names(x.baked)))
 
 
 def _convs(mct_graph: onnx.ModelProto) -> list[str]:
