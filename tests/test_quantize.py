@@ -838,3 +838,34 @@ def test_the_qdq_export_lets_the_model_it_was_handed_go_before_it_reads_the_grap
     monkeypatch.setattr(rewrite, "dedupe_initializers", lambda m: gone_before_read.append(refs[0]() is None) or real(m))
     graph = export_quantized(made(), (torch.zeros(1, 3, 8, 8),), ["lq"])
     assert gone_before_read == [True] and [n.op_type for n in graph.graph.node] == ["Conv"]
+
+
+def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_size():
+    """quantize traces MCT's model on a calibration-sized input with height and width free, then fixes them
+    at the graph's own size (a quarter of the activations at bfr's 512 px). On the ELIR ops that read a
+    shape (GroupNorm's reshapes, upsampling, concats): the same nodes in the same order, the same weights, the
+    same output as the graph traced at full size."""
+    import hashlib
+
+    from elir_edge.exporter.onnx_graph import simplify
+    from elir_edge.model.synthetic import probe_inputs
+    from elir_edge.model.unroll import UnrolledElir
+    from elir_edge.quantize.mct import export_quantized
+    from elir_edge.runtime.ort import ort_session_from_bytes
+
+    module = UnrolledElir(random_model(SMALL, k=2, sigma=0.1)).eval()
+    full, small = probe_inputs(1, size=128), probe_inputs(2, size=64)
+    names = ["lq", "eps"]
+    at_full = simplify(export_quantized(module, full, names))
+    freed = simplify(export_quantized(module, small, names, free_size=True),
+                     {n: list(t.shape) for n, t in zip(names, full)})
+
+    def weights(g):
+        return sorted(hashlib.sha1(numpy_helper.to_array(t).tobytes()).hexdigest() for t in g.graph.initializer)
+
+    assert [n.op_type for n in freed.graph.node] == [n.op_type for n in at_full.graph.node]
+    assert weights(freed) == weights(at_full) and len(weights(freed)) > 10
+    assert "Reshape" in {n.op_type for n in freed.graph.node}
+    feed = {n: t.numpy() for n, t in zip(names, full)}
+    got, want = (ort_session_from_bytes(g.SerializeToString()).run(None, feed)[0] for g in (freed, at_full))
+    np.testing.assert_array_equal(got, want)

@@ -19,11 +19,7 @@ OPSET = 17
 def to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool) -> onnx.ModelProto:
     """Trace with the TorchScript exporter (dynamo=False keeps shared weights as one initializer)."""
     names = input_names(len(example) == 1)
-    axes = None
-    if dynamic:
-        axes = {"lq": {0: "batch", 2: "height", 3: "width"}, "hq": {0: "batch", 2: "height", 3: "width"}}
-        if "eps" in names:
-            axes["eps"] = {0: "batch", 2: "height_8", 3: "width_8"}
+    axes = free_axes(names, batch=True) if dynamic else None
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -32,11 +28,23 @@ def to_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], dynamic:
     return onnx.load_from_string(buf.getvalue())
 
 
-def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxsim with its own numeric check off: the export stage verifies against PyTorch itself."""
+def free_axes(names: list[str], batch: bool) -> dict[str, dict[int, str]]:
+    """The torch.onnx `dynamic_axes` that leave an image's height and width (and, with `batch`, the batch) free."""
+    axes = {name: {2: "height", 3: "width"} for name in ("lq", "hq")}
+    if "eps" in names:
+        axes["eps"] = {2: "height_8", 3: "width_8"}
+    if batch:
+        for dims in axes.values():
+            dims[0] = "batch"
+    return axes
+
+
+def simplify(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None) -> onnx.ModelProto:
+    """onnxsim with its own numeric check off: the export stage verifies against PyTorch itself. `input_shapes`
+    fixes free input dimensions first (onnxsim then folds the shape arithmetic they fed)."""
     import onnxsim
 
-    simplified, ok = onnxsim.simplify(model, check_n=0)
+    simplified, ok = onnxsim.simplify(model, check_n=0, overwrite_input_shapes=input_shapes)
     if not ok:
         raise RuntimeError("onnxsim could not validate the simplified graph")
     return simplified

@@ -209,18 +209,21 @@ def _run_mct(mct, module, gen, core, opts):
     return qmodel
 
 
-def export_quantized(qmodel: torch.nn.Module, example: tuple[torch.Tensor, ...], names: list[str]) -> onnx.ModelProto:
-    """TorchScript export of MCT's model: its fake-quant ops become QuantizeLinear/DequantizeLinear. Give it the
+def export_quantized(qmodel: torch.nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
+                     free_size: bool = False) -> onnx.ModelProto:
+    """TorchScript export of MCT's model: its fake-quant ops become QuantizeLinear/DequantizeLinear; with
+    `free_size`, the image's height and width stay free (traced on a small example, fixed later). Give it the
     only reference to the model: MCT's model (each shared weight once per unrolled step: 1.35 GB at bfr 512 px)
     goes as soon as it is traced, and the graph is read from the exporter's buffer in place, not from a copy."""
-    from elir_edge.exporter.onnx_graph import OPSET
+    from elir_edge.exporter.onnx_graph import OPSET, free_axes
 
     from elir_edge.quantize.qdq_rewrite import dedupe_initializers
 
     buf = io.BytesIO()
     with _quiet(), torch.no_grad(), streamed_statistics():
         torch.onnx.export(qmodel, example, buf, dynamo=False, opset_version=OPSET, input_names=names,
-                          output_names=["hq"], do_constant_folding=True)
+                          output_names=["hq"], do_constant_folding=True,
+                          dynamic_axes=free_axes(names, batch=False) if free_size else None)
     del qmodel
     release_memory()
     model = onnx.ModelProto()

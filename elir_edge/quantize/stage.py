@@ -229,8 +229,14 @@ def _mct_graph(opts: QuantizeOptions, x: _Inputs, stages: Stages, progress: MctP
         held = [quantize_module(x.unrolled, [(lq,) if x.baked else (lq, eps) for lq, eps in x.calib], opts.ptq,
                                 progress)]  # handed to the export, which lets MCT's model go once traced
     with stages("export Q/DQ ONNX"):
-        example = (x.first[0],) if x.baked else x.first  # the graph's own size, not the calibration crops
-        return simplify(export_quantized(held.pop(), example, input_names(x.baked)))
+        names, full = input_names(x.baked), (x.first[0],) if x.baked else x.first
+        if x.baked:  # the noise is a constant of the graph's own size: traced at that size
+            return simplify(export_quantized(held.pop(), full, names))
+        # traced at the calibration crops' size with the height and width free (a quarter of the activations at
+        # bfr's 512 px), then fixed at the graph's own: the same graph, node for node and weight for weight
+        small = crop(x.first, x.size, opts.seed)
+        return simplify(export_quantized(held.pop(), small, names, free_size=True),
+                        {name: list(t.shape) for name, t in zip(names, full)})
 
 
 def _convs(mct_graph: onnx.ModelProto) -> list[str]:
