@@ -505,3 +505,37 @@ def test_a_ray_driver_and_a_planning_task_start_without_torch():
 
     expected = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(7)).numpy()
     assert np.array_equal(latent_noise(4, 16, 24, seed=7), expected)
+
+
+def test_a_ray_started_here_drops_only_rays_own_token_notice(monkeypatch):
+    """Ray 2.60 starts a local Ray with token authentication on and says so (its own function, called here from a
+    stand-in of ray.init): the Ray `--ray` starts for one run drops that line, any other line of Ray's passes, and
+    a cluster joined by address keeps the notice."""
+    import ray
+    from ray._private.authentication import authentication_token_setup as setup
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    def init(address=None, **kwargs):
+        setup._warn_token_auth_enabled()
+        logging.getLogger(rd.TOKEN_LOGGER).warning("another line")
+
+    handler = Keep()
+    logging.getLogger(rd.TOKEN_LOGGER).addHandler(handler)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(rd, "precheck", lambda address: ray)
+    try:
+        with rd.cluster(rd.LOCAL):
+            pass
+        assert seen == ["another line"]
+        with rd.cluster("auto"):
+            pass
+        assert len(seen) == 3 and seen[1].startswith("Token authentication is enabled")
+    finally:
+        logging.getLogger(rd.TOKEN_LOGGER).removeHandler(handler)

@@ -61,14 +61,36 @@ def cluster(address: str = LOCAL, num_cpus: int | None = None):
         return
     local = starts_here(address)
     try:  # "local": a new Ray here, never RAY_ADDRESS's cluster or the host's last (maybe dead) `ray start`
-        ray.init(address="local" if local else address, num_cpus=num_cpus if local else None,
-                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        with _own_token_notice_dropped() if local else contextlib.nullcontext():
+            ray.init(address="local" if local else address, num_cpus=num_cpus if local else None,
+                     include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
         raise UserError(refusal(address, e)) from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _OwnTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+@contextlib.contextmanager
+def _own_token_notice_dropped():
+    """Ray 2.60 turns token authentication on for a Ray it starts, and says so at WARNING with how to opt out: for
+    the Ray started here for one run and stopped after it, that is the default doing its job, nothing for the user
+    to act on. Joined clusters keep the line."""
+    logger, notice = logging.getLogger(TOKEN_LOGGER), _OwnTokenNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 def refusal(address: str, e: Exception) -> str:
