@@ -26,6 +26,7 @@ from elir_edge.common.progress import new_line, progress_line
 from elir_edge.quantize.mct_lean import lean_statistics, skip_unread_histograms, streamed_statistics, validate_once
 from elir_edge.quantize.options import PTQOptions
 
+
 def import_mct():
     """model_compression_toolkit, imported the first time on a thread of its own. pulp (MCT imports it) keeps the
     ImportError of each solver it does not find, traceback and all; a traceback keeps alive the frames that were

@@ -49,8 +49,8 @@ from elir_edge.quantize.qdq_rules import check
 from elir_edge.quantize.runtimes import cpu_file_to_ship, record_runtimes
 from elir_edge.quantize.seen_ranges import range_images, seen_ranges
 from elir_edge.runtime.compare import agreement
-from elir_edge.runtime.ort import session_with_outputs
 from elir_edge.runtime.interface import input_names
+from elir_edge.runtime.ort import session_with_outputs
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
 MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
