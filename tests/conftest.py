@@ -138,7 +138,7 @@ def tiny_quantized(tmp_path_factory):
     import elir_edge.quantize.stage as stage
 
     real_export, seen = stage.export_quantized, []
-    stage.export_quantized = lambda *a: seen.append(real_export(*a)) or seen[-1]
+    stage.export_quantized = lambda *a, **kw: seen.append(real_export(*a, **kw)) or seen[-1]
     try:
         report = quantize_export(QuantizeOptions(model=folder, calib=calib, keep_float=["enc.layers.0"]), quiet=True)
     finally:
@@ -164,7 +164,7 @@ def requantize(tiny_quantized, tmp_path, monkeypatch):
     shutil.copytree(tiny_quantized[0], folder)
     graph = MCT_GRAPHS[tiny_quantized[0]]
     monkeypatch.setattr(stage, "quantize_module", lambda *a: None)
-    monkeypatch.setattr(stage, "export_quantized", lambda *a: onnx.ModelProto.FromString(graph.SerializeToString()))
+    monkeypatch.setattr(stage, "export_quantized", lambda *a, **kw: onnx.ModelProto.FromString(graph.SerializeToString()))
 
     def run(**kw):
         return quantize_export(QuantizeOptions(model=folder, calib=tiny_quantized[0].parent / "calib", **kw),

@@ -263,7 +263,8 @@ def test_gpu_provider_that_falls_back_to_the_cpu_is_refused(demo_folder, monkeyp
     real = ort.InferenceSession
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession",
-                        lambda model, opts, providers: real(model, opts, providers=["CPUExecutionProvider"]))
+                        lambda model, opts, providers, disabled_optimizers=None: real(
+                            model, opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled_optimizers))
     with pytest.raises(UserError, match="could not start CUDAExecutionProvider .* fell back to CPUExecutionProvider"):
         OrtRunner(demo_folder / "model.onnx", provider="cuda")
 
