@@ -524,8 +524,11 @@ def test_a_ray_started_here_drops_only_rays_own_token_notice(monkeypatch):
         setup._warn_token_auth_enabled()
         logging.getLogger(rd.TOKEN_LOGGER).warning("another line")
 
-    handler = Keep()
-    logging.getLogger(rd.TOKEN_LOGGER).addHandler(handler)
+    handler, logger = Keep(), logging.getLogger(rd.TOKEN_LOGGER)
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "disabled", False)  # whatever an earlier ray.init in this process set
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     monkeypatch.setattr(ray, "init", init)
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
@@ -538,4 +541,5 @@ def test_a_ray_started_here_drops_only_rays_own_token_notice(monkeypatch):
             pass
         assert len(seen) == 3 and seen[1].startswith("Token authentication is enabled")
     finally:
-        logging.getLogger(rd.TOKEN_LOGGER).removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
