@@ -14,13 +14,13 @@ def input_names(baked_noise: bool) -> list[str]:
     return ["lq"] if baked_noise else ["lq", "eps"]
 
 
-def read_interface(path: Path) -> tuple[dict[str, str], dict[str, list[int | None]]]:
+def read_interface(path: Path, model=None) -> tuple[dict[str, str], dict[str, list[int | None]]]:
     """The key/value metadata and the input shapes (None for a dynamic dimension) of an ONNX file,
-    read in one load without external weight data."""
+    read in one load without external weight data (or from `model`, that load made by the caller)."""
     import onnx
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = model if model is not None else onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError/OSError/… depending on the damage
         raise UserError(f"{path} is not a readable ONNX model ({type(e).__name__}): re-export it") from None
     shapes = {i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
@@ -28,9 +28,10 @@ def read_interface(path: Path) -> tuple[dict[str, str], dict[str, list[int | Non
     return {p.key: p.value for p in model.metadata_props}, shapes
 
 
-def onnx_interface(path: Path) -> Interface:
-    """The typed interface of an ONNX graph of ours; UserError if it takes no `lq` input."""
-    meta, shapes = read_interface(path)
+def onnx_interface(path: Path, model=None) -> Interface:
+    """The typed interface of an ONNX graph of ours (`model`: its load, if made); UserError if it takes no `lq`
+    input."""
+    meta, shapes = read_interface(path, model)
     if len(shapes.get("lq", [])) != 4:
         raise UserError(f"{path} has no NCHW input named lq (it has {', '.join(shapes) or 'none'}): it is not an "
                         "ELIR graph written by elir-edge")

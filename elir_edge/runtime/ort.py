@@ -33,11 +33,13 @@ def miscomputing_transformers(model) -> list[str]:
     return [FP16_BIAS_TRANSFORMER] if fp16_qdq else []
 
 
-def ort_session(path: Path, threads: int | None = None, providers: list[str] | None = None, spin: bool = True):
+def ort_session(path: Path, threads: int | None = None, providers: list[str] | None = None, spin: bool = True,
+                graph=None):
+    """A session on an ONNX file; `graph`: the file's load (without external data), if the caller made it."""
     import onnx
 
-    skip = miscomputing_transformers(onnx.load(str(path), load_external_data=False))
-    return ort_session_from_bytes(str(path), threads, providers, spin, skip)
+    graph = graph if graph is not None else onnx.load(str(path), load_external_data=False)
+    return ort_session_from_bytes(str(path), threads, providers, spin, miscomputing_transformers(graph))
 
 
 def ort_session_from_bytes(model: bytes | str, threads: int | None = None, providers: list[str] | None = None,
@@ -87,8 +89,11 @@ class OrtRunner(Runner):
         providers = _providers(provider)
         self.on_gpu = provider != "cpu"
         self.kind = "ONNX Runtime " + {"cpu": "CPU", "cuda": "CUDA EP", "tensorrt": "TensorRT EP"}[provider]
+        import onnx
+
         try:
-            self.session = ort_session(self.path, threads, providers, spin)
+            graph = onnx.load(str(self.path), load_external_data=False)  # once: the session's and the interface's
+            self.session = ort_session(self.path, threads, providers, spin, graph)
         except Exception as e:  # ONNX Runtime raises its own Fail/InvalidGraph/... types
             raise UserError(f"{path} cannot be loaded by ONNX Runtime ({str(e).splitlines()[0][:150]}): "
                             "re-export it with `elir-edge export`") from None
@@ -96,7 +101,7 @@ class OrtRunner(Runner):
         if active != providers[0]:  # ONNX Runtime falls back to the CPU when a GPU provider fails to start
             raise UserError(f"ONNX Runtime could not start {providers[0]} for {path} (it fell back to {active}): "
                             "check the CUDA/cuDNN libraries onnxruntime-gpu needs, or use --provider cpu")
-        self.interface = onnx_interface(self.path)
+        self.interface = onnx_interface(self.path, graph)
 
     def run_batch(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
         feeds = {"lq": lq, **({"eps": eps} if self.interface.needs_eps else {})}
