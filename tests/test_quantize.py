@@ -869,3 +869,95 @@ def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_siz
     feed = {n: t.numpy() for n, t in zip(names, full)}
     got, want = (ort_session_from_bytes(g.SerializeToString()).run(None, feed)[0] for g in (freed, at_full))
     np.testing.assert_array_equal(got, want)
+
+
+def test_mct_quantizes_only_the_outputs_whose_grids_our_files_keep(monkeypatch):
+    """MCT told to quantize only the outputs whose grids our files keep (convolution inputs, convolution outputs
+    not read by a ReLU alone) gives, for every target and with a conv kept float, files that compute what the
+    files of MCT quantizing every output compute, on the same grids, from far fewer outputs' statistics."""
+    import contextlib
+
+    import elir_edge.quantize.mct as mct
+    import elir_edge.quantize.mct_lean as lean
+    from elir_edge.model.unroll import UnrolledElir
+    from elir_edge.quantize.options import PTQOptions
+    from elir_edge.quantize.qdq_rewrite import TARGETS, rewrite
+    from elir_edge.runtime.ort import ort_session_from_bytes
+
+    unrolled = UnrolledElir(random_model(SMALL, k=2, sigma=0.1)).eval()
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(1, 3, 32, 32, generator=gen), torch.randn(1, 16, 4, 4, generator=gen)) for _ in range(2)]
+    feed = {"lq": batches[1][0].numpy(), "eps": batches[1][1].numpy()}
+    updated, real_update = [], lean.update
+    monkeypatch.setattr(lean, "update", lambda *a: (updated.append(a[1]), real_update(*a)))
+    graphs, counts = [], []
+    for grids in (lean.grids_where_kept, contextlib.nullcontext):
+        monkeypatch.setattr(mct, "grids_where_kept", grids)
+        updated.clear()
+        graphs.append(mct.export_quantized(mct.quantize_module(unrolled, batches, PTQOptions()), batches[0],
+                                           ["lq", "eps"]))
+        counts.append(len(updated))
+    assert counts[0] < 0.8 * counts[1], counts
+
+    def scales(g: onnx.ModelProto) -> list[float]:
+        init = {i.name: i for i in g.graph.initializer}
+        return sorted(float(numpy_helper.to_array(init[q.input[1]])) for q in g.graph.node
+                      if q.op_type == "QuantizeLinear" and q.input[0] not in init)
+
+    first_conv = next(n.name for n in graphs[0].graph.node if n.op_type == "Conv")
+    for target in TARGETS:
+        for float_convs in (set(), {first_conv}):
+            files = []
+            for g in graphs:
+                m = onnx.ModelProto()
+                m.CopyFrom(g)
+                rewrite(m, float_convs, target)
+                files.append(m)
+            assert scales(files[0]) == scales(files[1]) and len(scales(files[0])) > 20, (target, float_convs)
+            outs = [ort_session_from_bytes(f.SerializeToString()).run(None, feed)[0] for f in files]
+            np.testing.assert_array_equal(outs[0], outs[1], err_msg=f"{target}, float {float_convs}")
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 16, 16), (2, 3, 24, 40), (1, 4, 5, 7), (3, 2, 16, 16), (2, 4, 3), (2, 5)])
+def test_per_channel_statistics_leave_mcts_collectors_as_their_own_update_would(shape):
+    """The per-channel means and extremes handed to MCT's collectors leave them where MCT's own update on the
+    whole batch leaves them (the extremes bit for bit, the means to the rounding of a sum's order), over several
+    batches of values of different scales."""
+    from model_compression_toolkit.core.common.collectors.mean_collector import MeanCollector
+    from model_compression_toolkit.core.common.collectors.min_max_per_channel_collector import (
+        MinMaxPerChannelCollector,
+    )
+
+    from elir_edge.quantize.mct_lean import per_channel
+
+    rng = np.random.default_rng(sum(shape))
+    pairs = [(MeanCollector(axis=1), MinMaxPerChannelCollector(axis=1, init_min_value=None, init_max_value=None))
+             for _ in range(2)]
+    for scale in (0.01, 3.0, 250.0):
+        x = (rng.standard_normal(shape) * scale + scale / 3).astype(np.float32).astype(np.float64)
+        pairs[0][0].update(x)
+        pairs[0][1].update(x)
+        means, extremes = per_channel(x, 1)
+        pairs[1][0].update(means)
+        pairs[1][1].update(extremes)
+    np.testing.assert_allclose(pairs[1][0].state, pairs[0][0].state, rtol=1e-13, atol=0)
+    assert np.array_equal(pairs[0][1].state, pairs[1][1].state)
+
+
+def test_a_conv_kept_float_reads_the_float_tensor_through_a_chain_of_qdq_pairs():
+    """MCT's export puts two Q/DQ pairs in a row where onnxsim removed a one-input Concat: a conv kept float
+    reads the tensor before both, not the int8 values of the first."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    from elir_edge.quantize.qdq_rewrite import keep_float
+
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z"),
+             numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")]
+    nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["q1"]), h.make_node("DequantizeLinear", ["q1", "s", "z"], ["d1"]),
+             h.make_node("QuantizeLinear", ["d1", "s", "z"], ["q2"]), h.make_node("DequantizeLinear", ["q2", "s", "z"], ["d2"]),
+             h.make_node("Conv", ["d2", "w"], ["y"], name="conv")]
+    model = h.make_model(h.make_graph(nodes, "chain", [h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])],
+                                      [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 2, 2])], inits))
+    keep_float(model, {"conv"})
+    assert list(model.graph.node[-1].input) == ["x", "w"]

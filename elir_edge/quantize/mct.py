@@ -23,7 +23,13 @@ import onnx
 import torch
 
 from elir_edge.common.progress import new_line, progress_line
-from elir_edge.quantize.mct_lean import lean_statistics, skip_unread_histograms, streamed_statistics, validate_once
+from elir_edge.quantize.mct_lean import (
+    grids_where_kept,
+    lean_statistics,
+    skip_unread_histograms,
+    streamed_statistics,
+    validate_once,
+)
 from elir_edge.quantize.options import PTQOptions
 
 
@@ -189,7 +195,8 @@ def quantize_module(module: torch.nn.Module, batches: list[tuple[torch.Tensor, .
     t0 = time.perf_counter()
     try:
         with _quiet(), lean_statistics(weighted_histograms=opts.error_method == "hmse"), \
-                skip_unread_histograms(opts.error_method), streamed_statistics(), validate_once():
+                skip_unread_histograms(opts.error_method), streamed_statistics(), validate_once(), \
+                grids_where_kept():
             qmodel = _run_mct(mct, module, gen, core, opts)
     finally:
         for mod, real in patched:

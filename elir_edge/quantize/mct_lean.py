@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 MERGE_EVERY = 8  # per-iteration histograms kept before they are merged into one
-STATISTICS_THREADS = 2  # threads taking node statistics beside the forward
+STATISTICS_THREADS = 1  # threads taking node statistics beside the forward
 PENDING = 4  # node outputs waiting for their statistics at most
 
 
@@ -52,14 +52,27 @@ def lean_statistics(weighted_histograms: bool):
         self.hc.update(x)
         if weighted_histograms:
             self.weighted_hc.update(x, weights)
-        self.mc.update(x)
-        self.mpcc.update(x)
+        means, extremes = per_channel(x, self.mc.axis)
+        self.mc.update(means)
+        self.mpcc.update(extremes)
 
     HistogramCollector.update, StatsCollector.update_statistics = update, update_statistics
     try:
         yield
     finally:
         HistogramCollector.update, StatsCollector.update_statistics = real_update, real_stats
+
+
+def per_channel(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """What MCT's mean and min/max collectors need of an (N, C, ...) batch, per channel, without the transposed
+    copy of it each of them makes (two copies of every activation: a quarter of the statistics pass), as arrays
+    their own update turns into their state: one mean per channel (MCT averages a row of one; the same mean up to
+    the order of the sum, ~1e-16), and each channel's max and min (MCT takes the max and min of the two: the same
+    values). Other layouts go to MCT's collectors as they are."""
+    if axis != 1 or x.ndim < 3:
+        return x, x
+    rows = x.reshape(*x.shape[:2], -1)
+    return rows.mean(axis=(0, 2))[None], np.stack([rows.max(axis=(0, 2)), rows.min(axis=(0, 2))])
 
 
 @contextlib.contextmanager
@@ -154,6 +167,52 @@ def mse_histogram_search(error_function, tensor_max, bins, counts, n_bits, n_ite
     return max(min_threshold, best_param), signed
 
 
+CONV_TYPES = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+RELU_TYPES = (torch.nn.ReLU, torch.relu, torch.nn.functional.relu)
+
+
+@contextlib.contextmanager
+def grids_where_kept():
+    """MCT quantizes every node's output; our files keep its grids only at convolution inputs, and in the CPU
+    forms at convolution outputs too, but for one read by a ReLU alone, whose own grid replaces it
+    (qdq_rewrite: prune_activation_qdq, unsigned_relus; a Concat's inputs take the grid of the Concat a
+    convolution reads). The statistics and thresholds of every other output (norms, sigmoids, the adds before a
+    norm, the convolutions before a ReLU: 40 % of the statistics pass at bfr) were computed, then dropped. Here
+    those nodes are made unquantized, with MCT's own network-editor action, as MCT sets up its statistics: no
+    statistics, no threshold, no fake-quant; every grid our files keep is the same."""
+    from model_compression_toolkit.core.common import model_collector
+    from model_compression_toolkit.core.common.network_editors.actions import ChangeCandidatesActivationQuantConfigAttr
+    from model_compression_toolkit.core.common.quantization.node_quantization_config import (
+        ActivationQuantizationMode,
+    )
+
+    unquantized, real_init = ChangeCandidatesActivationQuantConfigAttr(
+        quant_mode=ActivationQuantizationMode.NO_QUANT), model_collector.ModelCollector.__init__
+
+    def init(self, graph, fw_impl, fw_info, *args, **kwargs):
+        for node in list(graph.nodes):
+            if node.is_activation_quantization_enabled() and not _grid_kept(graph, node):
+                unquantized.apply(node, graph, fw_info)
+        real_init(self, graph, fw_impl, fw_info, *args, **kwargs)
+
+    model_collector.ModelCollector.__init__ = init
+    try:
+        yield
+    finally:
+        model_collector.ModelCollector.__init__ = real_init
+
+
+def _grid_kept(graph, node) -> bool:
+    readers = [e.sink_node for e in graph.out_edges(node)]
+    if node.type in CONV_TYPES:
+        return not (len(readers) == 1 and readers[0].type in RELU_TYPES and _read_by_a_conv(graph, readers[0]))
+    return _read_by_a_conv(graph, node)
+
+
+def _read_by_a_conv(graph, node) -> bool:
+    return any(e.sink_node.type in CONV_TYPES for e in graph.out_edges(node))
+
+
 @contextlib.contextmanager
 def streamed_statistics():
     """MCT 2.6.1's statistics pass builds a model that returns the output of every node and keeps every node's
@@ -196,9 +255,11 @@ def streamed_statistics():
 
 
 class _Updates:
-    """Node statistics taken on STATISTICS_THREADS threads beside the forward (numpy's histograms are half the
-    pass, and let go of the GIL), the forward on the cores left (torch's idle threads spin, so on 2 cores two
-    torch threads beside the statistics are slower than none: 9.8 s -> 7.6 s for the demo's pass with one).
+    """Node statistics taken on STATISTICS_THREADS threads beside the forward (numpy's histograms let go of the
+    GIL), the forward on the cores left (torch's idle threads spin, so on 2 cores two torch threads beside the
+    statistics are slower than one: 9.8 s -> 7.6 s for the demo's pass). Since the statistics lost their
+    transposed copies and the outputs no file keeps, one thread beside one torch thread is the fastest split of
+    2 cores at bfr (6 batches: 21 s against 23-27 s with two statistics threads), and ties on the demo.
     Each node is updated once per batch and every update of a batch ends before the next batch starts, so each
     node's statistics see its outputs in the same order. At most PENDING outputs wait: few stay alive."""
 

@@ -66,16 +66,21 @@ def select_convs(model: onnx.ModelProto, patterns: list[str]) -> set[str]:
 
 
 def keep_float(model: onnx.ModelProto, conv_names: set[str]) -> None:
-    """Bypass the input and weight Q/DQ of the named convs (their float tensors feed them directly)."""
+    """Bypass the input and weight Q/DQ of the named convs (their float tensors feed them directly), through
+    every Q/DQ pair on the way: MCT's export chains two where onnxsim removes the one-input Concat between them."""
     producer, _, _ = _maps(model)
     for n in model.graph.node:
         if n.name in conv_names:
             for slot in (0, 1):
-                dq = producer.get(n.input[slot])
-                if dq is not None and dq.op_type == "DequantizeLinear":
-                    q = producer.get(dq.input[0])
-                    if q is not None and q.op_type == "QuantizeLinear":
-                        n.input[slot] = q.input[0]
+                n.input[slot] = _before_qdq(n.input[slot], producer)
+
+
+def _before_qdq(x: str, producer: dict) -> str:
+    """The tensor a chain of Q/DQ pairs that ends in `x` starts from (`x` itself without one)."""
+    while (dq := producer.get(x)) is not None and dq.op_type == "DequantizeLinear" and \
+            (q := producer.get(dq.input[0])) is not None and q.op_type == "QuantizeLinear":
+        x = q.input[0]
+    return x
 
 
 def fold_weight_quantizers(model: onnx.ModelProto, weight_bits: int = 8) -> None:
@@ -274,13 +279,18 @@ def unsigned_relus(model: onnx.ModelProto) -> None:
 
 
 def _lone_conv_output(x: str, producer: dict, consumers: dict) -> str | None:
-    """The float output of a Conv/ConvTranspose when `x` is its DQ(Q(.)) read by nothing else, else None."""
-    dq = producer.get(x)
-    q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-    if q is None or q.op_type != "QuantizeLinear" or len(consumers[x]) != 1 or len(consumers[q.output[0]]) != 1:
+    """The float output of a Conv/ConvTranspose when `x` is it or its DQ(Q(.)), read by nothing else, else None
+    (MCT leaves unquantized the output of a convolution a ReLU alone reads: mct_lean.grids_where_kept)."""
+    if len(consumers[x]) != 1:
         return None
-    conv = producer.get(q.input[0])
-    return q.input[0] if conv is not None and conv.op_type in CONVS else None
+    dq = producer.get(x)
+    if dq is not None and dq.op_type == "DequantizeLinear":
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or len(consumers[q.output[0]]) != 1:
+            return None
+        x = q.input[0]
+    conv = producer.get(x)
+    return x if conv is not None and conv.op_type in CONVS else None
 
 
 def _on_signed_grid(n: onnx.NodeProto, init: dict) -> bool:
