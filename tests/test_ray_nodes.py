@@ -201,9 +201,28 @@ def test_a_ray_that_is_this_machine_alone_needs_no_node_check(ray, tmp_path, mon
     with pytest.raises(UserError, match="no node of the Ray cluster has 2 CPU"):
         rd.this_machine(ray, rd.Work(Opens, {}, num_cpus=2))
     checked, used = [], []
-    monkeypatch.setattr(on_ray, "check_nodes", lambda ray, work, *a: checked.append(work) or fleet)
+    monkeypatch.setattr(rd, "check_nodes", lambda ray, work, *a: checked.append(work) or fleet)
     monkeypatch.setattr(on_ray, "map_actors", lambda ray, items, work, fleet, *a: used.append(fleet) or iter(()))
     for artifact, started_here in (("m.onnx", True), ("m.onnx", False), ("m.engine", True)):
         s = Settings(str(tmp_path / artifact), "ab" * 32, "denoising", None, 0, 0, 1, "ort", 1)
         list(on_ray.restore_on_ray(ray, s, [], False, [], tmp_path, 1, started_here))
     assert len(checked) == 2 and [w.num_gpus for w in checked] == [0, 1] and len(used) == 3
+
+
+def test_bench_on_a_ray_started_here_skips_the_node_check_as_restore_does(monkeypatch):
+    """bench --ray decides its nodes as restore does: a Ray it started here (`--ray` alone) is this machine, a Ray
+    it joined has every node checked."""
+    import contextlib
+
+    import elir_edge.bench.on_ray as bench_ray
+    from elir_edge.bench.options import BenchOptions
+
+    asked = []
+    monkeypatch.setattr(bench_ray, "cluster", lambda address: contextlib.nullcontext("ray"))
+    monkeypatch.setattr(bench_ray, "nodes_for", lambda ray, work, started_here, reads: asked.append(started_here))
+    monkeypatch.setattr(bench_ray, "map_actors", lambda *a: iter(()))
+    monkeypatch.setattr(bench_ray, "actor_settings", lambda *a: {})
+    for address in ("local", "auto"):
+        opts = BenchOptions(engines=[], ray=address, actors=1)
+        list(bench_ray.score_on_ray(opts, [], None, [], None, None))
+    assert asked == [True, False]

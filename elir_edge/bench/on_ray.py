@@ -11,7 +11,7 @@ from typing import Iterator
 from elir_edge.bench.artifacts import artifact_runtimes, open_artifact
 from elir_edge.bench.options import BenchOptions
 from elir_edge.bench.quality import ImageScorer, ScoreSettings, failed_row
-from elir_edge.cluster.ray_data import Work, batch_rows, check_nodes, cluster, map_actors
+from elir_edge.cluster.ray_data import Work, batch_rows, cluster, map_actors, nodes_for, starts_here
 from elir_edge.runtime.runner import Runner
 
 
@@ -63,5 +63,5 @@ def score_on_ray(opts: BenchOptions, arts: list[Runner], ref: Runner, todo: list
     with cluster(opts.ray) as ray:
         folders = {Path(p).parent for i in todo for p in (i["path"], i["gt"]) if p}
         reads = [*sorted(folders), *(a.path for a in arts), *([fid_weights] if fid_weights else [])]
-        fleet = check_nodes(ray, work, reads)
+        fleet = nodes_for(ray, work, starts_here(opts.ray), reads)
         yield from map_actors(ray, todo, work, fleet, opts.actors or fleet.actors(work), failed_row)

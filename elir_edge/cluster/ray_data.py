@@ -187,6 +187,12 @@ def this_machine(ray, work: Work) -> Fleet | None:
     return Fleet(_fitting(nodes, work), [])
 
 
+def nodes_for(ray, work: Work, started_here: bool, reads: list[Path], writes: Path | None = None) -> Fleet:
+    """The nodes to run `work` on: this machine alone for a Ray `started_here` on CPU work (the driver has read
+    `reads`, written `writes` and probed the CPU files on this machine), every node checked otherwise."""
+    return (started_here and not work.num_gpus and this_machine(ray, work)) or check_nodes(ray, work, reads, writes)
+
+
 def check_nodes(ray, work: Work, reads: list[Path], writes: Path | None = None, timeout_s: float = 180.0) -> Fleet:
     """Before any work, on every node that has the resources of one actor: its workers import elir-edge, read
     the inputs, write the output folder (each reads a token the driver wrote there) and start the actor (open

@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Iterator
 
-from elir_edge.cluster.ray_data import Sharded, Work, batch_rows, check_nodes, map_actors, this_machine
+from elir_edge.cluster.ray_data import Sharded, Work, batch_rows, map_actors, nodes_for
 from elir_edge.common.files import sha256_file
 from elir_edge.restore.image import ImageRestorer, Settings
 from elir_edge.restore.plan import Job, Shard, plan_shard
@@ -58,8 +58,7 @@ def restore_on_ray(ray, settings: Settings, plan: list[Shard], compare: bool, in
     gpu = Path(settings.artifact).suffix not in (".onnx", ".safetensors")
     work = Work(RestoreActor, asdict(replace(settings, threads=threads)), num_cpus=0 if gpu else threads,
                 num_gpus=1 if gpu else 0)
-    fleet = (started_here and not gpu and this_machine(ray, work)) or \
-        check_nodes(ray, work, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
+    fleet = nodes_for(ray, work, started_here, [*(Path(p).resolve() for p in inputs), Path(settings.artifact)], out_dir)
     items = Sharded([s.to_dict() for s in plan], functools.partial(_shard_items, compare), [s.images for s in plan])
     for row, _ in map_actors(ray, items, work, fleet, actors or fleet.actors(work), failed_job):
         yield row
