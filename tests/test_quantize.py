@@ -952,11 +952,12 @@ def test_a_conv_kept_float_reads_the_float_tensor_through_a_chain_of_qdq_pairs()
 
     from elir_edge.quantize.qdq_rewrite import keep_float
 
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z"),
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z"),
              numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")]
-    nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["q1"]), h.make_node("DequantizeLinear", ["q1", "s", "z"], ["d1"]),
-             h.make_node("QuantizeLinear", ["d1", "s", "z"], ["q2"]), h.make_node("DequantizeLinear", ["q2", "s", "z"], ["d2"]),
-             h.make_node("Conv", ["d2", "w"], ["y"], name="conv")]
+    pairs = [(h.make_node("QuantizeLinear", [x, "s", "z"], [f"q{i}"]),
+              h.make_node("DequantizeLinear", [f"q{i}", "s", "z"], [f"d{i}"])) for i, x in ((1, "x"), (2, "d1"))]
+    nodes = [*pairs[0], *pairs[1], h.make_node("Conv", ["d2", "w"], ["y"], name="conv")]
     model = h.make_model(h.make_graph(nodes, "chain", [h.make_tensor_value_info("x", T.FLOAT, [1, 1, 2, 2])],
                                       [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 2, 2])], inits))
     keep_float(model, {"conv"})
