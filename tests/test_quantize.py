@@ -635,12 +635,11 @@ def test_the_cpu_forms_carry_the_euler_state_in_float(tiny_quantized):
             assert steps and all("first_proj" in n.name for n in steps), (name, state)
 
 
-def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(monkeypatch):
-    """Statistics taken from each node's output as the node runs (MCT itself keeps every output of a forward
-    to the end) give the Q/DQ graph MCT's own pass gives, scale for scale; the lean forward computes what
-    MCT's forward computes; and outputs are dropped after their last reader: while the statistics pass runs,
-    few of the outputs it has seen are still alive (every one of them, when nothing is dropped)."""
-    import contextlib
+@pytest.fixture(scope="module")
+def small_mct():
+    """MCT as quantize runs it (every part of quantize/mct_lean.py on) on a small unrolled model, watched: a weak
+    reference to each node output its statistics took, and how many of those seen were alive at each update."""
+    import types
     import weakref
 
     import elir_edge.quantize.mct as mct
@@ -658,12 +657,28 @@ def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(mon
         alive.append(sum(r() is not None for r in seen))
         real_update(fw_impl, container, tensors)
 
-    monkeypatch.setattr(lean, "update", watched)
-    streamed = mct.quantize_module(unrolled, batches, PTQOptions())
-    assert len(seen) > 100 and max(alive) < 0.25 * len(seen) / len(batches)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lean, "update", watched)
+        graph = mct.export_quantized(mct.quantize_module(unrolled, batches, PTQOptions()), batches[0], ["lq", "eps"])
+    return types.SimpleNamespace(unrolled=unrolled, batches=batches, graph=graph, updates=len(seen), alive=alive)
+
+
+def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(small_mct, monkeypatch):
+    """Statistics taken from each node's output as the node runs (MCT itself keeps every output of a forward
+    to the end) give the Q/DQ graph MCT's own pass gives, scale for scale; the lean forward computes what
+    MCT's forward computes; and outputs are dropped after their last reader: while the statistics pass runs,
+    few of the outputs it has seen are still alive (every one of them, when nothing is dropped)."""
+    import contextlib
+
+    import elir_edge.quantize.mct as mct
+    import elir_edge.quantize.mct_lean as lean
+    from elir_edge.quantize.options import PTQOptions
+
+    batches = small_mct.batches
+    assert small_mct.updates > 100 and max(small_mct.alive) < 0.25 * small_mct.updates / len(batches)
     monkeypatch.setattr(mct, "streamed_statistics", contextlib.nullcontext)
-    kept = mct.quantize_module(unrolled, batches, PTQOptions())
-    graphs = [mct.export_quantized(q, batches[0], ["lq", "eps"]) for q in (streamed, kept)]
+    kept = mct.quantize_module(small_mct.unrolled, batches, PTQOptions())
+    graphs = [small_mct.graph, mct.export_quantized(kept, batches[0], ["lq", "eps"])]
     values = [[numpy_helper.to_array(i) for i in g.graph.initializer] for g in graphs]  # in the graph's order
     assert len(values[0]) == len(values[1]) > 50
     assert all(np.array_equal(a, b) for a, b in zip(*values))
@@ -871,7 +886,7 @@ def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_siz
     np.testing.assert_array_equal(got, want)
 
 
-def test_mct_quantizes_only_the_outputs_whose_grids_our_files_keep(monkeypatch):
+def test_mct_quantizes_only_the_outputs_whose_grids_our_files_keep(small_mct, monkeypatch):
     """MCT told to quantize only the outputs whose grids our files keep (convolution inputs, convolution outputs
     not read by a ReLU alone) gives, for every target and with a conv kept float, files that compute what the
     files of MCT quantizing every output compute, on the same grids, from far fewer outputs' statistics."""
@@ -879,25 +894,18 @@ def test_mct_quantizes_only_the_outputs_whose_grids_our_files_keep(monkeypatch):
 
     import elir_edge.quantize.mct as mct
     import elir_edge.quantize.mct_lean as lean
-    from elir_edge.model.unroll import UnrolledElir
     from elir_edge.quantize.options import PTQOptions
     from elir_edge.quantize.qdq_rewrite import TARGETS, rewrite
     from elir_edge.runtime.ort import ort_session_from_bytes
 
-    unrolled = UnrolledElir(random_model(SMALL, k=2, sigma=0.1)).eval()
-    gen = torch.Generator().manual_seed(0)
-    batches = [(torch.rand(1, 3, 32, 32, generator=gen), torch.randn(1, 16, 4, 4, generator=gen)) for _ in range(2)]
+    batches = small_mct.batches
     feed = {"lq": batches[1][0].numpy(), "eps": batches[1][1].numpy()}
     updated, real_update = [], lean.update
     monkeypatch.setattr(lean, "update", lambda *a: (updated.append(a[1]), real_update(*a)))
-    graphs, counts = [], []
-    for grids in (lean.grids_where_kept, contextlib.nullcontext):
-        monkeypatch.setattr(mct, "grids_where_kept", grids)
-        updated.clear()
-        graphs.append(mct.export_quantized(mct.quantize_module(unrolled, batches, PTQOptions()), batches[0],
-                                           ["lq", "eps"]))
-        counts.append(len(updated))
-    assert counts[0] < 0.8 * counts[1], counts
+    monkeypatch.setattr(mct, "grids_where_kept", contextlib.nullcontext)
+    every = mct.quantize_module(small_mct.unrolled, batches, PTQOptions())
+    graphs = [small_mct.graph, mct.export_quantized(every, batches[0], ["lq", "eps"])]
+    assert small_mct.updates < 0.8 * len(updated), (small_mct.updates, len(updated))
 
     def scales(g: onnx.ModelProto) -> list[float]:
         init = {i.name: i for i in g.graph.initializer}
