@@ -164,7 +164,8 @@ def requantize(tiny_quantized, tmp_path, monkeypatch):
     shutil.copytree(tiny_quantized[0], folder)
     graph = MCT_GRAPHS[tiny_quantized[0]]
     monkeypatch.setattr(stage, "quantize_module", lambda *a: None)
-    monkeypatch.setattr(stage, "export_quantized", lambda *a, **kw: onnx.ModelProto.FromString(graph.SerializeToString()))
+    monkeypatch.setattr(stage, "export_quantized",
+                        lambda *a, **kw: onnx.ModelProto.FromString(graph.SerializeToString()))
 
     def run(**kw):
         return quantize_export(QuantizeOptions(model=folder, calib=tiny_quantized[0].parent / "calib", **kw),
