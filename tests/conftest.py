@@ -26,8 +26,8 @@ SMALL = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 
                    rrdb_hid=16, n_rrdb=1)
 
 
-MUTATION_RESULTS: list[tuple[str, str, str]] = []  # (mutant, description, caught by) from test_mutations.py
-WHEEL_DEMO: list[str] = []  # what the demo printed when run from the installed wheel (tests/test_demo.py)
+MUTATION_RESULTS: list[tuple[str, str, str]] = []  # (mutant, description, caught by): test_mutations.py's "mutation"
+WHEEL_DEMO: list[str] = []  # what the demo printed when run from the installed wheel: test_demo.py's "wheel_demo"
 
 
 def pytest_configure(config):
@@ -39,6 +39,16 @@ def pytest_configure(config):
         MUTANTS[name][1](config._elir_mutant)
 
 
+def pytest_runtest_logreport(report):
+    """The mutation check's and the wheel-path demo's lines come back as user properties of the tests that made
+    them, so the summary lists them whether the tests ran here or on pytest-xdist's workers."""
+    for key, value in report.user_properties if report.when == "call" else ():
+        if key == "mutation":
+            MUTATION_RESULTS.append(tuple(value))
+        elif key == "wheel_demo":
+            WHEEL_DEMO.append(value)
+
+
 def pytest_terminal_summary(terminalreporter):
     for text in WHEEL_DEMO:
         terminalreporter.write_sep("=", "wheel-path demo")
@@ -47,8 +57,22 @@ def pytest_terminal_summary(terminalreporter):
         tr = terminalreporter
         caught = sum(1 for *_, by in MUTATION_RESULTS if by)
         tr.write_sep("=", f"mutation check: {caught} of {len(MUTATION_RESULTS)} planted bugs caught")
-        for name, what, by in MUTATION_RESULTS:
+        for name, what, by in sorted(MUTATION_RESULTS):
             tr.write_line(f"{'CAUGHT ' if by else 'MISSED '} {name:16s} {what}" + (f"  <- {by}" if by else ""))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under README's `-n 2`: each test file runs whole on one worker, so its module fixtures are made once, and
+    the files that start Ray run one after another on one worker, never two local Rays at once."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesWithRayTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "ray" if Path(scope).name.startswith("test_ray") else scope
+
+    return FilesWithRayTogether(config, log)
 
 
 def one_line_error(capsys, argv: list[str]) -> str:

@@ -13,7 +13,6 @@ from PIL import Image
 
 from elir_edge.model.eval_inputs import eval_inputs
 from elir_edge.runtime.compare import per_image
-from conftest import WHEEL_DEMO
 from elir_edge.common.images import load_images
 from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
 from elir_edge.model.checkpoint import load_checkpoint
@@ -22,6 +21,9 @@ from elir_edge.runtime.ort import OrtRunner
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+WHEEL_LOGS: dict[Path, str] = {}  # demo_export's folder -> what the wheel's demo printed
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,8 @@ def demo_export(tmp_path_factory):
     out = empty / "export" / "elir_demo"
     calib = json.loads((out / "quant_report.json").read_text())["calibration"]["folder"]
     assert Path(calib).is_relative_to(base / "site")  # calibrated on the photographs inside the wheel
-    WHEEL_DEMO.append(f"{wheel.name} installed into its own folder, `elir-edge demo` run from an empty folder: "
-                      f"exit 0 in {time.perf_counter() - t0:.0f} s; calibrated on {calib}\n" + run.stdout)
+    WHEEL_LOGS[out] = (f"{wheel.name} installed into its own folder, `elir-edge demo` run from an empty folder: "
+                       f"exit 0 in {time.perf_counter() - t0:.0f} s; calibrated on {calib}\n" + run.stdout)
     return out
 
 
@@ -87,7 +89,7 @@ def test_restored_beats_degraded_on_two_heldout_images(demo_export):
         assert a > b
 
 
-def test_demo_writes_strip_and_report(demo_export):
+def test_demo_writes_strip_and_report(demo_export, record_property):
     report = json.loads((demo_export / "demo_report.json").read_text())
     q = report["bench"]["quality"]
     fp32, int8 = report["bench"]["rows"]
@@ -118,7 +120,8 @@ def test_demo_writes_strip_and_report(demo_export):
         assert not [n for n in engine["support"] if "unverified" in n]
     # ONNX Runtime computes the CPU form (7-bit weights) right on any x86 CPU; the demo says so per runtime
     assert report["quantize"]["runtimes_here"]["ONNX Runtime CPU"]["model_int8_cpu.onnx"]["computes_right"]
-    assert "int8 files on this machine's CPU runtimes: ONNX Runtime CPU: " in WHEEL_DEMO[-1]
+    record_property("wheel_demo", WHEEL_LOGS[demo_export])  # for the log's "wheel-path demo" section
+    assert "int8 files on this machine's CPU runtimes: ONNX Runtime CPU: " in WHEEL_LOGS[demo_export]
     roof = report["bench"]["cpu_roof"]
     from elir_edge.runtime.cpu_roof import PAYS
 

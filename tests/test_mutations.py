@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MUTATION_RESULTS
 from mutants import MUTANTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))
-def test_planted_bug_turns_the_suite_red(name):
+def test_planted_bug_turns_the_suite_red(name, record_property):
     what, _, tests = MUTANTS[name]
     env = {**os.environ, "ELIR_EDGE_MUTANT": name}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
@@ -27,5 +26,5 @@ def test_planted_bug_turns_the_suite_red(name):
     errors = re.findall(r"^E\s+(\w+Error)\b", run.stdout, re.M)
     assert not {"TypeError", "AttributeError", "NameError", "ImportError"} & set(errors), \
         f"the planted bug '{what}' broke the test run itself instead of being caught:\n{run.stdout[-1500:]}"
-    MUTATION_RESULTS.append((name, what, failed[0] if failed else ""))
+    record_property("mutation", (name, what, failed[0] if failed else ""))  # for the log's summary
     assert run.returncode == 1 and failed, f"planted bug '{what}' went unnoticed:\n{run.stdout[-2000:]}"
