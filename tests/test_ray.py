@@ -28,7 +28,9 @@ def fleet():
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    fast_death = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                            "_system_config": fast_death})
     for _ in range(2):
         cluster.add_node(num_cpus=1)
     Path(ray._private.utils.get_ray_address_file(None)).unlink(missing_ok=True)  # no `ray.init()` here joins it
