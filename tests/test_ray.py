@@ -28,7 +28,8 @@ def fleet():
     import ray
     from ray.cluster_utils import Cluster
 
-    fast_death = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 3}
+    fast_death = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+                  "health_check_failure_threshold": 3}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
                                                             "_system_config": fast_death})
     for _ in range(2):
