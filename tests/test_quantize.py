@@ -663,6 +663,25 @@ def small_mct():
     return types.SimpleNamespace(unrolled=unrolled, batches=batches, graph=graph, updates=len(seen), alive=alive)
 
 
+def _initializers_apart(a: onnx.ModelProto, b: onnx.ModelProto) -> list[str]:
+    """Initializers of two graphs that differ: scales, zero points and weights at all, convolution biases by more
+    than a few float32 ulps of the bias's own scale. The lean statistics pass runs its forward on fewer torch threads
+    (quantize/mct_lean.py), whose convolutions round differently in the last bits on some CPUs (an AMX Xeon): the
+    per-channel means that bias correction reads move by ~1e-7, and a float32 bias 1 ulp."""
+    biases = {n.input[2] for n in a.graph.node if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 2}
+    apart = []
+    for x, y in zip(a.graph.initializer, b.graph.initializer):
+        u, v = numpy_helper.to_array(x), numpy_helper.to_array(y)
+        if x.name in biases and u.shape == v.shape and u.size:
+            ulps = 4 * np.finfo(np.float32).eps * float(np.abs(u).max())
+            same = np.abs(u.astype(np.float64) - v).max() <= ulps
+        else:
+            same = np.array_equal(u, v)
+        if not same:
+            apart.append(x.name)
+    return apart
+
+
 def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(small_mct, monkeypatch):
     """Statistics taken from each node's output as the node runs (MCT itself keeps every output of a forward
     to the end) give the Q/DQ graph MCT's own pass gives, scale for scale; the lean forward computes what
@@ -679,9 +698,9 @@ def test_streamed_statistics_give_mcts_own_graph_and_drop_outputs_as_they_go(sma
     monkeypatch.setattr(mct, "streamed_statistics", contextlib.nullcontext)
     kept = mct.quantize_module(small_mct.unrolled, batches, PTQOptions())
     graphs = [small_mct.graph, mct.export_quantized(kept, batches[0], ["lq", "eps"])]
-    values = [[numpy_helper.to_array(i) for i in g.graph.initializer] for g in graphs]  # in the graph's order
-    assert len(values[0]) == len(values[1]) > 50
-    assert all(np.array_equal(a, b) for a, b in zip(*values))
+    assert [i.name for i in graphs[0].graph.initializer] == [i.name for i in graphs[1].graph.initializer]
+    assert len(graphs[0].graph.initializer) > 50
+    assert not _initializers_apart(*graphs)
     with torch.no_grad():
         plain = kept(*batches[1])
         with lean.streamed_statistics():
