@@ -355,6 +355,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=1.5, help="bench: at least this many seconds per file")
     ap.add_argument("--iterations", type=int, default=10, help="bench: at least this many runs per file")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", type=Path, help="copy the float and every int8 file into this folder (to profile "
+                    "them with bench_cpu_profile.py), named after their quantizer")
     for hidden in ("--worker", "--settings", "--src", "--out", "--calib"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -366,6 +368,15 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return 0
+
+
+def keep(files: list[Path], runs: dict, folder: Path) -> None:
+    """The files, copied out of the bench's temporary folder, each named after its row (`ours_cpu_form_mct_8_bit_weights.onnx`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {Path(r["file"]): re.sub(r"\W+", "_", label.lower()).strip("_") for label, r in runs.items()
+             if r["status"] == "ok"}
+    for f in files:
+        shutil.copy(f, folder / f"{names.get(f, f.stem)}.onnx")
 
 
 def measure(args) -> dict:
@@ -380,6 +391,8 @@ def measure(args) -> dict:
             if r["status"] == "ok":
                 r["facts"] = file_facts(Path(r["file"]), args.threads)
         files = [folder / "model.onnx"] + [Path(r["file"]) for r in runs.values() if r["status"] == "ok"]
+        if args.keep:
+            keep(files, runs, args.keep)
         report = bench(files, heldout(args.data or HELDOUT_DIR, args.images, work), args, work)
         return {"model": args.preset or "bundled demo (elir_edge/demo/elir_demo.ckpt)", "cpu_flags": cpu,
                 "command": " ".join(sys.argv), "versions": versions(args.peers_python), "calibration": calib,
