@@ -117,6 +117,7 @@ def add_quantize_parser(sub) -> None:
                                    "zero point 0), model_int8_fp16.onnx (the same, float parts fp16), "
                                    "model_int8_cpu.onnx (CPU form: uint8, same grid, 7-bit weights for any x86 CPU), "
                                    "model_int8_cpu_w8.onnx (the same with 8-bit weights, for CPUs with VNNI/AMX), "
+                                   "model_int8_cpu_s8.onnx (OpenVINO form: int8 with no zero points, 8-bit weights), "
                                    "quant_report.json, "
                                    "int8_probe.safetensors (the input each CPU runtime is checked on), and then the "
                                    "RTX 2080 Ti's TensorRT-RTX engine of model_fp16.onnx (FP16 is what NVIDIA lists "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 from conftest import plant_wrong_scales
 
 from elir_edge.errors import UserError
-from elir_edge.model.export_folder import CPU_FILES, FLOAT, INT8_CPU, INT8_CPU_W8
+from elir_edge.model.export_folder import CPU_FILES, FLOAT, INT8_CPU, INT8_CPU_S8, INT8_CPU_W8
 from elir_edge.runtime.choose import open_choice
 from elir_edge.runtime.cpu_roof import cpu_features
 from elir_edge.runtime.open import RunnerOptions, open_runner
@@ -42,7 +43,25 @@ def test_a_folder_whose_8_bit_file_computes_wrongly_runs_the_7_bit_one_and_says_
     assert name == INT8_CPU and f"not {INT8_CPU_W8}" in why and "wrongly" in why
     plant_wrong_scales(folder, INT8_CPU)
     name, why = _choose(folder)
+    assert name == INT8_CPU_S8 and f"not {INT8_CPU_W8}" in why
+    plant_wrong_scales(folder, INT8_CPU_S8)
+    name, why = _choose(folder)
     assert name == FLOAT and "no int8 CPU file computes right here" in why
+
+
+def test_on_openvino_the_line_names_the_openvino_form_for_speed(folder):
+    """The most exact file runs; the OpenVINO form (faster there, less exact) is named with its recorded PSNR,
+    on OpenVINO only, and not once it is the file that runs."""
+    pytest.importorskip("openvino")
+    recorded = json.loads((folder / "quant_report.json").read_text())["int8_cpu_s8_vs_float"]["psnr_db"]
+    name, why = _choose(folder, "openvino")
+    assert name != INT8_CPU_S8 and why.endswith(f"; for speed on OpenVINO give {INT8_CPU_S8} (int8 without zero "
+                                                f"points at {recorded:.1f} dB vs float at quantize)")
+    assert INT8_CPU_S8 not in _choose(folder)[1]  # ONNX Runtime: not named
+    for name in (INT8_CPU_W8, INT8_CPU):
+        plant_wrong_scales(folder, name)
+    name, why = _choose(folder, "openvino")
+    assert name == INT8_CPU_S8 and "for speed" not in why
 
 
 def test_an_old_folder_without_the_8_bit_file_says_so(folder):

@@ -69,9 +69,10 @@ def test_quantize_records_which_runtime_computes_each_file_right(tiny_quantized)
 
     report = tiny_quantized[1]
     reference = report["probe"]["reference_psnr_db"]
-    assert set(reference) == {"model_int8.onnx", "model_int8_cpu.onnx", "model_int8_cpu_w8.onnx", "model_int8_fp16.onnx"}
+    cpu_files = {"model_int8_cpu.onnx", "model_int8_cpu_w8.onnx", "model_int8_cpu_s8.onnx"}
+    assert set(reference) == {"model_int8.onnx", "model_int8_fp16.onnx", *cpu_files}
     # the CPU runtimes are checked on the CPU files; the TensorRT forms are probed where a CPU runtime opens them
-    assert all(set(files) == {"model_int8_cpu.onnx", "model_int8_cpu_w8.onnx"} for files in report["runtimes_here"].values())
+    assert all(set(files) == cpu_files for files in report["runtimes_here"].values())
     ort = report["runtimes_here"]["ONNX Runtime CPU"]
     # ONNX Runtime computes the CPU form right on every x86 CPU (7-bit weights cannot saturate); its fused
     # QLinearConv rounds differently from the float evaluation of the Q/DQ pairs (0.5 dB on this tiny model),

@@ -340,6 +340,29 @@ def test_cpu_form_weights_are_seven_bit(tiny_quantized):
             assert max(w.max() for w in weights) > 63, name  # the full int8 range is used
 
 
+def test_the_openvino_form_is_the_cpu_form_with_every_zero_point_zero(tiny_quantized):
+    """OpenVINO runs a convolution without zero points on its plain int8 kernels: the OpenVINO form has the 8-bit
+    CPU form's nodes, op for op, with every activation zero point 0 (int8 on MCT's grids; uint8 after a ReLU),
+    where the CPU form carries uint8 zero points (128, or where the seen ranges put them)."""
+    from onnx import numpy_helper
+
+    folder, report = tiny_quantized
+    graphs = {n: onnx.load(str(folder / n)).graph for n in ("model_int8_cpu_w8.onnx", "model_int8_cpu_s8.onnx")}
+
+    def zero_points(g):
+        init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        return [init[n.input[2]] for n in g.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in init]
+
+    w8, s8 = (zero_points(g) for g in graphs.values())
+    assert [n.op_type for n in graphs["model_int8_cpu_w8.onnx"].node] == \
+        [n.op_type for n in graphs["model_int8_cpu_s8.onnx"].node]
+    assert len(s8) == len(w8) > 20 and all(int(z) == 0 for z in s8)
+    assert {z.dtype for z in s8} == {np.dtype(np.int8), np.dtype(np.uint8)}
+    assert sum(int(z) != 0 for z in w8) > len(w8) // 2  # the CPU form's grids are shifted: a different file
+    assert report["int8_cpu_s8_vs_float"]["psnr_db"] > 25
+
+
 def test_block_names():
     assert block_of("/steps_2_final_conv_steps_2_final_proj_collapsed/layer/Conv") == "step 2"
     assert block_of("/enc_layers_0/layer/Conv") == "encoder"

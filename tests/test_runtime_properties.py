@@ -267,7 +267,7 @@ def test_a_file_computed_wrongly_is_refused_naming_the_files_this_runtime_comput
     from elir_edge.runtime.probe import WHY, refuse_if_wrong
 
     *_, hq = _probed_folder(tmp_path, {name: 37.0 for name in ef.INT8_FILES})
-    offsets = {ef.INT8: 0.5, ef.INT8_CPU: 0.01, ef.INT8_CPU_W8: 0.5, ef.INT8_FP16: 0.01}
+    offsets = {ef.INT8: 0.5, ef.INT8_CPU: 0.01, ef.INT8_CPU_W8: 0.5, ef.INT8_CPU_S8: 0.5, ef.INT8_FP16: 0.01}
     reopened = []
 
     def reopen(path):

@@ -21,15 +21,18 @@ INT8 = "model_int8.onnx"  # TensorRT form: int8, zero point 0, 8-bit weights
 INT8_FP16 = "model_int8_fp16.onnx"  # the same with fp16 float parts
 INT8_CPU = "model_int8_cpu.onnx"  # ONNX Runtime CPU form: uint8 zero point 128, 7-bit weights (any x86 CPU)
 INT8_CPU_W8 = "model_int8_cpu_w8.onnx"  # the same with full 8-bit weights (CPUs with VNNI/AMX or Arm dotprod)
+INT8_CPU_S8 = "model_int8_cpu_s8.onnx"  # OpenVINO form: the CPU form's Q/DQ with every zero point 0, 8-bit weights
 QUANT_REPORT = "quant_report.json"
 PROBE = "int8_probe.safetensors"  # a recorded input and the float model's output on it (quantize writes it)
 RTX_ENGINE = "model_fp16.rtx.engine"  # the TensorRT-RTX engine of FP16 for the RTX 2080 Ti (engines.turing_engine)
 
 EXPORT_FILES = (FLOAT, FP16, WEIGHTS, MANIFEST)  # what `elir-edge export` writes
-INT8_FILES = (INT8, INT8_CPU, INT8_CPU_W8, INT8_FP16)  # what `elir-edge quantize` writes, with QUANT_REPORT and PROBE
+INT8_FILES = (INT8, INT8_CPU, INT8_CPU_W8, INT8_CPU_S8, INT8_FP16)  # what `elir-edge quantize` writes, with QUANT_REPORT and PROBE
 RECORDED_KEYS = {INT8: "int8_vs_float", INT8_CPU: "int8_cpu_vs_float", INT8_CPU_W8: "int8_cpu_w8_vs_float",
-                 INT8_FP16: "int8_fp16_vs_float"}
-CPU_FILES = (INT8_CPU_W8, INT8_CPU)  # the CPU forms, best first: 8-bit weights where a runtime computes them right
+                 INT8_CPU_S8: "int8_cpu_s8_vs_float", INT8_FP16: "int8_fp16_vs_float"}
+# the CPU forms, most exact first: 8-bit weights on the seen grids where a runtime computes them right, then 7-bit,
+# then the OpenVINO form (MCT's own grids: faster on OpenVINO, less exact)
+CPU_FILES = (INT8_CPU_W8, INT8_CPU, INT8_CPU_S8)
 
 
 def is_export_folder(folder: Path) -> bool:

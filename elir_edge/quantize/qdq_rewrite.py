@@ -329,7 +329,7 @@ def seen_grids(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -
     remove_dead_nodes(model)
 
 
-TARGETS = {"tensorrt": 8, "cpu": 7, "cpu_w8": 8}  # target -> weight bits
+TARGETS = {"tensorrt": 8, "cpu": 7, "cpu_w8": 8, "cpu_s8": 8}  # target -> weight bits
 
 
 def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
@@ -341,7 +341,11 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
     reader of a quantized tensor but the Euler state reads it quantized (adds and concats run as QLinearAdd /
     QLinearConcat) and ReLUs fold into the Q after them (unsigned grid), so the blocks stay in uint8 between
     convolutions.
-    cpu_w8: the same with 8-bit weights, for CPUs whose int8 dot product does not saturate (VNNI/AMX)."""
+    cpu_w8: the same with 8-bit weights, for CPUs whose int8 dot product does not saturate (VNNI/AMX).
+    cpu_s8: the same Q/DQ as cpu_w8, kept in int8 on MCT's symmetric grids (zero point 0; uint8 zero point 0 after
+    ReLU): OpenVINO runs a convolution whose input and output have no zero point on its plain int8 kernels, and
+    one with zero points on slower ones that compensate for them (the bundled model on an AMX Xeon:
+    benchmarks/RESULTS.md); ONNX Runtime's x86 kernels want uint8 and run it slowly."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}")
     del model.graph.value_info[:]  # shape annotations of MCT's tensors; stale after the rewrite
@@ -352,7 +356,8 @@ def rewrite(model: onnx.ModelProto, float_convs: set[str], target: str) -> None:
     prune_activation_qdq(model, keep_conv_outputs=cpu)
     dedupe_initializers(model)
     if cpu:
-        to_uint8_activations(model)
+        if target != "cpu_s8":
+            to_uint8_activations(model)
         quantized_readers(model)
         quantized_concats(model)
         unsigned_relus(model)

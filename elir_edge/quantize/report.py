@@ -12,7 +12,8 @@ def quantize_table(r: dict) -> str:
     steps = ", ".join(f"{x:.1f}" for x in r["latent_snr_db_per_step"])
     rows = [
         ["artifacts", f"{r['export']}/model_int8.onnx (TensorRT), model_int8_fp16.onnx (TensorRT, fp16 float "
-                      "parts), model_int8_cpu.onnx (CPU, 7-bit weights), model_int8_cpu_w8.onnx (CPU, 8-bit weights)"],
+                      "parts), model_int8_cpu.onnx (CPU, 7-bit weights), model_int8_cpu_w8.onnx (CPU, 8-bit weights), "
+                      "model_int8_cpu_s8.onnx (OpenVINO, no zero points)"],
         ["layers", f"{r['layers']['quantized']} convs int8, {len(r['layers']['float'])} kept float"],
         ["file sizes", f"float {human_bytes(f[FLOAT]['bytes'])}; "
                        + "; ".join(f"{_short(n)} {human_bytes(v['bytes'])} ({v['ratio_vs_float']:.2f}x)"
@@ -23,6 +24,7 @@ def quantize_table(r: dict) -> str:
                           f"(CPU form: {r['int8_cpu_vs_float']['psnr_db']:.1f} dB, {r['int8_cpu_vs_float']['ssim']:.4f}; "
                           f"with 8-bit weights: {r['int8_cpu_w8_vs_float']['psnr_db']:.1f} dB, "
                           f"{r['int8_cpu_w8_vs_float']['ssim']:.4f}; "
+                          f"OpenVINO form: {r['int8_cpu_s8_vs_float']['psnr_db']:.1f} dB; "
                           f"int8+fp16: {r['int8_fp16_vs_float']['psnr_db']:.1f} dB)"],
         ["latent SNR per step", f"{steps} dB (coarse estimate, then after each Euler step)"],
         ["TensorRT rules", "pass (R1-R8) on model_int8.onnx and model_int8_fp16.onnx"],

@@ -26,6 +26,7 @@ from elir_edge.model.export_folder import (
     FLOAT,
     INT8,
     INT8_CPU,
+    INT8_CPU_S8,
     INT8_CPU_W8,
     INT8_FP16,
     PROBE,
@@ -253,8 +254,9 @@ def _sensitivity(mct_graph: onnx.ModelProto, ev: Evaluator, quiet: bool) -> dict
 
 
 def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, calib_feeds: list[dict]):
-    """The four int8 files (TensorRT form checked against NVIDIA's rules, CPU forms with 7- and 8-bit weights on
-    the activation ranges seen on `calib_feeds`, int8+fp16) and each one's drift against the float graph."""
+    """The five int8 files (TensorRT form checked against NVIDIA's rules, CPU forms with 7- and 8-bit weights on
+    the activation ranges seen on `calib_feeds`, the OpenVINO form on MCT's grids, int8+fp16) and each one's drift
+    against the float graph."""
     final = _variant(mct_graph, float_convs, "tensorrt")
     _check_rules(final, float_convs, INT8)
     cpu, cpu_w8 = _variant(mct_graph, float_convs, "cpu"), _variant(mct_graph, float_convs, "cpu_w8")
@@ -262,18 +264,21 @@ def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, calib_feeds: l
     ranges = seen_ranges(cpu, calib_feeds, signed_grid_tensors(cpu))
     for m in (cpu, cpu_w8):
         seen_grids(m, ranges)
+    cpu_s8 = _variant(mct_graph, float_convs, "cpu_s8")
     norms = norm_inputs(final)  # their peaks decide which stay fp32: measured in the drift's own runs
     drift = ev.compare(final, peaks_of=tuple(norms.values()))
     half, half_info = to_fp16(final, {node: drift["peaks"][tensor] for node, tensor in norms.items()})
     _check_rules(half, float_convs, INT8_FP16)
     drifts = {INT8: drift, INT8_CPU: ev.compare(cpu), INT8_CPU_W8: ev.compare(cpu_w8, latents=False),
-              INT8_FP16: ev.compare(half, latents=False)}
-    return {INT8: final, INT8_CPU: cpu, INT8_CPU_W8: cpu_w8, INT8_FP16: half}, drifts, half_info
+              INT8_CPU_S8: ev.compare(cpu_s8, latents=False), INT8_FP16: ev.compare(half, latents=False)}
+    graphs = {INT8: final, INT8_CPU: cpu, INT8_CPU_W8: cpu_w8, INT8_CPU_S8: cpu_s8, INT8_FP16: half}
+    return graphs, drifts, half_info
 
 
 FLAVOURS = {INT8: "tensorrt (int8 zero point 0)",
             INT8_CPU: "cpu (uint8 on the ranges seen in calibration, zero point 0 after ReLU; 7-bit weights)",
             INT8_CPU_W8: "cpu (uint8 on the ranges seen in calibration, zero point 0 after ReLU; 8-bit weights)",
+            INT8_CPU_S8: "openvino (int8 on MCT's grids, every zero point 0; 8-bit weights)",
             INT8_FP16: "tensorrt (int8 zero point 0), float parts fp16"}  # the int8_flavour metadata
 
 
@@ -310,6 +315,8 @@ def _report(opts: QuantizeOptions, x: _Inputs, blobs: dict[str, bytes], drifts: 
         "int8_cpu_vs_float": {"psnr_db": drift_cpu["psnr_vs_float"], "ssim": drift_cpu["ssim_vs_float"]},
         "int8_cpu_w8_vs_float": {"psnr_db": drifts[INT8_CPU_W8]["psnr_vs_float"],
                                  "ssim": drifts[INT8_CPU_W8]["ssim_vs_float"]},
+        "int8_cpu_s8_vs_float": {"psnr_db": drifts[INT8_CPU_S8]["psnr_vs_float"],
+                                 "ssim": drifts[INT8_CPU_S8]["ssim_vs_float"]},
         "int8_fp16_vs_float": {"psnr_db": drift_half["psnr_vs_float"], "ssim": drift_half["ssim_vs_float"],
                                "vs_int8_fp32_db": drift_half["psnr_vs_float"] - drift["psnr_vs_float"], **half_info},
         "cpu": _cpu_verdict(x.float_path, len(blobs[INT8_CPU]) / float_bytes, opts.cpu, runtimes["runtimes"]),

@@ -1,9 +1,10 @@
 """An export folder given where an artifact is expected: the int8 CPU file this machine computes right, opened.
 
-The CPU forms are tried best first (8-bit weights, then 7-bit: `CPU_FILES`), each probed on this runtime
-with the input quantize recorded (runtime.probe); the first that computes right here runs. Why: 8-bit
-weights are more exact, and right on CPUs whose int8 dot product adds in 32 bits (VNNI/AMX), but saturate
-in the 16-bit sums of CPUs without it, where only the 7-bit file is right. The choice is said in one line.
+The CPU forms are tried most exact first (8-bit weights, then 7-bit, then the OpenVINO form: `CPU_FILES`),
+each probed on this runtime with the input quantize recorded (runtime.probe); the first that computes right
+here runs. Why: 8-bit weights are more exact, and right on CPUs whose int8 dot product adds in 32 bits
+(VNNI/AMX), but saturate in the 16-bit sums of CPUs without it, where only the 7-bit file is right. The choice
+is said in one line; on OpenVINO it names the OpenVINO form, faster there and less exact, for a user to give.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from elir_edge.errors import UserError
-from elir_edge.model.export_folder import CPU_FILES, FLOAT, ExportFolder, is_export_folder
+from elir_edge.model.export_folder import CPU_FILES, FLOAT, INT8_CPU_S8, ExportFolder, is_export_folder
+from elir_edge.runtime.openvino import OpenVinoRunner
 from elir_edge.runtime.probe import ProbeResult, probe_runner
 from elir_edge.runtime.runner import Runner
 
@@ -73,4 +75,14 @@ def _why(folder: ExportFolder, runner: Runner, result: ProbeResult | None, wrong
         return f"{head} (no probe recorded: quantize again to have this machine checked)"
     missing = [n for n in CPU_FILES[:CPU_FILES.index(runner.name)] if not (folder.path / n).is_file()]
     more = f"; the folder has no {missing[0]} (quantize again for it)" if missing else ""
-    return f"{head}: computes it right here ({result.measured_db:.1f} dB on the recorded input){more}"
+    return f"{head}: computes it right here ({result.measured_db:.1f} dB on the recorded input){more}" \
+        + _faster_on_openvino(folder, runner)
+
+
+def _faster_on_openvino(folder: ExportFolder, runner: Runner) -> str:
+    """On OpenVINO, where the folder has the OpenVINO form and another file runs: that it exists, and what it costs."""
+    if not isinstance(runner, OpenVinoRunner) or runner.name == INT8_CPU_S8 or not (folder.path / INT8_CPU_S8).is_file():
+        return ""
+    recorded = folder.recorded_psnr(INT8_CPU_S8)
+    cost = f" at {recorded:.1f} dB vs float at quantize" if recorded is not None else ""
+    return f"; for speed on OpenVINO give {INT8_CPU_S8} (int8 without zero points{cost})"
