@@ -39,6 +39,7 @@ PEERS = {
     "ours, TensorRT form (MCT)": ("ours", {"file": "model_int8.onnx"}),
     "ours, CPU form (MCT, 7-bit weights)": ("ours", {"file": "model_int8_cpu.onnx"}),
     "ours, CPU form (MCT, 8-bit weights)": ("ours", {"file": "model_int8_cpu_w8.onnx"}),
+    "ours, OpenVINO form (MCT, no zero points)": ("ours", {"file": "model_int8_cpu_s8.onnx"}),
     "ORT quantize_static s8 sym per-channel, MinMax": ("ort", {"act": "s8", "method": "MinMax"}),
     "ORT quantize_static s8 sym per-channel, Entropy": ("ort", {"act": "s8", "method": "Entropy"}),
     "ORT quantize_static u8 + reduce_range, MinMax": ("ort", {"act": "u8", "method": "MinMax"}),

@@ -37,7 +37,8 @@ def run_demo(output: Path, seed: int = 0, quiet: bool = False) -> dict:
                  "ground truth": [to_uint8(x) for x in es.hq]}, output / "demo_strip.png")
     report = {"checkpoint": str(CHECKPOINT), "export": manifest["folder"], "seed": seed,
               "quantize": {k: quant[k] for k in ("size_ratio", "files", "int8_vs_float", "int8_cpu_vs_float",
-                                                 "int8_cpu_w8_vs_float", "int8_fp16_vs_float", "engine", "cpu",
+                                                 "int8_cpu_w8_vs_float", "int8_cpu_s8_vs_float", "int8_fp16_vs_float",
+                                                 "engine", "cpu",
                                                  "runtimes_here")},
               "bench": bench, "strip": str(output / "demo_strip.png"), "plot": str(output / "demo_bench.png"),
               "report": str(output / "demo_report.json")}
