@@ -61,14 +61,21 @@ def pytest_terminal_summary(terminalreporter):
             tr.write_line(f"{'CAUGHT ' if by else 'MISSED '} {name:16s} {what}" + (f"  <- {by}" if by else ""))
 
 
+SPREAD = ("tests/test_export.py::test_export_every_preset_both_formats[",)  # heavy, no shared fixture
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Under README's `-n 2`: each test file runs whole on one worker, so its module fixtures are made once, and
-    the files that start Ray run one after another on one worker, never two local Rays at once."""
+    the files that start Ray run one after another on one worker, never two local Rays at once. The export of
+    every preset (a third of test_export's time, no fixture shared) is shared out one test at a time: xdist hands
+    out the scopes with the most tests first, so these come last and even out the two workers' ends."""
     from xdist.scheduler import LoadFileScheduling
 
     class FilesWithRayTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(SPREAD):
+                return nodeid
             scope = super()._split_scope(nodeid)
             return "ray" if Path(scope).name.startswith("test_ray") else scope
 
