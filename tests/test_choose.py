@@ -49,9 +49,9 @@ def test_a_folder_whose_8_bit_file_computes_wrongly_runs_the_7_bit_one_and_says_
     assert name == FLOAT and "no int8 CPU file computes right here" in why
 
 
-def test_on_openvino_the_line_names_the_openvino_form_for_speed(folder):
-    """The most exact file runs; the OpenVINO form (faster there, less exact) is named with its recorded PSNR,
-    on OpenVINO only, and not once it is the file that runs."""
+def test_on_openvino_the_line_names_the_openvino_form_for_speed(folder, tiny_quantized, tmp_path):
+    """The most exact file runs; the OpenVINO form (faster there, less exact) is named with its recorded PSNR, on
+    OpenVINO only, where OpenVINO computes it right here, and not once it is the file that runs."""
     pytest.importorskip("openvino")
     recorded = json.loads((folder / "quant_report.json").read_text())["int8_cpu_s8_vs_float"]["psnr_db"]
     name, why = _choose(folder, "openvino")
@@ -62,6 +62,10 @@ def test_on_openvino_the_line_names_the_openvino_form_for_speed(folder):
         plant_wrong_scales(folder, name)
     name, why = _choose(folder, "openvino")
     assert name == INT8_CPU_S8 and "for speed" not in why
+    other = shutil.copytree(tiny_quantized[0], tmp_path / "other")
+    plant_wrong_scales(other, INT8_CPU_S8)  # as OpenVINO computes its 8-bit weights without VNNI: not named
+    name, why = _choose(other, "openvino")
+    assert name == INT8_CPU_W8 and "for speed" not in why
 
 
 def test_an_old_folder_without_the_8_bit_file_says_so(folder):

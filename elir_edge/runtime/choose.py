@@ -48,20 +48,29 @@ def open_choice(path: Path, open_file: Callable[[Path], Runner], cpu_runtime: bo
     folder = ExportFolder(path)
     wrong: list[ProbeResult] = []
     for name in (n for n in CPU_FILES if (folder.path / n).is_file()):
-        runner = open_file(folder.path / name)
-        try:
-            result = probe_runner(runner)
-        except BaseException:  # a damaged probe file, an interrupt: the runner is given back either way
-            runner.close()
-            raise
+        runner, result = _probed(open_file, folder.path / name)
         if result is None or result.ok:
-            return Choice(runner, _why(folder, runner, result, wrong))
+            try:
+                return Choice(runner, _why(folder, runner, result, wrong) + _faster_on_openvino(folder, runner, open_file))
+            except BaseException:
+                runner.close()
+                raise
         runner.close()
         wrong.append(result)
     runner = open_file(folder.path / FLOAT)
     fix = "run `elir-edge quantize` on it" if not wrong else \
         "; ".join(r.describe() for r in wrong) + ": run `elir-edge quantize` again on this machine"
     return Choice(runner, f"{folder.path}: runs {FLOAT} (float): no int8 CPU file computes right here ({fix})")
+
+
+def _probed(open_file: Callable[[Path], Runner], path: Path) -> tuple[Runner, ProbeResult | None]:
+    """The file opened, and how this runtime computes it on the recorded probe (None: nothing recorded)."""
+    runner = open_file(path)
+    try:
+        return runner, probe_runner(runner)
+    except BaseException:  # a damaged probe file, an interrupt: the runner is given back either way
+        runner.close()
+        raise
 
 
 def _why(folder: ExportFolder, runner: Runner, result: ProbeResult | None, wrong: list[ProbeResult]) -> str:
@@ -75,13 +84,17 @@ def _why(folder: ExportFolder, runner: Runner, result: ProbeResult | None, wrong
         return f"{head} (no probe recorded: quantize again to have this machine checked)"
     missing = [n for n in CPU_FILES[:CPU_FILES.index(runner.name)] if not (folder.path / n).is_file()]
     more = f"; the folder has no {missing[0]} (quantize again for it)" if missing else ""
-    return f"{head}: computes it right here ({result.measured_db:.1f} dB on the recorded input){more}" \
-        + _faster_on_openvino(folder, runner)
+    return f"{head}: computes it right here ({result.measured_db:.1f} dB on the recorded input){more}"
 
 
-def _faster_on_openvino(folder: ExportFolder, runner: Runner) -> str:
-    """On OpenVINO, where the folder has the OpenVINO form and another file runs: that it exists, and what it costs."""
+def _faster_on_openvino(folder: ExportFolder, runner: Runner, open_file: Callable[[Path], Runner]) -> str:
+    """On OpenVINO, where another file runs and OpenVINO computes the folder's OpenVINO form right here (probed now:
+    without VNNI its 8-bit weights saturate): that it exists, and what it costs."""
     if not isinstance(runner, OpenVinoRunner) or runner.name == INT8_CPU_S8 or not (folder.path / INT8_CPU_S8).is_file():
+        return ""
+    other, result = _probed(open_file, folder.path / INT8_CPU_S8)
+    other.close()
+    if result is None or not result.ok:
         return ""
     recorded = folder.recorded_psnr(INT8_CPU_S8)
     cost = f" at {recorded:.1f} dB vs float at quantize" if recorded is not None else ""
