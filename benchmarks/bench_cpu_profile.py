@@ -6,9 +6,10 @@
 ONNX Runtime's own profiler (`SessionOptions.enable_profiling`), or OpenVINO's per-layer counters
 (`PERF_COUNT`, inference precision f32 as elir-edge runs it), on one seeded input per file, the files taking
 turns run by run; kernel times are per run (ONNX Runtime's averaged over every run, its profiler's warm-up
-included; OpenVINO's over the timed runs), wall times the median of the timed runs. ONNX Runtime names its fused kernels (QLinearConv) and the conv shapes; OpenVINO names the
-layer type and, in the second table, the primitive that ran it (e.g. `brgconv_avx512_amx_I8`, a reorder). Use
-it to compare two int8 files of one model op by op: which kernels they share, and what is left between them.
+included; OpenVINO's over the timed runs), wall times the median of the timed runs. ONNX Runtime names its
+fused kernels (QLinearConv) and the conv shapes; OpenVINO names the layer type and, in the second table, the
+primitive that ran it (e.g. `brgconv_avx512_amx_I8`, a reorder). Use it to compare two int8 files of one model
+op by op: which kernels they share, and what is left between them.
 """
 
 from __future__ import annotations

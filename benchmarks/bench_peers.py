@@ -372,7 +372,8 @@ def main() -> int:
 
 
 def keep(files: list[Path], runs: dict, folder: Path) -> None:
-    """The files, copied out of the bench's temporary folder, each named after its row (`ours_cpu_form_mct_8_bit_weights.onnx`)."""
+    """The files, copied out of the bench's temporary folder, each named after its row
+    (`ours_cpu_form_mct_8_bit_weights.onnx`)."""
     folder.mkdir(parents=True, exist_ok=True)
     names = {Path(r["file"]): re.sub(r"\W+", "_", label.lower()).strip("_") for label, r in runs.items()
              if r["status"] == "ok"}

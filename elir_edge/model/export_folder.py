@@ -27,7 +27,8 @@ PROBE = "int8_probe.safetensors"  # a recorded input and the float model's outpu
 RTX_ENGINE = "model_fp16.rtx.engine"  # the TensorRT-RTX engine of FP16 for the RTX 2080 Ti (engines.turing_engine)
 
 EXPORT_FILES = (FLOAT, FP16, WEIGHTS, MANIFEST)  # what `elir-edge export` writes
-INT8_FILES = (INT8, INT8_CPU, INT8_CPU_W8, INT8_CPU_S8, INT8_FP16)  # what `elir-edge quantize` writes, with QUANT_REPORT and PROBE
+# what `elir-edge quantize` writes, with QUANT_REPORT and PROBE
+INT8_FILES = (INT8, INT8_CPU, INT8_CPU_W8, INT8_CPU_S8, INT8_FP16)
 RECORDED_KEYS = {INT8: "int8_vs_float", INT8_CPU: "int8_cpu_vs_float", INT8_CPU_W8: "int8_cpu_w8_vs_float",
                  INT8_CPU_S8: "int8_cpu_s8_vs_float", INT8_FP16: "int8_fp16_vs_float"}
 # the CPU forms, most exact first: 8-bit weights on the seen grids where a runtime computes them right, then 7-bit,

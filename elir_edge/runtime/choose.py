@@ -51,7 +51,8 @@ def open_choice(path: Path, open_file: Callable[[Path], Runner], cpu_runtime: bo
         runner, result = _probed(open_file, folder.path / name)
         if result is None or result.ok:
             try:
-                return Choice(runner, _why(folder, runner, result, wrong) + _faster_on_openvino(folder, runner, open_file))
+                why = _why(folder, runner, result, wrong) + _faster_on_openvino(folder, runner, open_file)
+                return Choice(runner, why)
             except BaseException:
                 runner.close()
                 raise
@@ -90,7 +91,8 @@ def _why(folder: ExportFolder, runner: Runner, result: ProbeResult | None, wrong
 def _faster_on_openvino(folder: ExportFolder, runner: Runner, open_file: Callable[[Path], Runner]) -> str:
     """On OpenVINO, where another file runs and OpenVINO computes the folder's OpenVINO form right here (probed now:
     without VNNI its 8-bit weights saturate): that it exists, and what it costs."""
-    if not isinstance(runner, OpenVinoRunner) or runner.name == INT8_CPU_S8 or not (folder.path / INT8_CPU_S8).is_file():
+    if not isinstance(runner, OpenVinoRunner) or runner.name == INT8_CPU_S8 or \
+            not (folder.path / INT8_CPU_S8).is_file():
         return ""
     other, result = _probed(open_file, folder.path / INT8_CPU_S8)
     other.close()
