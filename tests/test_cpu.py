@@ -164,6 +164,8 @@ def test_saturation_is_flagged_and_openvino_runs_beside_ort(tiny_quantized, tmp_
                                                                           f"{roof['int8_vs_fp32']:.2f}x")
     assert (f"the CPU has {have}" if have else "the CPU has no int8 dot-product instruction") in roof["verdict"]
     assert all("roof" in row for row in r["rows"]) and r["cpu_roof"]["features"]["isa"]
+    of = {row["label"].split("/")[-1]: row["roof"]["of"] for row in r["rows"]}
+    assert of["model.onnx"] == "fp32" and of["model_int8_cpu.onnx"] == "int8"  # each row against its own precision
 
 
 def test_restore_says_the_fp32_file_is_as_fast_without_vnni(tiny_quantized, tmp_path, capsys, monkeypatch):

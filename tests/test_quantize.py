@@ -361,6 +361,9 @@ def test_the_openvino_form_is_the_cpu_form_with_every_zero_point_zero(tiny_quant
     assert {z.dtype for z in s8} == {np.dtype(np.int8), np.dtype(np.uint8)}
     assert sum(int(z) != 0 for z in w8) > len(w8) // 2  # the CPU form's grids are shifted: a different file
     assert report["int8_cpu_s8_vs_float"]["psnr_db"] > 25
+    from elir_edge.runtime.interface import onnx_interface
+
+    assert onnx_interface(folder / "model_int8_cpu_s8.onnx").int8_cpu_form  # bench's int8 roof, restore's warning
 
 
 def test_block_names():

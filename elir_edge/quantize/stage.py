@@ -278,7 +278,7 @@ def _int8_graphs(mct_graph, float_convs: set[str], ev: Evaluator, calib_feeds: l
 FLAVOURS = {INT8: "tensorrt (int8 zero point 0)",
             INT8_CPU: "cpu (uint8 on the ranges seen in calibration, zero point 0 after ReLU; 7-bit weights)",
             INT8_CPU_W8: "cpu (uint8 on the ranges seen in calibration, zero point 0 after ReLU; 8-bit weights)",
-            INT8_CPU_S8: "openvino (int8 on MCT's grids, every zero point 0; 8-bit weights)",
+            INT8_CPU_S8: "cpu, for OpenVINO (int8 on MCT's grids, every zero point 0; 8-bit weights)",
             INT8_FP16: "tensorrt (int8 zero point 0), float parts fp16"}  # the int8_flavour metadata
 
 

@@ -39,7 +39,8 @@ class Interface:
 
     @property
     def int8_cpu_form(self) -> bool:
-        """The ONNX Runtime CPU form of an int8 graph, by the metadata quantize writes."""
+        """A CPU form of an int8 graph (for ONNX Runtime, or the OpenVINO form), by the metadata quantize writes:
+        its convolutions are meant to run in int8 on a CPU."""
         return str(self.meta.get("int8_flavour", "")).startswith("cpu")
 
     @property
