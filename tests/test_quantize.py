@@ -256,7 +256,8 @@ def test_the_reports_drift_figures_are_those_of_its_files(tiny_quantized):
         return [o[0] for o in outs], [o[1:] for o in outs]
 
     ref, ref_lat = run("model.onnx")
-    for name, key in (("model_int8.onnx", "int8_vs_float"), ("model_int8_cpu.onnx", "int8_cpu_vs_float")):
+    for name, key in (("model_int8.onnx", "int8_vs_float"), ("model_int8_cpu.onnx", "int8_cpu_vs_float"),
+                      ("model_int8_cpu_s8.onnx", "int8_cpu_s8_vs_float")):
         out, lat = run(name)
         assert report[key]["psnr_db"] == pytest.approx(np.mean([_psnr(o, r) for o, r in zip(out, ref)]), abs=1e-4)
         if key == "int8_vs_float":
@@ -332,7 +333,7 @@ def test_cpu_form_weights_are_seven_bit(tiny_quantized):
 
     folder, _ = tiny_quantized
     for name, lo, hi in (("model_int8_cpu.onnx", -64, 63), ("model_int8.onnx", -128, 127),
-                         ("model_int8_cpu_w8.onnx", -128, 127)):
+                         ("model_int8_cpu_w8.onnx", -128, 127), ("model_int8_cpu_s8.onnx", -128, 127)):
         weights = [numpy_helper.to_array(t) for t in onnx.load(str(folder / name)).graph.initializer
                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
         assert weights and min(w.min() for w in weights) >= lo and max(w.max() for w in weights) <= hi
@@ -648,7 +649,7 @@ def test_the_cpu_forms_carry_the_euler_state_in_float(tiny_quantized):
     from elir_edge.quantize.qdq_rewrite import latent_tensors
 
     folder, _ = tiny_quantized
-    for name in ("model_int8.onnx", "model_int8_cpu.onnx", "model_int8_cpu_w8.onnx"):
+    for name in ("model_int8.onnx", "model_int8_cpu.onnx", "model_int8_cpu_w8.onnx", "model_int8_cpu_s8.onnx"):
         graph = onnx.load(str(folder / name)).graph
         states = latent_tensors(onnx.load(str(folder / name)))[:-1]  # the state entering each step
         assert len(states) == 2
@@ -803,7 +804,7 @@ def test_seen_grids_narrow_the_signed_grid_to_the_seen_range_with_zero_exact():
 
 
 def test_activation_ranges_are_read_off_the_file_every_x86_cpu_computes_right(requantize, monkeypatch):
-    """The ranges both CPU forms' grids come from are measured on the 7-bit-weight form: ONNX Runtime computes the
+    """The ranges the two seen-grid CPU forms' grids come from are measured on the 7-bit-weight form: ONNX Runtime computes the
     8-bit one wrongly on CPUs without VNNI (16-bit saturation), and ranges read off a wrong run would be wrong."""
     import elir_edge.quantize.stage as stage
 

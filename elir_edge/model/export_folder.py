@@ -31,9 +31,11 @@ EXPORT_FILES = (FLOAT, FP16, WEIGHTS, MANIFEST)  # what `elir-edge export` write
 INT8_FILES = (INT8, INT8_CPU, INT8_CPU_W8, INT8_CPU_S8, INT8_FP16)
 RECORDED_KEYS = {INT8: "int8_vs_float", INT8_CPU: "int8_cpu_vs_float", INT8_CPU_W8: "int8_cpu_w8_vs_float",
                  INT8_CPU_S8: "int8_cpu_s8_vs_float", INT8_FP16: "int8_fp16_vs_float"}
-# the CPU forms, most exact first: 8-bit weights on the seen grids where a runtime computes them right, then 7-bit,
-# then the OpenVINO form (MCT's own grids: faster on OpenVINO, less exact)
+# the CPU forms, each checked on every CPU runtime at quantize: 8-bit and 7-bit weights on the seen grids, and the
+# OpenVINO form (MCT's own grids: faster on OpenVINO, less exact)
 CPU_FILES = (INT8_CPU_W8, INT8_CPU, INT8_CPU_S8)
+# what a folder runs, most exact first: 8-bit weights where the runtime computes them right, else 7-bit
+FOLDER_CHOICE = (INT8_CPU_W8, INT8_CPU)
 
 
 def is_export_folder(folder: Path) -> bool:
@@ -137,6 +139,11 @@ class ExportFolder:
             return float(self.quant_report[key]["psnr_db"]) if key and self.quant_report else None
         except (KeyError, TypeError, ValueError):
             return None
+
+    def computed_right(self, runtime: str, name: str) -> bool:
+        """Whether `runtime` (a runner's kind) computed `name` right on the machine quantize ran on, as recorded."""
+        verdict = ((self.quant_report or {}).get("runtimes_here") or {}).get(runtime, {}).get(name) or {}
+        return verdict.get("computes_right") is True
 
     def expected_sha256(self, name: str) -> str | None:
         """The hash the manifest (export files) or the quant report (int8 files) gives for `name`."""

@@ -7,7 +7,8 @@ kept in float, and weights shared across the unrolled steps stored once. The ONN
 also keeps Q/DQ on conv outputs (ONNX Runtime only fuses DQ->Conv->Q into QLinearConv) and expresses
 the int8 grid as uint8 with zero point 128, which its fast x86 kernels (U8S8) want, over 7-bit weights
 (reduce_range) so that those kernels cannot saturate on CPUs without VNNI, or over full 8-bit weights for
-CPUs with an int8 dot-product instruction (VNNI/AMX), where nothing saturates.
+CPUs with an int8 dot-product instruction (VNNI/AMX), where nothing saturates. The OpenVINO variant is the
+latter kept in int8 on MCT's grids: no zero points, which OpenVINO's fastest int8 kernels want.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """An export folder given where an artifact is expected: the int8 CPU file this machine computes right, opened.
 
-The CPU forms are tried most exact first (8-bit weights, then 7-bit, then the OpenVINO form: `CPU_FILES`),
-each probed on this runtime with the input quantize recorded (runtime.probe); the first that computes right
-here runs. Why: 8-bit weights are more exact, and right on CPUs whose int8 dot product adds in 32 bits
-(VNNI/AMX), but saturate in the 16-bit sums of CPUs without it, where only the 7-bit file is right. The choice
-is said in one line; on OpenVINO it names the OpenVINO form, faster there and less exact, for a user to give.
+The CPU forms are tried most exact first (8-bit weights, then 7-bit: `FOLDER_CHOICE`), each probed on this
+runtime with the input quantize recorded (runtime.probe); the first that computes right here runs. Why: 8-bit
+weights are more exact, and right on CPUs whose int8 dot product adds in 32 bits (VNNI/AMX), but saturate in
+the 16-bit sums of CPUs without it, where only the 7-bit file is right. The choice is said in one line; on
+OpenVINO it names the OpenVINO form, faster there and less exact, for a user to give (never chosen: it is
+slower than the float graph on ONNX Runtime, and on OpenVINO a trade of exactness a user makes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from elir_edge.errors import UserError
-from elir_edge.model.export_folder import CPU_FILES, FLOAT, INT8_CPU_S8, ExportFolder, is_export_folder
+from elir_edge.model.export_folder import FLOAT, FOLDER_CHOICE, INT8_CPU_S8, ExportFolder, is_export_folder
 from elir_edge.runtime.openvino import OpenVinoRunner
 from elir_edge.runtime.probe import ProbeResult, probe_runner
 from elir_edge.runtime.runner import Runner
@@ -47,15 +48,10 @@ def open_choice(path: Path, open_file: Callable[[Path], Runner], cpu_runtime: bo
                         "a folder picks among the int8 CPU files")
     folder = ExportFolder(path)
     wrong: list[ProbeResult] = []
-    for name in (n for n in CPU_FILES if (folder.path / n).is_file()):
+    for name in (n for n in FOLDER_CHOICE if (folder.path / n).is_file()):
         runner, result = _probed(open_file, folder.path / name)
         if result is None or result.ok:
-            try:
-                why = _why(folder, runner, result, wrong) + _faster_on_openvino(folder, runner, open_file)
-                return Choice(runner, why)
-            except BaseException:
-                runner.close()
-                raise
+            return Choice(runner, _why(folder, runner, result, wrong) + _faster_on_openvino(folder, runner))
         runner.close()
         wrong.append(result)
     runner = open_file(folder.path / FLOAT)
@@ -83,20 +79,17 @@ def _why(folder: ExportFolder, runner: Runner, result: ProbeResult | None, wrong
         return f"{head}; not {wrong[0].file}: {wrong[0].describe()}"
     if result is None:
         return f"{head} (no probe recorded: quantize again to have this machine checked)"
-    missing = [n for n in CPU_FILES[:CPU_FILES.index(runner.name)] if not (folder.path / n).is_file()]
+    missing = [n for n in FOLDER_CHOICE[:FOLDER_CHOICE.index(runner.name)] if not (folder.path / n).is_file()]
     more = f"; the folder has no {missing[0]} (quantize again for it)" if missing else ""
     return f"{head}: computes it right here ({result.measured_db:.1f} dB on the recorded input){more}"
 
 
-def _faster_on_openvino(folder: ExportFolder, runner: Runner, open_file: Callable[[Path], Runner]) -> str:
-    """On OpenVINO, where another file runs and OpenVINO computes the folder's OpenVINO form right here (probed now:
-    without VNNI its 8-bit weights saturate): that it exists, and what it costs."""
-    if not isinstance(runner, OpenVinoRunner) or runner.name == INT8_CPU_S8 or \
-            not (folder.path / INT8_CPU_S8).is_file():
-        return ""
-    other, result = _probed(open_file, folder.path / INT8_CPU_S8)
-    other.close()
-    if result is None or not result.ok:
+def _faster_on_openvino(folder: ExportFolder, runner: Runner) -> str:
+    """On OpenVINO, where the folder has the OpenVINO form and OpenVINO computed it right when it was quantized
+    (without VNNI its 8-bit weights saturate; a user who gives it is probed here as for any int8 file): that it
+    exists, and what it costs."""
+    if not isinstance(runner, OpenVinoRunner) or not (folder.path / INT8_CPU_S8).is_file() or \
+            not folder.computed_right(runner.kind, INT8_CPU_S8):
         return ""
     recorded = folder.recorded_psnr(INT8_CPU_S8)
     cost = f" at {recorded:.1f} dB vs float at quantize" if recorded is not None else ""
