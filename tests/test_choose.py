@@ -9,7 +9,7 @@ import pytest
 from conftest import plant_wrong_scales
 
 from elir_edge.errors import UserError
-from elir_edge.model.export_folder import CPU_FILES, FLOAT, INT8_CPU, INT8_CPU_S8, INT8_CPU_W8
+from elir_edge.model.export_folder import FLOAT, FOLDER_CHOICE, INT8_CPU, INT8_CPU_S8, INT8_CPU_W8
 from elir_edge.runtime.choose import open_choice
 from elir_edge.runtime.cpu_roof import cpu_features
 from elir_edge.runtime.open import RunnerOptions, open_runner
@@ -28,7 +28,7 @@ def _choose(path, runtime="ort"):
 
 def test_a_folder_runs_the_8_bit_weights_where_the_cpu_has_an_int8_dot_product(folder):
     name, why = _choose(folder)
-    assert name in CPU_FILES and why.startswith(f"{folder}: runs {name} ")
+    assert name in FOLDER_CHOICE and why.startswith(f"{folder}: runs {name} ")
     if cpu_features()["int8_dot_product"]:  # VNNI/AMX add u8 x s8 in 32 bits: nothing saturates
         assert name == INT8_CPU_W8 and "computes it right here" in why
     elif name == INT8_CPU:  # a runtime that saturates on 8-bit weights here: the line says so
