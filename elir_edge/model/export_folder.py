@@ -142,8 +142,10 @@ class ExportFolder:
 
     def computed_right(self, runtime: str, name: str) -> bool:
         """Whether `runtime` (a runner's kind) computed `name` right on the machine quantize ran on, as recorded."""
-        verdict = ((self.quant_report or {}).get("runtimes_here") or {}).get(runtime, {}).get(name) or {}
-        return verdict.get("computes_right") is True
+        try:
+            return self.quant_report["runtimes_here"][runtime][name]["computes_right"] is True
+        except (KeyError, TypeError):  # no report, an old one, or one edited by hand: nothing recorded
+            return False
 
     def expected_sha256(self, name: str) -> str | None:
         """The hash the manifest (export files) or the quant report (int8 files) gives for `name`."""
