@@ -210,6 +210,7 @@ def run_quantize(args) -> int:
 RESTORE_EXAMPLES = """examples:
   elir-edge restore export/elir_demo/model.onnx elir_edge/demo/heldout/chelsea_0.png -o restored/ --compare
   elir-edge restore export/elir_demo/model_int8_cpu.onnx photos/ -o restored/ --tile 256 --overlap 32
+  elir-edge restore export/elir_demo photos/ -o restored/ --workers 2 --threads 1   # two images at a time
   elir-edge restore export/elir_bsr/model.onnx small/ -o big/       # bsr: x4 bicubic, then tiles
 """
 
@@ -231,7 +232,10 @@ def add_restore_parser(sub) -> None:
     p.add_argument("--overlap", type=_non_negative_int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of eps")
     p.add_argument("--batch", type=_positive_int, default=1, help="tiles per run")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads of the runtime")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads of the runtime (of each worker)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="images restored side by side in this process, "
+                   "each by its own runner of the file (CPU files; default 1; threads each: the cores / workers "
+                   "unless --threads)")
     p.add_argument("--runtime", choices=RUNTIMES, default="ort", help=".onnx artifacts: ONNX Runtime "
                    "(default) or OpenVINO")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png: input | restored")
@@ -268,7 +272,8 @@ def run_restore(args) -> int:
 
     opts = RestoreOptions(output=args.output, task=args.task, tile=args.tile, overlap=args.overlap, seed=args.seed,
                           batch=args.batch, compare=args.compare, threads=args.threads, runtime=args.runtime,
-                          resume=args.resume, report=args.report, ray=args.ray, actors=args.actors)
+                          resume=args.resume, report=args.report, ray=args.ray, actors=args.actors,
+                          workers=args.workers)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", DeprecationWarning)  # libraries' notes to their own developers (Ray's)

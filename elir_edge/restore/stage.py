@@ -3,6 +3,8 @@ Ray cluster (`--ray`), with the same plan, the same per-image code and the same 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 import warnings
 from array import array
@@ -17,6 +19,7 @@ from elir_edge.errors import UserError
 from elir_edge.model.export_folder import FLOAT
 from elir_edge.restore.image import ImageRestorer, Settings, resolve
 from elir_edge.restore.plan import Shard, plan_shard, shards
+from elir_edge.restore.side_by_side import side_by_side
 from elir_edge.runtime.choose import open_choice
 from elir_edge.runtime.engine_manifest import read_engine_manifest, source_onnx
 from elir_edge.runtime.interface import onnx_interface
@@ -41,6 +44,7 @@ class RestoreOptions:
     report: Path | None = None  # JSON lines: one row per input
     ray: str | None = None  # None: this process; "local", "auto" or an address: a Ray cluster
     actors: int | None = None  # with ray: workers (default: the cluster's CPUs / threads, or its GPUs)
+    workers: int = 1  # without ray: runners side by side in this process (CPU files), each with `threads`
 
 
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
@@ -48,6 +52,9 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
     if opts.ray is not None:
         from elir_edge.cluster.ray_data import precheck
 
+        if opts.workers > 1:
+            raise UserError("--workers runs images side by side in this process; with --ray, --actors and --threads "
+                            "size the cluster's workers")
         precheck(opts.ray)
     plan = shards(inputs, Path(opts.output))
     ensure_writable_dir(Path(opts.output))
@@ -55,18 +62,37 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         for path in (Path(opts.report), partial_path(Path(opts.report))):
             check_rows_path(path, RESTORE_REPORT, inputs)
     if opts.ray is not None and Path(artifact).suffix in ENGINE_SUFFIXES:
-        return _run(_engine_settings(Path(artifact), opts), None, None, plan, inputs, opts, progress)
-    run_opts = RunnerOptions(runtime=opts.runtime, threads=opts.threads)
+        return _run(_engine_settings(Path(artifact), opts), [], None, plan, inputs, opts, progress)
+    run_opts = _runner_options(opts)
     with open_choice(Path(artifact), lambda p: open_runner(p, run_opts), cpu_runtime=True) as choice:
         runner = choice.runner
         if choice.why is None:  # a file given; a folder's choice was already probed on this runtime
             refuse_if_wrong(runner, lambda p: open_runner(p, run_opts))
         _warn_if_int8_does_not_pay(runner)
         settings = resolve(runner.path, sha256_file(runner.path), runner.interface, opts.task, opts.tile,
-                           opts.overlap, opts.seed, opts.batch, opts.runtime, opts.threads)
+                           opts.overlap, opts.seed, opts.batch, opts.runtime, run_opts.threads)
         if opts.ray is None:
-            return _run(settings, runner, choice.why, plan, inputs, opts, progress)
-    return _run(settings, None, choice.why, plan, inputs, opts, progress)  # the runner closed: workers open theirs
+            with _more_runners(runner, run_opts, opts.workers - 1) as more:
+                return _run(settings, [runner, *more], choice.why, plan, inputs, opts, progress)
+    return _run(settings, [], choice.why, plan, inputs, opts, progress)  # the runner closed: workers open theirs
+
+
+def _runner_options(opts: RestoreOptions) -> RunnerOptions:
+    """Side by side, the runners share the cores (threads: the cores / workers unless given) and sleep between
+    runs rather than spin on cores another runner needs."""
+    if opts.workers == 1:
+        return RunnerOptions(runtime=opts.runtime, threads=opts.threads)
+    return RunnerOptions(runtime=opts.runtime, threads=opts.threads or max(1, (os.cpu_count() or 1) // opts.workers),
+                         spin=False)
+
+
+@contextlib.contextmanager
+def _more_runners(runner, run_opts: RunnerOptions, n: int):
+    """n more runners of `runner`'s file, for `--workers`: CPU files only (an engine holds its GPU)."""
+    if n and runner.on_gpu:
+        raise UserError(f"--workers runs CPU files side by side; {runner.path.name} runs on a GPU: leave --workers out")
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(open_runner(runner.path, run_opts)) for _ in range(n)]
 
 
 def _engine_settings(engine: Path, opts: RestoreOptions) -> Settings:
@@ -78,22 +104,25 @@ def _engine_settings(engine: Path, opts: RestoreOptions) -> Settings:
                    opts.batch, opts.runtime, opts.threads)
 
 
-def _run(settings: Settings, runner, chosen: str | None, plan: list[Shard], inputs: list[Path],
+def _run(settings: Settings, runners: list, chosen: str | None, plan: list[Shard], inputs: list[Path],
          opts: RestoreOptions, progress: bool) -> dict:
-    """Restore (with `runner` here, shard by shard as each is planned, or on the cluster when it is None),
+    """Restore (with `runners` here, side by side, shard by shard as each is planned; on the cluster when none),
     report: each row appended to REPORT.partial as it arrives, so a run that stops leaves its rows so far; the
     whole report at the end, its rows in the order they finished (each carries its input's index)."""
     out_dir = Path(opts.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = replace(settings, resume=opts.resume)  # each worker keeps what is done, from the bytes it reads
-    where = f"Ray cluster ({opts.ray})" if opts.ray is not None else "this process"
+    where = f"Ray cluster ({opts.ray})" if opts.ray is not None else \
+        "this process" + (f", {len(runners)} workers" if len(runners) > 1 else "")
     total = sum(s.images for s in plan)
     started = time.perf_counter()
     with streamed_rows(opts.report, RESTORE_REPORT, {"artifact": settings.artifact, "inputs": total,
                                                      "where": where, "complete": False}) as add:
-        if runner is not None:
+        if runners:
             jobs = (j for s in plan for j in plan_shard(s, opts.compare))
-            tally = _collect(map(ImageRestorer(settings, runner), jobs), total, progress, started, add)
+            restorers = [ImageRestorer(settings, r) for r in runners]
+            rows = map(restorers[0], jobs) if len(restorers) == 1 else side_by_side(restorers, jobs)
+            tally = _collect(rows, total, progress, started, add)
         else:
             tally = _on_cluster(settings, plan, inputs, opts, total, progress, started, add)
         result = {**_summary(settings, tally, time.perf_counter() - started, where), "chosen": chosen}

@@ -1,0 +1,131 @@
+"""`restore --workers`: jobs side by side in one process, each worker on one job at a time, nothing lost, nothing
+started after a failure; the same bytes and rows as one worker."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from elir_edge.cli import main
+from elir_edge.errors import UserError
+from elir_edge.restore.side_by_side import side_by_side
+
+
+class Worker:
+    """Records which jobs it ran, and fails the test if it is ever given a second job while one is running."""
+
+    def __init__(self, seen: list, lock: threading.Lock, fail_on=None, delay=0.0):
+        self.seen, self.lock, self.fail_on, self.delay, self.busy = seen, lock, fail_on, delay, False
+
+    def __call__(self, job):
+        assert not self.busy, "a worker was given a second job while running one"
+        self.busy = True
+        with self.lock:
+            self.seen.append(("start", job))
+        try:
+            time.sleep(self.delay * (1 + job % 3))
+            if job == self.fail_on:
+                raise OSError(28, "No space left on device")
+            return job * 10
+        finally:
+            with self.lock:
+                self.seen.append(("end", job))
+            self.busy = False
+
+
+def _most_at_once(seen: list) -> int:
+    now = most = 0
+    for what, _ in seen:
+        now += 1 if what == "start" else -1
+        most = max(most, now)
+    return most
+
+
+def test_every_job_once_each_worker_one_at_a_time():
+    seen, lock = [], threading.Lock()
+    workers = [Worker(seen, lock, delay=0.01) for _ in range(3)]
+    out = list(side_by_side(workers, range(20)))
+    assert sorted(out) == [j * 10 for j in range(20)]
+    assert sorted(j for what, j in seen if what == "start") == list(range(20))
+    assert _most_at_once(seen) == 3  # all three busy at once, never more
+
+
+def test_a_failed_job_is_raised_after_the_running_ones_end_and_nothing_starts_after_it():
+    seen, lock = [], threading.Lock()
+    workers = [Worker(seen, lock, fail_on=0), Worker(seen, lock, delay=0.1)]
+    with pytest.raises(OSError, match="No space left"):
+        list(side_by_side(workers, range(10)))
+    started = {j for what, j in seen if what == "start"}
+    assert started == {0, 1}  # the job beside the failure ran; none was given out after it
+    assert ("end", 1) in seen  # and it had finished (its output whole) when the error reached the caller
+
+
+def test_a_caller_that_stops_reading_starts_nothing_more():
+    seen, lock = [], threading.Lock()
+    rows = side_by_side([Worker(seen, lock), Worker(seen, lock)], range(10))
+    next(rows)
+    rows.close()
+    started = [j for what, j in seen if what == "start"]
+    ended = [j for what, j in seen if what == "end"]
+    assert len(started) <= 3 and sorted(started) == sorted(ended)
+
+
+def _photos(folder):
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i, (h, w) in enumerate([(64, 64), (80, 48), (100, 130), (64, 64), (48, 96)]):
+        img = np.kron(rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3)), np.ones((8, 8, 1)))[:h, :w]
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"p{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def test_two_workers_write_the_same_bytes_and_rows_as_one(tiny_quantized, tmp_path, capsys, monkeypatch):
+    import elir_edge.restore.stage as stage
+
+    photos, model = _photos(tmp_path / "in"), tiny_quantized[0] / "model.onnx"
+    given = []
+    monkeypatch.setattr(stage, "side_by_side", lambda workers, jobs: given.append(workers) or side_by_side(workers, jobs))
+
+    def restore(name, *extra):
+        code = main(["restore", str(model), str(photos), "-o", str(tmp_path / name), "-q",
+                     "--report", str(tmp_path / f"{name}.jsonl"), *extra])
+        rows = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        return code, rows[0], sorted(rows[1:], key=lambda r: r["index"])
+
+    (c1, head1, rows1), (c2, head2, rows2) = restore("one"), restore("two", "--workers", "2")
+    assert c1 == c2 == 0
+    assert head1["where"] == "this process" and head2["where"] == "this process, 2 workers"
+    assert [(r["index"], r["status"]) for r in rows1] == [(r["index"], r["status"]) for r in rows2]
+    assert [r["status"] for r in rows2].count("failed") == 1 and len(rows2) == 6
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one").glob("*.png")}
+    two = {p.name: p.read_bytes() for p in (tmp_path / "two").glob("*.png")}
+    assert len(one) == 5 and one == two
+    assert "2 workers" in capsys.readouterr().out
+    (workers,) = given  # the two-worker run only, each worker with a runner of its own
+    assert len(workers) == 2 and workers[0].runner is not workers[1].runner
+
+
+def test_workers_with_ray_is_one_line(tiny_quantized, tmp_path, capsys):
+    code = main(["restore", str(tiny_quantized[0] / "model.onnx"), str(tmp_path), "-o", str(tmp_path / "out"),
+                 "--workers", "2", "--ray"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--workers runs images side by side in this process" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gpu_file_is_not_opened_twice():
+    from elir_edge.restore.stage import _more_runners
+    from elir_edge.runtime.open import RunnerOptions
+
+    class OnGpu:
+        on_gpu, path = True, __import__("pathlib").Path("model.engine")
+
+    with pytest.raises(UserError, match="runs on a GPU: leave --workers out"):
+        with _more_runners(OnGpu(), RunnerOptions(), 1):
+            pass
+    with _more_runners(OnGpu(), RunnerOptions(), 0) as more:  # one worker: the runner alone, whatever it runs on
+        assert more == []
