@@ -6,8 +6,8 @@ image, and what planning a big archive costs the driver.
 
 Exports the bundled demo model, cuts `--images` photographs of `--size` px from the bundled ones (seeded
 crops and flips), and restores them through model.onnx four ways, each in a fresh `elir-edge restore`
-process, one after another on the same cores: one process with 1 thread, one process with 2 threads,
-`--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command), `--repeats` rounds
+process, one after another on the same cores: one process with 1 thread, with 2 threads, and with 2 workers
+of 1 thread (`--workers 2`), `--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command), `--repeats` rounds
 with the ways taking turns. Per way (median, min and max over the rounds): the wall time of the whole
 command, the restore's own images/s (start-up included), its steady images/s (between the first and the
 last result: every worker running), its start-up two ways: the first PNG written (its file's time from the
@@ -47,6 +47,7 @@ from elir_edge.demo import CALIBRATION_DIR, CHECKPOINT, HELDOUT_DIR
 from elir_edge.exporter.stage import ExportOptions, export_checkpoint
 
 RUNS = {"1 process, 1 thread": ["--threads", "1"], "1 process, 2 threads": ["--threads", "2"],
+        "1 process, 2 workers x 1 thread": ["--workers", "2", "--threads", "1"],
         "--ray, 1 actor x 1 thread": ["--ray", "--actors", "1", "--threads", "1"],
         "--ray, 2 actors x 1 thread": ["--ray", "--actors", "2", "--threads", "1"]}
 
