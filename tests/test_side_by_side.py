@@ -129,3 +129,19 @@ def test_a_gpu_file_is_not_opened_twice():
             pass
     with _more_runners(OnGpu(), RunnerOptions(), 0) as more:  # one worker: the runner alone, whatever it runs on
         assert more == []
+
+
+def test_no_more_workers_than_images(tiny_quantized, tmp_path, monkeypatch):
+    """Runners cost memory and start-up: one image gets one runner (with every thread), whatever --workers says."""
+    import elir_edge.restore.stage as stage
+
+    photos = tmp_path / "in"
+    photos.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photos / "only.png")
+    opened = []
+    real = stage._runner_options
+    monkeypatch.setattr(stage, "_runner_options", lambda opts, workers: opened.append(workers) or real(opts, workers))
+    assert main(["restore", str(tiny_quantized[0] / "model.onnx"), str(photos), "-o", str(tmp_path / "out"), "-q",
+                 "--workers", "3", "--report", str(tmp_path / "r.jsonl")]) == 0
+    assert opened == [1] and real(stage.RestoreOptions(output=tmp_path), 1).threads is None
+    assert json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])["where"] == "this process"

@@ -63,7 +63,8 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
             check_rows_path(path, RESTORE_REPORT, inputs)
     if opts.ray is not None and Path(artifact).suffix in ENGINE_SUFFIXES:
         return _run(_engine_settings(Path(artifact), opts), [], None, plan, inputs, opts, progress)
-    run_opts = _runner_options(opts)
+    workers = min(opts.workers, max(1, sum(s.images for s in plan)))  # no runner without an image to take
+    run_opts = _runner_options(opts, workers)
     with open_choice(Path(artifact), lambda p: open_runner(p, run_opts), cpu_runtime=True) as choice:
         runner = choice.runner
         if choice.why is None:  # a file given; a folder's choice was already probed on this runtime
@@ -72,17 +73,17 @@ def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, pro
         settings = resolve(runner.path, sha256_file(runner.path), runner.interface, opts.task, opts.tile,
                            opts.overlap, opts.seed, opts.batch, opts.runtime, run_opts.threads)
         if opts.ray is None:
-            with _more_runners(runner, run_opts, opts.workers - 1) as more:
+            with _more_runners(runner, run_opts, workers - 1) as more:
                 return _run(settings, [runner, *more], choice.why, plan, inputs, opts, progress)
     return _run(settings, [], choice.why, plan, inputs, opts, progress)  # the runner closed: workers open theirs
 
 
-def _runner_options(opts: RestoreOptions) -> RunnerOptions:
+def _runner_options(opts: RestoreOptions, workers: int) -> RunnerOptions:
     """Side by side, the runners share the cores (threads: the cores / workers unless given) and sleep between
     runs rather than spin on cores another runner needs."""
-    if opts.workers == 1:
+    if workers == 1:
         return RunnerOptions(runtime=opts.runtime, threads=opts.threads)
-    return RunnerOptions(runtime=opts.runtime, threads=opts.threads or max(1, (os.cpu_count() or 1) // opts.workers),
+    return RunnerOptions(runtime=opts.runtime, threads=opts.threads or max(1, (os.cpu_count() or 1) // workers),
                          spin=False)
 
 
