@@ -117,18 +117,25 @@ def test_workers_with_ray_is_one_line(tiny_quantized, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_gpu_file_is_not_opened_twice():
+def test_only_onnx_runtimes_cpu_runner_is_opened_side_by_side(tiny_quantized, tmp_path, capsys):
+    """OpenVINO ran slower side by side (measured); an engine holds its GPU: both refused in one line."""
     from elir_edge.restore.stage import _more_runners
     from elir_edge.runtime.open import RunnerOptions
 
     class OnGpu:
-        on_gpu, path = True, __import__("pathlib").Path("model.engine")
+        on_gpu, path, kind = True, __import__("pathlib").Path("model.engine"), "TensorRT"
 
-    with pytest.raises(UserError, match="runs on a GPU: leave --workers out"):
+    with pytest.raises(UserError, match="and model.engine runs on TensorRT: leave --workers out"):
         with _more_runners(OnGpu(), RunnerOptions(), 1):
             pass
     with _more_runners(OnGpu(), RunnerOptions(), 0) as more:  # one worker: the runner alone, whatever it runs on
         assert more == []
+    photos = _photos(tmp_path / "in")
+    code = main(["restore", str(tiny_quantized[0] / "model.onnx"), str(photos), "-o", str(tmp_path / "out"), "-q",
+                 "--workers", "2", "--runtime", "openvino"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--workers runs ONNX Runtime CPU files side by side" in err[0]
+    assert "OpenVINO" in err[0]
 
 
 def test_no_more_workers_than_images(tiny_quantized, tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 """`restore --workers N` in one process: N runners of the same file, each taking the next image when it is free.
-ONNX Runtime and OpenVINO release the GIL while they run, so N one-thread runners keep N cores busy where one
-N-thread runner leaves them idle through each image's read, resize and PNG write (and its convolutions scale
-below N on small images)."""
+ONNX Runtime releases the GIL while it runs, so N one-thread runners keep N cores busy where one N-thread
+runner leaves them idle through each image's read, resize and PNG write (and its convolutions scale below N on
+small images)."""
 
 from __future__ import annotations
 
