@@ -234,8 +234,8 @@ def add_restore_parser(sub) -> None:
     p.add_argument("--batch", type=_positive_int, default=1, help="tiles per run")
     p.add_argument("--threads", type=_positive_int, help="CPU threads of the runtime (of each worker)")
     p.add_argument("--workers", type=_positive_int, default=1, help="images restored side by side in this process, "
-                   "each by its own runner of the file (CPU files; default 1; threads each: the cores / workers "
-                   "unless --threads)")
+                   "each by its own runner of the file (ONNX Runtime CPU files; default 1; threads each: the "
+                   "cores / workers unless --threads)")
     p.add_argument("--runtime", choices=RUNTIMES, default="ort", help=".onnx artifacts: ONNX Runtime "
                    "(default) or OpenVINO")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png: input | restored")

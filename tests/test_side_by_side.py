@@ -88,7 +88,8 @@ def test_two_workers_write_the_same_bytes_and_rows_as_one(tiny_quantized, tmp_pa
 
     photos, model = _photos(tmp_path / "in"), tiny_quantized[0] / "model.onnx"
     given = []
-    monkeypatch.setattr(stage, "side_by_side", lambda workers, jobs: given.append(workers) or side_by_side(workers, jobs))
+    monkeypatch.setattr(stage, "side_by_side",
+                        lambda workers, jobs: given.append(workers) or side_by_side(workers, jobs))
 
     def restore(name, *extra):
         code = main(["restore", str(model), str(photos), "-o", str(tmp_path / name), "-q",
