@@ -44,7 +44,7 @@ class RestoreOptions:
     report: Path | None = None  # JSON lines: one row per input
     ray: str | None = None  # None: this process; "local", "auto" or an address: a Ray cluster
     actors: int | None = None  # with ray: workers (default: the cluster's CPUs / threads, or its GPUs)
-    workers: int = 1  # without ray: runners side by side in this process (CPU files), each with `threads`
+    workers: int = 1  # without ray: runners side by side in this process (ONNX Runtime CPU files), each `threads`
 
 
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
