@@ -2,6 +2,7 @@
 started after a failure; the same bytes and rows as one worker."""
 
 import json
+import re
 import threading
 import time
 
@@ -153,3 +154,59 @@ def test_no_more_workers_than_images(tiny_quantized, tmp_path, monkeypatch):
                  "--workers", "3", "--report", str(tmp_path / "r.jsonl")]) == 0
     assert opened == [1] and real(stage.RestoreOptions(output=tmp_path), 1).threads is None
     assert json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])["where"] == "this process"
+
+
+def test_each_threads_warnings_are_its_own_notes_and_the_callers_reach_the_console():
+    """Two jobs recording at once (a barrier makes them overlap): each list holds its own thread's warnings only;
+    one raised meanwhile by the thread running them goes where warnings went before; all is put back after."""
+    import warnings
+
+    from elir_edge.common.notes import noted, routed
+
+    shown, logs, both_in = [], {}, threading.Barrier(3)
+    both_out = threading.Barrier(3)
+
+    def job(name):
+        with noted() as log:
+            both_in.wait()
+            warnings.warn(f"note of {name}")
+            warnings.warn(f"note of {name}")  # each time, not once per place
+            both_out.wait()
+        logs[name] = [str(w.message) for w in log]
+
+    before = warnings.showwarning
+    warnings.showwarning = lambda message, *a, **k: shown.append(str(message))
+    try:
+        with routed():
+            threads = [threading.Thread(target=job, args=(n,)) for n in "ab"]
+            for t in threads:
+                t.start()
+            both_in.wait()
+            warnings.warn("the run's own line")
+            both_out.wait()
+            for t in threads:
+                t.join()
+        warnings.warn("after the run")
+    finally:
+        warnings.showwarning = before
+    assert logs == {"a": ["note of a"] * 2, "b": ["note of b"] * 2}
+    assert shown == ["the run's own line", "after the run"]
+
+
+def test_two_workers_print_every_warning_one_worker_prints(tiny_quantized, tmp_path, capsys):
+    """Skipped files (said by the run) and animated images (each its own row's note) while two workers run."""
+    photos = _photos(tmp_path / "in")
+    frames = [Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)) for i in range(3)]
+    for i in range(4):
+        frames[0].save(photos / f"anim{i}.gif", save_all=True, append_images=frames[1:])
+        (photos / f"broken{i}.png").write_bytes(b"not a png")
+    said = {}
+    for workers in ("1", "2"):
+        assert main(["restore", str(tiny_quantized[0] / "model.onnx"), str(photos), "-o", str(tmp_path / workers),
+                     "-q", "--workers", workers, "--report", str(tmp_path / f"{workers}.jsonl")]) == 0
+        said[workers] = sorted(re.sub(r" at 0x[0-9a-f]+", "", line)  # PIL names its buffer's address
+                               for line in capsys.readouterr().err.splitlines() if "warning" in line)
+        rows = [json.loads(line) for line in (tmp_path / f"{workers}.jsonl").read_text().splitlines()[1:]]
+        assert {r["path"].rsplit("/", 1)[1]: r["notes"] for r in rows if r.get("notes")} == \
+            {f"anim{i}.gif": [f"{photos / f'anim{i}.gif'} has 3 frames: used the first"] for i in range(4)}
+    assert len(said["1"]) == 9 and said["1"] == said["2"]  # 5 broken files skipped, 4 animated images noted

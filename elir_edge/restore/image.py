@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from elir_edge.common.images import UNREADABLE, read_rgb, save_png, to_chw, to_uint8
+from elir_edge.common.notes import noted
 from elir_edge.errors import UserError
 from elir_edge.restore.plan import STAMP, Job, already_done, stamp
 from elir_edge.restore.strip import write_strip
@@ -71,8 +71,7 @@ class ImageRestorer:
         """The input is read once: its bytes are hashed (the output's stamp, the `--resume` check) and decoded."""
         row = {"index": job.index, "path": job.source, "output": job.target, "moved": job.moved}
         t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with noted() as caught:  # this thread's warnings only: jobs may run side by side (`--workers`)
             try:
                 data = Path(job.source).read_bytes()
                 digest = hashlib.sha256(data).hexdigest()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from elir_edge.common.files import ensure_writable_dir, sha256_file, sweep_temporaries
+from elir_edge.common.notes import routed
 from elir_edge.common.progress import bar
 from elir_edge.common.rows import RESTORE_REPORT, check_rows_path, partial_path, streamed_rows, write_rows_of
 from elir_edge.errors import UserError
@@ -126,8 +127,11 @@ def _run(settings: Settings, runners: list, chosen: str | None, plan: list[Shard
         if runners:
             jobs = (j for s in plan for j in plan_shard(s, opts.compare))
             restorers = [ImageRestorer(settings, r) for r in runners]
-            rows = map(restorers[0], jobs) if len(restorers) == 1 else side_by_side(restorers, jobs)
-            tally = _collect(rows, total, progress, started, add)
+            if len(restorers) == 1:
+                tally = _collect(map(restorers[0], jobs), total, progress, started, add)
+            else:
+                with routed():  # each image's warnings to its own row, the run's own lines to the console
+                    tally = _collect(side_by_side(restorers, jobs), total, progress, started, add)
         else:
             tally = _on_cluster(settings, plan, inputs, opts, total, progress, started, add)
         result = {**_summary(settings, tally, time.perf_counter() - started, where), "chosen": chosen}
