@@ -8,15 +8,23 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from elir_edge.errors import UserError
 
+_UMASK_LOCK = threading.Lock()
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read where the kernel shows it: setting it to 0 to read it back opens a window in which
+    another thread (`restore --workers`) reads 0 and puts 0 back for good (world-writable outputs after)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    with _UMASK_LOCK:  # no /proc: the old way, one thread at a time
+        mask = os.umask(0)
+        os.umask(mask)
+        return mask
 
 
 def refuse_foreign(path: Path, ours, what: str) -> None:

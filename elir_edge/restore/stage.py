@@ -50,12 +50,11 @@ class RestoreOptions:
 
 def restore_images(artifact: Path, inputs: list[Path], opts: RestoreOptions, progress: bool = True) -> dict:
     """Restore `inputs` with `artifact` (a file, or an export folder: its best CPU file computed right here)."""
+    if opts.workers > 1:
+        _refuse_side_by_side(Path(artifact), opts)
     if opts.ray is not None:
         from elir_edge.cluster.ray_data import precheck
 
-        if opts.workers > 1:
-            raise UserError("--workers runs images side by side in this process; with --ray, --actors and --threads "
-                            "size the cluster's workers")
         precheck(opts.ray)
     plan = shards(inputs, Path(opts.output))
     ensure_writable_dir(Path(opts.output))
@@ -84,19 +83,25 @@ def _runner_options(opts: RestoreOptions, workers: int) -> RunnerOptions:
     runs rather than spin on cores another runner needs."""
     if workers == 1:
         return RunnerOptions(runtime=opts.runtime, threads=opts.threads)
-    return RunnerOptions(runtime=opts.runtime, threads=opts.threads or max(1, (os.cpu_count() or 1) // workers),
-                         spin=False)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return RunnerOptions(runtime=opts.runtime, threads=opts.threads or max(1, cores // workers), spin=False)
+
+
+def _refuse_side_by_side(artifact: Path, opts: RestoreOptions) -> None:
+    """`--workers` runs ONNX Runtime CPU runners only, the one measured faster so (OpenVINO ran slower side by side on a
+    2-core Zen 4: 4.6-4.8 against 7.5-7.9 img/s; an engine holds its GPU); said before anything is opened."""
+    if opts.ray is not None:
+        raise UserError("--workers runs images side by side in this process; with --ray, --actors and --threads "
+                        "size the cluster's workers")
+    if opts.runtime != "ort" or not (artifact.is_dir() or artifact.suffix == ".onnx"):
+        on = "OpenVINO" if opts.runtime != "ort" else artifact.name
+        raise UserError(f"--workers runs ONNX Runtime CPU files (.onnx, or an export folder) side by side, not {on}: "
+                        "leave --workers out")
 
 
 @contextlib.contextmanager
 def _more_runners(runner, run_opts: RunnerOptions, n: int):
-    """n more runners of `runner`'s file, for `--workers`: ONNX Runtime on the CPU only, the one measured faster so
-    (OpenVINO ran slower side by side on a 2-core Zen 4: 4.6-4.8 against 7.5-7.9 img/s; an engine holds its GPU)."""
-    from elir_edge.runtime.ort import OrtRunner
-
-    if n and (runner.on_gpu or not isinstance(runner, OrtRunner)):
-        raise UserError(f"--workers runs ONNX Runtime CPU files side by side, and {runner.path.name} runs on "
-                        f"{runner.kind}: leave --workers out")
+    """n more runners of `runner`'s file (ONNX Runtime on the CPU: `_refuse_side_by_side`), closed after the run."""
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(open_runner(runner.path, run_opts)) for _ in range(n)]
 
