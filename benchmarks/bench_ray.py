@@ -4,18 +4,18 @@ image, and what planning a big archive costs the driver.
     python benchmarks/bench_ray.py [--images 200] [--size 256] [--repeats 3] [--json benchmarks/results/ray_restore.json]
     python benchmarks/bench_ray.py --planning 10000,100000 [--json benchmarks/results/ray_planning.json]
 
-Exports the bundled demo model, cuts `--images` photographs of `--size` px from the bundled ones (seeded
-crops and flips), and restores them through model.onnx four ways, each in a fresh `elir-edge restore`
-process, one after another on the same cores: one process with 1 thread, with 2 threads, and with 2 workers
-of 1 thread (`--workers 2`), `--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command), `--repeats` rounds
-with the ways taking turns. Per way (median, min and max over the rounds): the wall time of the whole
-command, the restore's own images/s (start-up included), its steady images/s (between the first and the
-last result: every worker running), its start-up two ways: the first PNG written (its file's time from the
-command's launch: Python and the imports, then for Ray starting Ray, checking the nodes, starting the actors and
-one image) and the first row back in the report (from the start of its work: for Ray, the end of a whole block
-of up to 16 images on one actor, `BLOCK` in cluster/ray_data.py, as Ray Data hands a block's rows back when the
-block is done) and, for Ray, its overhead per image against the
-best single-process way. The outputs of every run are compared byte for byte with the first.
+Exports the bundled demo model, cuts `--images` photographs of `--size` px from the bundled ones (seeded crops and
+flips), and restores them through model.onnx five ways, each in a fresh `elir-edge restore` process, one after
+another on the same cores: one process with 1 thread, with 2 threads, and with 2 workers of 1 thread
+(`--workers 2`), `--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command), `--repeats` rounds with
+the ways taking turns. Per way (median, min and max over the rounds): the wall time of the whole command, the
+restore's own images/s (start-up included), its steady images/s (between the first and the last result: every
+worker running), its start-up two ways: the first PNG written (its file's time from the command's launch: Python
+and the imports, then for Ray starting Ray, checking the nodes, starting the actors and one image) and the first
+row back in the report (from the start of its work: for Ray, the end of a whole block of up to 16 images on one
+actor, `BLOCK` in cluster/ray_data.py, as Ray Data hands a block's rows back when the block is done) and, for Ray,
+its overhead per image against the best single-process way. The outputs of every run are compared byte for byte
+with the first.
 Goals (issue 31): Ray with 2 actors >= 0.95x the best single-process steady throughput; start-up (Ray + actors,
 read as the first PNG) <= 10 s.
 
@@ -97,7 +97,8 @@ def throughput(args) -> dict:
     results = {name: {"command": rounds[0][name]["command"], "identical_to_first":
                       all(r[name]["outputs_sha256"] == first for r in rounds),
                       **{k: spread([r[name][k] for r in rounds]) for k in
-                         ("wall_s", "images_per_s", "steady_images_per_s", "first_output_s", "first_png_s")}} for name in RUNS}
+                         ("wall_s", "images_per_s", "steady_images_per_s", "first_output_s", "first_png_s")}}
+               for name in RUNS}
     best = max(r["steady_images_per_s"]["median"] for n, r in results.items() if not n.startswith("--ray"))
     for name, r in results.items():
         steady = r["steady_images_per_s"]["median"]
@@ -107,8 +108,8 @@ def throughput(args) -> dict:
              _med(r["first_png_s"], 1), _med(r["first_output_s"], 1), f"{r['steady_vs_best_single']:.2f}x",
              "" if r["overhead_ms_per_image"] is None else f"{r['overhead_ms_per_image']:+.1f}",
              "yes" if r["identical_to_first"] else "NO"] for n, r in results.items()]
-    print(table(rows, header=["run", "wall s", "img/s (all)", "img/s (steady)", "first PNG s", "first row s", "vs best single",
-                              "Ray ms/img", "same PNGs"]))
+    print(table(rows, header=["run", "wall s", "img/s (all)", "img/s (steady)", "first PNG s", "first row s",
+                              "vs best single", "Ray ms/img", "same PNGs"]))
     return {"images": args.images, "size": args.size, "repeats": args.repeats, "runs": results}
 
 

@@ -15,6 +15,7 @@ from elir_edge.errors import UserError
 
 _UMASK_LOCK = threading.Lock()
 
+
 def _umask() -> int:
     """The process's umask, read where the kernel shows it: setting it to 0 to read it back opens a window in which
     another thread (`restore --workers`) reads 0 and puts 0 back for good (world-writable outputs after)."""
