@@ -7,15 +7,15 @@ image, and what planning a big archive costs the driver.
 Exports the bundled demo model, cuts `--images` photographs of `--size` px from the bundled ones (seeded crops and
 flips), and restores them through model.onnx five ways, each in a fresh `elir-edge restore` process, one after
 another on the same cores: one process with 1 thread, with 2 threads, and with 2 workers of 1 thread
-(`--workers 2`), `--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command), `--repeats` rounds with
-the ways taking turns. Per way (median, min and max over the rounds): the wall time of the whole command, the
-restore's own images/s (start-up included), its steady images/s (between the first and the last result: every
-worker running), its start-up two ways: the first PNG written (its file's time from the command's launch: Python
-and the imports, then for Ray starting Ray, checking the nodes, starting the actors and one image) and the first
-row back in the report (from the start of its work: for Ray, the end of a whole block of up to 16 images on one
-actor, `BLOCK` in cluster/ray_data.py, as Ray Data hands a block's rows back when the block is done) and, for Ray,
-its overhead per image against the best single-process way. The outputs of every run are compared byte for byte
-with the first.
+(`--workers 2`), `--ray` with 1 actor and with 2 actors (1 thread each, a Ray started by the command), `--repeats`
+rounds with the ways taking turns. Per way (median, min and max over the rounds): the wall time of the whole
+command, the restore's own images/s (start-up included), its steady images/s (between the first and the last
+result: every worker running), its start-up two ways: the first PNG written (its file's time from the command's
+launch: Python and the imports, then for Ray starting Ray, checking the nodes, starting the actors and one image)
+and the first row back in the report (from the start of its work: for Ray, the end of a whole block of up to 16
+images on one actor, `BLOCK` in cluster/ray_data.py, as Ray Data hands a block's rows back when the block is done)
+and, for Ray, its overhead per image against the best single-process way. The outputs of every run are compared
+byte for byte with the first.
 Goals (issue 31): Ray with 2 actors >= 0.95x the best single-process steady throughput; start-up (Ray + actors,
 read as the first PNG) <= 10 s.
 
