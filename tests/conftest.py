@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,14 @@ from elir_edge.quantize.stage import QuantizeOptions, quantize_export
 # fails and logging prints a traceback to stderr, which the tests rightly refuse. The tests run without it.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+# elir-edge's cache (OpenVINO's compiled models): one folder for the session, never the user's, shared by
+# pytest-xdist's workers (they inherit the controller's environment) and by the processes tests start.
+# Removed at the end by the process that made it (not by the mutation check's forks).
+CACHE_MADE_BY = None
+if not os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["ELIR_EDGE_CACHE"] = tempfile.mkdtemp(prefix="elir-edge-test-cache-")
+    CACHE_MADE_BY = os.getpid()
+
 SMALL = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 1, 2), n_mid_blocks=1,
                    rrdb_hid=16, n_rrdb=1)
 
@@ -31,12 +41,32 @@ WHEEL_DEMO: list[str] = []  # what the demo printed when run from the installed 
 
 
 def pytest_configure(config):
+    _one_core_per_worker(config)
     name = os.environ.get("ELIR_EDGE_MUTANT")
     if name:
         from mutants import MUTANTS
 
         config._elir_mutant = pytest.MonkeyPatch()
         MUTANTS[name][1](config._elir_mutant)
+
+
+def _one_core_per_worker(config) -> None:
+    """Under README's `-n 2` on 2 cores: each pytest-xdist worker (and every process it starts) on a core of its
+    own. Left to share both, each worker's torch, ONNX Runtime and OpenVINO threads wait on the other's (the
+    suite took 697 s so, 557 s pinned, on a Zen 4). The libraries size their thread pools by the cores a process
+    may use, so each runs as it would on a one-core machine."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if worker["workercount"] <= len(cores):
+        os.sched_setaffinity(0, {cores[int(worker["workerid"].removeprefix("gw")) % len(cores)]})
+        torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config):
+    if CACHE_MADE_BY == os.getpid():
+        shutil.rmtree(os.environ["ELIR_EDGE_CACHE"], ignore_errors=True)
 
 
 def pytest_runtest_logreport(report):
@@ -152,30 +182,52 @@ def small_ckpt(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_quantized(tmp_path_factory):
-    """A tiny export quantized end to end (MCT PTQ on the CPU)."""
-    tmp = tmp_path_factory.mktemp("q")
-    model = random_model(SMALL, k=2, sigma=0.1)
-    assert output_spread(model) > 0.1
-    ckpt = save_checkpoint(model, tmp / "tiny.pth", "release")
-    folder = tmp / "export"
-    export_checkpoint(ckpt, ExportOptions(task="denoising", steps=2, image_size=(64, 64), output=folder), quiet=True)
-    calib = tmp / "calib"
-    calib.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):  # smooth random images: something like photographs, not white noise
-        img = np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
-        Image.fromarray(img).save(calib / f"{i}.png")
-    import elir_edge.quantize.stage as stage
+def tiny_quantized(request, tmp_path_factory):
+    """A tiny export quantized end to end (MCT PTQ on the CPU), made once per session: under pytest-xdist the
+    first worker that needs it makes it in the workers' shared temporary folder, the other waits and reads it."""
+    if not hasattr(request.config, "workerinput"):
+        return _tiny_quantized(tmp_path_factory.mktemp("q"))
+    from filelock import FileLock
 
-    real_export, seen = stage.export_quantized, []
-    stage.export_quantized = lambda *a, **kw: seen.append(real_export(*a, **kw)) or seen[-1]
-    try:
-        report = quantize_export(QuantizeOptions(model=folder, calib=calib, keep_float=["enc.layers.0"]), quiet=True)
-    finally:
-        stage.export_quantized = real_export
-    MCT_GRAPHS[folder] = seen[0]
-    return folder, report
+    shared = tmp_path_factory.getbasetemp().parent / "tiny_quantized"
+    with FileLock(f"{shared}.lock"):
+        return _tiny_quantized(shared)
+
+
+def _tiny_quantized(tmp: Path) -> tuple[Path, dict]:
+    """Make the tiny quantized export in `tmp` (unless made there already) and read it: (export folder, the
+    report quantize returned); MCT's own Q/DQ graph for it goes to MCT_GRAPHS."""
+    import json
+
+    import onnx
+
+    folder, graph, returned = tmp / "export", tmp / "mct_graph.onnx", tmp / "returned_report.json"
+    if not returned.is_file():
+        tmp.mkdir(exist_ok=True)
+        model = random_model(SMALL, k=2, sigma=0.1)
+        assert output_spread(model) > 0.1
+        ckpt = save_checkpoint(model, tmp / "tiny.pth", "release")
+        export_checkpoint(ckpt, ExportOptions(task="denoising", steps=2, image_size=(64, 64), output=folder),
+                          quiet=True)
+        calib = tmp / "calib"
+        calib.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(4):  # smooth random images: something like photographs, not white noise
+            img = np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+            Image.fromarray(img).save(calib / f"{i}.png")
+        import elir_edge.quantize.stage as stage
+
+        real_export, seen = stage.export_quantized, []
+        stage.export_quantized = lambda *a, **kw: seen.append(real_export(*a, **kw)) or seen[-1]
+        try:
+            report = quantize_export(QuantizeOptions(model=folder, calib=calib, keep_float=["enc.layers.0"]),
+                                     quiet=True)
+        finally:
+            stage.export_quantized = real_export
+        onnx.save(seen[0], str(graph))
+        returned.write_text(json.dumps(report))
+    MCT_GRAPHS[folder] = onnx.load(str(graph))
+    return folder, json.loads(returned.read_text())
 
 
 MCT_GRAPHS = {}  # export folder -> the Q/DQ graph MCT exported for it (tiny_quantized)
@@ -230,3 +282,4 @@ def random_inception(tmp_path_factory):
     path = folder / "random_inception.pth"
     torch.save(net.state_dict(), path)
     return path
+

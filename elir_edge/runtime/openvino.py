@@ -1,14 +1,18 @@
 """OpenVINO: the runtime users pick on Intel CPUs, on the same ONNX files as ONNX Runtime.
 
 Inference precision is pinned to f32 (OpenVINO would otherwise run bf16/f16 on CPUs that have them), so
-a row measures the runtime, not a silent change of precision; int8 Q/DQ graphs run as int8."""
+a row measures the runtime, not a silent change of precision; int8 Q/DQ graphs run as int8. Compiled models
+go to OpenVINO's own model cache in elir-edge's cache folder: a file compiled once (quantize's runtime check
+compiles each CPU file) loads in about a quarter of the time after, in any later process."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from elir_edge.common.cache import cache_dir, prune
 from elir_edge.errors import UserError
 from elir_edge.runtime.batching import in_batches
 from elir_edge.runtime.interface import onnx_interface
@@ -30,12 +34,17 @@ class OpenVinoRunner(Runner):
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+        cached = cache_dir(f"openvino/{_this_cpu(ov.__version__)}")
+        if cached is not None:  # OpenVINO keys entries by the model's content and the config, skips a failed write
+            config["CACHE_DIR"] = str(cached)  # and compiles again over an unreadable entry (all tried here)
         try:
             core = ov.Core()
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line texts
             raise UserError(f"{path} cannot be loaded by OpenVINO ({str(e).strip().splitlines()[0][:150]}): "
                             "re-export it with `elir-edge export`") from None
+        if cached is not None:
+            prune(cached)
         self.request = self.compiled.create_infer_request()
         self.interface = onnx_interface(self.path)
 
@@ -45,3 +54,14 @@ class OpenVinoRunner(Runner):
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
         return in_batches(self.run_batch, self.interface.batch or len(lq), lq, eps)
+
+
+def _this_cpu(version: str) -> str:
+    """A name for this kind of CPU (its flags) and OpenVINO version: a cache folder shared by machines of other
+    CPUs (a home folder on a cluster) never hands one a model OpenVINO compiled for another."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    flags = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+    return hashlib.sha256(f"{flags}|{version}".encode()).hexdigest()[:16]

@@ -1,0 +1,45 @@
+"""elir-edge's own cache folder (compiled models a runtime can load again instead of compiling): never a user's
+file, safe to delete, bounded in size. ELIR_EDGE_CACHE names another folder, or `off` for none."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+CACHE_ENV = "ELIR_EDGE_CACHE"
+CAP_BYTES = 1 << 30  # per kind of cache: past it, the oldest entries go
+
+
+def cache_dir(kind: str) -> Path | None:
+    """The folder for one kind of entry, made if missing; None where caching is off or the folder cannot be
+    written (a read-only home): the caller then works without a cache."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen == "off":
+        return None
+    base = Path(chosen) if chosen else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elir-edge"
+    folder = base / kind
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
+def prune(folder: Path, cap: int = CAP_BYTES) -> None:
+    """Delete the oldest-written files until the folder holds at most `cap` bytes (another process may be
+    deleting too: a file already gone is skipped)."""
+    entries = []
+    for p in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if not p.is_file():
+                continue
+            st = p.stat()
+            entries.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in entries)
+    for _, size, p in sorted(entries):
+        if total <= cap:
+            return
+        with contextlib.suppress(OSError):
+            p.unlink()
+        total -= size
