@@ -1,5 +1,6 @@
 """elir-edge's cache folder: OpenVINO's compiled models kept per CPU kind, bounded, and never in the way."""
 
+import locale
 import os
 
 import numpy as np
@@ -28,6 +29,29 @@ def test_openvino_keeps_each_compiled_model_once_and_runs_it_the_same(tiny_quant
     (tmp_path / "a file").write_text("")  # a cache folder that cannot be made: no cache, the model still runs
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "a file"))
     assert cache_dir("openvino") is None and np.array_equal(OpenVinoRunner(path)(lq, eps), first)
+
+
+def test_the_locale_openvino_leaves_behind_is_put_back(tiny_quantized, monkeypatch):
+    """Two compiles writing cache entries at once can leave the process in the C locale (OpenVINO sets it while
+    it writes, then restores what it found): here a compile that always leaves it so. Python's text files would
+    be ASCII after."""
+    import openvino as ov
+
+    real = ov.Core.compile_model
+
+    def leaves_c_locale(self, *a, **kw):
+        compiled = real(self, *a, **kw)
+        locale.setlocale(locale.LC_ALL, "C")
+        return compiled
+
+    found = locale.setlocale(locale.LC_ALL)
+    monkeypatch.setattr(ov.Core, "compile_model", leaves_c_locale)
+    try:
+        before = locale.setlocale(locale.LC_ALL, "C.UTF-8")  # a known locale that is not C, whatever ran before
+        OpenVinoRunner(tiny_quantized[0] / "model_int8_cpu.onnx")
+        assert locale.setlocale(locale.LC_ALL) == before and locale.getencoding() == "UTF-8"
+    finally:
+        locale.setlocale(locale.LC_ALL, found)
 
 
 def test_the_default_folder_follows_xdg(tmp_path, monkeypatch):

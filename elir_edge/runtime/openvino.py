@@ -7,7 +7,10 @@ compiles each CPU file) loads in about a quarter of the time after, in any later
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import locale
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,8 @@ from elir_edge.runtime.interface import onnx_interface
 from elir_edge.runtime.runner import Runner
 
 INSTALL = "pip install 'elir-edge[openvino]'"
+_COMPILING = {"count": 0, "locale": None}  # compiles in flight in this process, and the locale before the first
+_COMPILING_LOCK = threading.Lock()
 
 
 class OpenVinoRunner(Runner):
@@ -39,7 +44,8 @@ class OpenVinoRunner(Runner):
             config["CACHE_DIR"] = str(cached)  # and compiles again over an unreadable entry (all tried here)
         try:
             core = ov.Core()
-            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            with _locale_kept():
+                self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line texts
             raise UserError(f"{path} cannot be loaded by OpenVINO ({str(e).strip().splitlines()[0][:150]}): "
                             "re-export it with `elir-edge export`") from None
@@ -54,6 +60,25 @@ class OpenVinoRunner(Runner):
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
         return in_batches(self.run_batch, self.interface.batch or len(lq), lq, eps)
+
+
+@contextlib.contextmanager
+def _locale_kept():
+    """OpenVINO sets the C locale while it writes a cache entry, then puts back the locale it found: two compiles
+    at once (quantize checks its files side by side) can leave the process in the C locale, where Python reads
+    and writes text as ASCII (seen here: 2 runs in 3). The locale from before the first of the compiles in flight
+    is put back when the last of them ends."""
+    with _COMPILING_LOCK:
+        if _COMPILING["count"] == 0:
+            _COMPILING["locale"] = locale.setlocale(locale.LC_ALL)
+        _COMPILING["count"] += 1
+    try:
+        yield
+    finally:
+        with _COMPILING_LOCK:
+            _COMPILING["count"] -= 1
+            if _COMPILING["count"] == 0:
+                locale.setlocale(locale.LC_ALL, _COMPILING["locale"])
 
 
 def _this_cpu(version: str) -> str:
