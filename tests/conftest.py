@@ -24,13 +24,14 @@ from elir_edge.quantize.stage import QuantizeOptions, quantize_export
 # fails and logging prints a traceback to stderr, which the tests rightly refuse. The tests run without it.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-# elir-edge's cache (OpenVINO's compiled models): one folder for the session, never the user's, shared by
-# pytest-xdist's workers (they inherit the controller's environment) and by the processes tests start.
-# Removed at the end by the process that made it (not by the mutation check's forks).
-CACHE_MADE_BY = None
-if not os.environ.get("PYTEST_XDIST_WORKER"):
+# elir-edge's cache (OpenVINO's compiled models): one folder for the session, never the user's, shared by every
+# process the session starts (pytest-xdist's workers, the mutation check's forks, the demo, Ray's workers inherit
+# the environment); made and, at the end, removed by the first process, the one the marker names.
+SESSION_MARK = "ELIR_EDGE_TEST_SESSION"
+if SESSION_MARK not in os.environ:
+    os.environ[SESSION_MARK] = str(os.getpid())
     os.environ["ELIR_EDGE_CACHE"] = tempfile.mkdtemp(prefix="elir-edge-test-cache-")
-    CACHE_MADE_BY = os.getpid()
+SESSION_CACHE = Path(os.environ["ELIR_EDGE_CACHE"])
 
 SMALL = ArchConfig(latent_channels=16, ae_width=32, unet_hid=32, ch_mult=(1, 2, 1, 2), n_mid_blocks=1,
                    rrdb_hid=16, n_rrdb=1)
@@ -51,22 +52,23 @@ def pytest_configure(config):
 
 
 def _one_core_per_worker(config) -> None:
-    """Under README's `-n 2` on 2 cores: each pytest-xdist worker (and every process it starts) on a core of its
-    own. Left to share both, each worker's torch, ONNX Runtime and OpenVINO threads wait on the other's (the
-    suite took 697 s so, 557 s pinned, on a Zen 4). The libraries size their thread pools by the cores a process
-    may use, so each runs as it would on a one-core machine."""
+    """Under README's `-n 2`: each pytest-xdist worker (and every process it starts) on cores of its own, an even
+    share of the machine's. Left to share them, each worker's torch, ONNX Runtime and OpenVINO threads wait on the
+    other's (on 2 cores of a Zen 4 the suite took 697 s so, 557 s pinned). The libraries size their thread pools
+    by the cores a process may use, so each runs as it would on a machine of its share's size."""
     worker = getattr(config, "workerinput", None)
     if worker is None or not hasattr(os, "sched_setaffinity"):
         return
-    cores = sorted(os.sched_getaffinity(0))
-    if worker["workercount"] <= len(cores):
-        os.sched_setaffinity(0, {cores[int(worker["workerid"].removeprefix("gw")) % len(cores)]})
-        torch.set_num_threads(1)
+    cores, n = sorted(os.sched_getaffinity(0)), worker["workercount"]
+    if n <= len(cores):
+        mine = set(cores[int(worker["workerid"].removeprefix("gw"))::n])
+        os.sched_setaffinity(0, mine)
+        torch.set_num_threads(len(mine))
 
 
 def pytest_unconfigure(config):
-    if CACHE_MADE_BY == os.getpid():
-        shutil.rmtree(os.environ["ELIR_EDGE_CACHE"], ignore_errors=True)
+    if os.environ.get(SESSION_MARK) == str(os.getpid()):
+        shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 def pytest_runtest_logreport(report):
@@ -203,7 +205,8 @@ def _tiny_quantized(tmp: Path) -> tuple[Path, dict]:
 
     folder, graph, returned = tmp / "export", tmp / "mct_graph.onnx", tmp / "returned_report.json"
     if not returned.is_file():
-        tmp.mkdir(exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # what a worker that failed here left: the next one starts afresh
+        tmp.mkdir()
         model = random_model(SMALL, k=2, sigma=0.1)
         assert output_spread(model) > 0.1
         ckpt = save_checkpoint(model, tmp / "tiny.pth", "release")
@@ -237,8 +240,6 @@ MCT_GRAPHS = {}  # export folder -> the Q/DQ graph MCT exported for it (tiny_qua
 def requantize(tiny_quantized, tmp_path, monkeypatch):
     """Quantize a copy of the tiny export again in seconds: MCT's PTQ is replaced by the Q/DQ graph it
     already produced for this very model, so the stages after it (rewrite, rules, drift, writing) run for real."""
-    import shutil
-
     import onnx
 
     import elir_edge.quantize.stage as stage
@@ -282,4 +283,3 @@ def random_inception(tmp_path_factory):
     path = folder / "random_inception.pth"
     torch.save(net.state_dict(), path)
     return path
-

@@ -2,6 +2,7 @@
 
 import locale
 import os
+import threading
 
 import numpy as np
 
@@ -16,58 +17,78 @@ def _blobs(root):
 
 def test_openvino_keeps_each_compiled_model_once_and_runs_it_the_same(tiny_quantized, tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     lq, eps = (x.numpy() for x in probe_inputs(1, 64))
     path = tiny_quantized[0] / "model_int8_cpu.onnx"
-    first = OpenVinoRunner(path)(lq, eps)
+    first = OpenVinoRunner(path)
     kept = _blobs(tmp_path / "cache")
     assert len(kept) == 1 and kept[0].parent.parent == tmp_path / "cache" / "openvino"
-    again = OpenVinoRunner(path)(lq, eps)  # loaded from the cache: no second entry, the same output
-    assert _blobs(tmp_path / "cache") == kept and np.array_equal(again, first)
+    assert not first.compiled.get_property("LOADED_FROM_CACHE")
+    again = OpenVinoRunner(path)  # loaded from the cache: no second entry, the same output
+    assert again.compiled.get_property("LOADED_FROM_CACHE") and _blobs(tmp_path / "cache") == kept
+    assert np.array_equal(again(lq, eps), first(lq, eps))
 
     monkeypatch.setenv(CACHE_ENV, "off")
-    assert np.array_equal(OpenVinoRunner(path)(lq, eps), first) and cache_dir("openvino") is None
+    assert np.array_equal(OpenVinoRunner(path)(lq, eps), first(lq, eps)) and cache_dir("openvino") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # "off" is no folder
     (tmp_path / "a file").write_text("")  # a cache folder that cannot be made: no cache, the model still runs
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "a file"))
-    assert cache_dir("openvino") is None and np.array_equal(OpenVinoRunner(path)(lq, eps), first)
+    monkeypatch.setenv(CACHE_ENV, "a file")
+    assert cache_dir("openvino") is None and np.array_equal(OpenVinoRunner(path)(lq, eps), first(lq, eps))
 
 
 def test_the_locale_openvino_leaves_behind_is_put_back(tiny_quantized, monkeypatch):
-    """Two compiles writing cache entries at once can leave the process in the C locale (OpenVINO sets it while
-    it writes, then restores what it found): here a compile that always leaves it so. Python's text files would
-    be ASCII after."""
+    """OpenVINO sets the C locale while it writes a cache entry and then restores the locale it found. Two
+    compiles at once: the second finds the C locale the first set and, restoring last, leaves it for good (here
+    in that order every time). Python's text files would be ASCII after."""
     import openvino as ov
 
-    real = ov.Core.compile_model
+    real, steps = ov.Core.compile_model, [threading.Event() for _ in range(3)]
 
-    def leaves_c_locale(self, *a, **kw):
+    def like_openvino(self, *a, **kw):
         compiled = real(self, *a, **kw)
+        first = threading.current_thread().name == "first"
+        if not first:
+            steps[0].wait(60)  # the first has set C
+        found = locale.setlocale(locale.LC_ALL)
         locale.setlocale(locale.LC_ALL, "C")
+        (steps[0] if first else steps[1]).set()
+        (steps[1] if first else steps[2]).wait(60)  # the first restores once the second has found C; then the second
+        locale.setlocale(locale.LC_ALL, found)
+        if first:
+            steps[2].set()
         return compiled
 
     found = locale.setlocale(locale.LC_ALL)
-    monkeypatch.setattr(ov.Core, "compile_model", leaves_c_locale)
+    monkeypatch.setattr(ov.Core, "compile_model", like_openvino)
     try:
         before = locale.setlocale(locale.LC_ALL, "C.UTF-8")  # a known locale that is not C, whatever ran before
-        OpenVinoRunner(tiny_quantized[0] / "model_int8_cpu.onnx")
+        path = tiny_quantized[0] / "model_int8_cpu.onnx"
+        threads = [threading.Thread(target=OpenVinoRunner, args=(path,), name=n) for n in ("first", "second")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert all(e.is_set() for e in steps)  # the two compiles overlapped as described
         assert locale.setlocale(locale.LC_ALL) == before and locale.getencoding() == "UTF-8"
     finally:
         locale.setlocale(locale.LC_ALL, found)
 
 
 def test_the_default_folder_follows_xdg(tmp_path, monkeypatch):
-    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.delenv(CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir("openvino") == tmp_path / "elir-edge" / "openvino" and (tmp_path / "elir-edge").is_dir()
 
 
-def test_prune_deletes_the_oldest_files_past_the_cap(tmp_path):
-    for age, name in enumerate(["newest", "middle", "oldest"]):
+def test_prune_deletes_the_oldest_files_past_the_cap_in_every_sub_folder(tmp_path):
+    (tmp_path / "other cpu").mkdir()
+    for age, name in enumerate(["newest", "middle", "other cpu/oldest"]):
         (tmp_path / name).write_bytes(b"x" * 100)
         os.utime(tmp_path / name, (1e9 - age * 1000, 1e9 - age * 1000))
-    (tmp_path / "sub").mkdir()  # not an entry: never counted or removed
     prune(tmp_path, cap=250)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["middle", "newest", "sub"]
+    assert [p.name for p in _blobs(tmp_path)] == ["middle", "newest"]
     prune(tmp_path, cap=200)  # at the cap: nothing more goes
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["middle", "newest", "sub"]
+    assert [p.name for p in _blobs(tmp_path)] == ["middle", "newest"]
     prune(tmp_path, cap=0)
-    assert [p.name for p in tmp_path.iterdir()] == ["sub"]
+    assert _blobs(tmp_path) == [] and (tmp_path / "other cpu").is_dir()
+    prune(tmp_path / "gone", cap=0)  # a folder removed meanwhile: nothing to do, no error

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 CACHE_ENV = "ELIR_EDGE_CACHE"
-CAP_BYTES = 1 << 30  # per kind of cache: past it, the oldest entries go
+CAP_BYTES = 1 << 30  # per kind of cache, all its sub-folders together: past it, the oldest-written entries go
 
 
 def cache_dir(kind: str) -> Path | None:
@@ -17,7 +17,8 @@ def cache_dir(kind: str) -> Path | None:
     chosen = os.environ.get(CACHE_ENV)
     if chosen == "off":
         return None
-    base = Path(chosen) if chosen else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elir-edge"
+    base = Path(chosen).expanduser().resolve() if chosen else \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elir-edge"
     folder = base / kind
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -27,15 +28,15 @@ def cache_dir(kind: str) -> Path | None:
 
 
 def prune(folder: Path, cap: int = CAP_BYTES) -> None:
-    """Delete the oldest-written files until the folder holds at most `cap` bytes (another process may be
-    deleting too: a file already gone is skipped)."""
+    """Delete the oldest-written files under `folder` until it holds at most `cap` bytes. Never fails: another
+    process may be deleting too (a file gone is skipped), or the user may have removed the folder."""
     entries = []
-    for p in folder.iterdir():
-        with contextlib.suppress(OSError):
-            if not p.is_file():
-                continue
-            st = p.stat()
-            entries.append((st.st_mtime, st.st_size, p))
+    with contextlib.suppress(OSError):
+        for p in folder.rglob("*"):
+            with contextlib.suppress(OSError):
+                if p.is_file():
+                    st = p.stat()
+                    entries.append((st.st_mtime, st.st_size, p))
     total = sum(size for _, size, _ in entries)
     for _, size, p in sorted(entries):
         if total <= cap:

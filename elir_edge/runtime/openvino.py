@@ -3,11 +3,13 @@
 Inference precision is pinned to f32 (OpenVINO would otherwise run bf16/f16 on CPUs that have them), so
 a row measures the runtime, not a silent change of precision; int8 Q/DQ graphs run as int8. Compiled models
 go to OpenVINO's own model cache in elir-edge's cache folder: a file compiled once (quantize's runtime check
-compiles each CPU file) loads in about a quarter of the time after, in any later process."""
+compiles each CPU file) opens in under half the time after, in any later process (the demo's 8-bit CPU file:
+3.6 -> 1.6 s on a Zen 4, benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import locale
 import threading
@@ -39,18 +41,11 @@ class OpenVinoRunner(Runner):
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        cached = cache_dir(f"openvino/{_this_cpu(ov.__version__)}")
-        if cached is not None:  # OpenVINO keys entries by the model's content and the config, skips a failed write
-            config["CACHE_DIR"] = str(cached)  # and compiles again over an unreadable entry (all tried here)
         try:
-            core = ov.Core()
-            with _locale_kept():
-                self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            self.compiled = _compiled(ov, self.path, config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line texts
             raise UserError(f"{path} cannot be loaded by OpenVINO ({str(e).strip().splitlines()[0][:150]}): "
                             "re-export it with `elir-edge export`") from None
-        if cached is not None:
-            prune(cached)
         self.request = self.compiled.create_infer_request()
         self.interface = onnx_interface(self.path)
 
@@ -60,6 +55,21 @@ class OpenVinoRunner(Runner):
 
     def __call__(self, lq: np.ndarray, eps: np.ndarray | None) -> np.ndarray:
         return in_batches(self.run_batch, self.interface.batch or len(lq), lq, eps)
+
+
+def _compiled(ov, path: Path, config: dict):
+    """OpenVINO's compile of `path`, through its model cache where elir-edge has a cache folder."""
+    core, cached = ov.Core(), cache_dir(f"openvino/{_this_cpu(ov.__version__)}")
+    if cached is not None:  # OpenVINO keys entries by the model's content and the config, skips a failed write
+        config = {**config, "CACHE_DIR": str(cached)}  # and compiles again over an unreadable entry (all tried)
+        # read entries into memory, not mapped: a process that missed at the same time may rewrite the entry in
+        # place (as root it can), and a mapped file cut short under a reader is a SIGBUS, a read one a recompile
+        core.set_property({"ENABLE_MMAP": False})
+    with _locale_kept():
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    if cached is not None:
+        prune(cached.parent)
+    return compiled
 
 
 @contextlib.contextmanager
@@ -81,12 +91,13 @@ def _locale_kept():
                 locale.setlocale(locale.LC_ALL, _COMPILING["locale"])
 
 
+@functools.cache
 def _this_cpu(version: str) -> str:
     """A name for this kind of CPU (its flags) and OpenVINO version: a cache folder shared by machines of other
     CPUs (a home folder on a cluster) never hands one a model OpenVINO compiled for another."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_bytes()
     except OSError:
-        text = ""
-    flags = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
-    return hashlib.sha256(f"{flags}|{version}".encode()).hexdigest()[:16]
+        text = b""
+    flags = next((line for line in text.splitlines() if line.startswith((b"flags", b"Features"))), b"")
+    return hashlib.sha256(flags + b"|" + version.encode()).hexdigest()[:16]
