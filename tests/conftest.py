@@ -28,7 +28,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # process the session starts (pytest-xdist's workers, the mutation check's forks, the demo, Ray's workers inherit
 # the environment); made and, at the end, removed by the first process, the one the marker names.
 SESSION_MARK = "ELIR_EDGE_TEST_SESSION"
-if SESSION_MARK not in os.environ:
+if SESSION_MARK not in os.environ or "ELIR_EDGE_CACHE" not in os.environ:
     os.environ[SESSION_MARK] = str(os.getpid())
     os.environ["ELIR_EDGE_CACHE"] = tempfile.mkdtemp(prefix="elir-edge-test-cache-")
 SESSION_CACHE = Path(os.environ["ELIR_EDGE_CACHE"])
