@@ -42,7 +42,7 @@ WHEEL_DEMO: list[str] = []  # what the demo printed when run from the installed 
 
 
 def pytest_configure(config):
-    _one_core_per_worker(config)
+    _cores_per_worker(config)
     name = os.environ.get("ELIR_EDGE_MUTANT")
     if name:
         from mutants import MUTANTS
@@ -51,7 +51,7 @@ def pytest_configure(config):
         MUTANTS[name][1](config._elir_mutant)
 
 
-def _one_core_per_worker(config) -> None:
+def _cores_per_worker(config) -> None:
     """Under README's `-n 2`: each pytest-xdist worker (and every process it starts) on cores of its own, an even
     share of the machine's. Left to share them, each worker's torch, ONNX Runtime and OpenVINO threads wait on the
     other's (on 2 cores of a Zen 4 the suite took 697 s so, 557 s pinned). The libraries size their thread pools

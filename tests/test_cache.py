@@ -80,15 +80,17 @@ def test_the_default_folder_follows_xdg(tmp_path, monkeypatch):
     assert cache_dir("openvino") == tmp_path / "elir-edge" / "openvino" and (tmp_path / "elir-edge").is_dir()
 
 
-def test_prune_deletes_the_oldest_files_past_the_cap_in_every_sub_folder(tmp_path):
+def test_prune_deletes_the_oldest_entries_past_the_cap_in_every_sub_folder(tmp_path):
     (tmp_path / "other cpu").mkdir()
-    for age, name in enumerate(["newest", "middle", "other cpu/oldest"]):
+    for age, name in enumerate(["newest.blob", "middle.blob", "other cpu/oldest.blob"]):
         (tmp_path / name).write_bytes(b"x" * 100)
         os.utime(tmp_path / name, (1e9 - age * 1000, 1e9 - age * 1000))
-    prune(tmp_path, cap=250)
-    assert [p.name for p in _blobs(tmp_path)] == ["middle", "newest"]
-    prune(tmp_path, cap=200)  # at the cap: nothing more goes
-    assert [p.name for p in _blobs(tmp_path)] == ["middle", "newest"]
-    prune(tmp_path, cap=0)
-    assert _blobs(tmp_path) == [] and (tmp_path / "other cpu").is_dir()
-    prune(tmp_path / "gone", cap=0)  # a folder removed meanwhile: nothing to do, no error
+    (tmp_path / "users notes.txt").write_bytes(b"x" * 1000)  # not an entry: never counted, never deleted
+    os.utime(tmp_path / "users notes.txt", (1, 1))
+    prune(tmp_path, "*.blob", cap=250)
+    assert [p.name for p in _blobs(tmp_path)] == ["middle.blob", "newest.blob", "users notes.txt"]
+    prune(tmp_path, "*.blob", cap=200)  # at the cap: nothing more goes
+    assert [p.name for p in _blobs(tmp_path)] == ["middle.blob", "newest.blob", "users notes.txt"]
+    prune(tmp_path, "*.blob", cap=0)
+    assert [p.name for p in _blobs(tmp_path)] == ["users notes.txt"] and (tmp_path / "other cpu").is_dir()
+    prune(tmp_path / "gone", "*.blob", cap=0)  # a folder removed meanwhile: nothing to do, no error

@@ -27,12 +27,13 @@ def cache_dir(kind: str) -> Path | None:
     return folder if os.access(folder, os.W_OK) else None
 
 
-def prune(folder: Path, cap: int = CAP_BYTES) -> None:
-    """Delete the oldest-written files under `folder` until it holds at most `cap` bytes. Never fails: another
-    process may be deleting too (a file gone is skipped), or the user may have removed the folder."""
+def prune(folder: Path, pattern: str, cap: int = CAP_BYTES) -> None:
+    """Delete the oldest-written entries (files named like `pattern`) under `folder` until they hold at most `cap`
+    bytes; any other file there (ELIR_EDGE_CACHE may name a user's folder) is neither counted nor touched. Never
+    fails: another process may be deleting too (a file gone is skipped), or the user may have removed the folder."""
     entries = []
     with contextlib.suppress(OSError):
-        for p in folder.rglob("*"):
+        for p in folder.rglob(pattern):
             with contextlib.suppress(OSError):
                 if p.is_file():
                     st = p.stat()

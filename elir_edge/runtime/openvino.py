@@ -68,7 +68,7 @@ def _compiled(ov, path: Path, config: dict):
     with _locale_kept():
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     if cached is not None:
-        prune(cached.parent)
+        prune(cached.parent, "*.blob")  # OpenVINO's entries: <hash>.blob
     return compiled
 
 
