@@ -94,6 +94,14 @@ def pytest_terminal_summary(terminalreporter):
 
 
 SPREAD = ("tests/test_export.py::test_export_every_preset_both_formats[",)  # heavy, no shared fixture
+NEEDS_TINY_QUANTIZED_FIRST = "test_ray.py"  # of the Ray files, the one whose first test waits for tiny_quantized
+
+
+def pytest_collection_modifyitems(items):
+    """The Ray files run as one unit on one worker (below), test_ray.py last: its first test needs the tiny
+    quantized export the other worker is making at that moment, so the Ray files that need none run meanwhile
+    (tests of one file stay together and in their order: each file's module fixture is made once)."""
+    items.sort(key=lambda item: item.path.name == NEEDS_TINY_QUANTIZED_FIRST)
 
 
 @pytest.hookimpl(optionalhook=True)
