@@ -142,6 +142,21 @@ def test_no_more_workers_than_images(tiny_quantized, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])["where"] == "this process"
 
 
+def test_side_by_side_threads_share_the_cores_this_process_may_use_not_the_machines(tmp_path, monkeypatch):
+    """In a container given 4 of a machine's 16 cores (its cpuset), two workers run 2 threads each, not 8."""
+    import os
+
+    import elir_edge.restore.stage as stage
+    from elir_edge.common.cores import usable_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7}, raising=False)
+    assert usable_cores() == 4
+    assert stage._runner_options(stage.RestoreOptions(output=tmp_path), 2).threads == 2
+    monkeypatch.delattr(os, "sched_getaffinity")  # a platform that cannot say: the machine's count
+    assert usable_cores() == 16
+
+
 def test_each_threads_warnings_are_its_own_notes_and_the_callers_reach_the_console():
     """Two jobs recording at once (a barrier makes them overlap): each list holds its own thread's warnings only;
     one raised meanwhile by the thread running them goes where warnings went before; all is put back after."""

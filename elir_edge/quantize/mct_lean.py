@@ -11,10 +11,11 @@ per-channel means bias correction reads are summed in another order (`per_channe
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 import torch
+
+from elir_edge.common.cores import usable_cores
 
 MERGE_EVERY = 8  # per-iteration histograms kept before they are merged into one
 STATISTICS_THREADS = 1  # threads taking node statistics beside the forward
@@ -276,7 +277,7 @@ class _Updates:
             self.pending.pop(0).result()
 
     def __enter__(self) -> "_Updates":
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - STATISTICS_THREADS))
+        torch.set_num_threads(max(1, usable_cores() - STATISTICS_THREADS))
         return self
 
     def __exit__(self, kind, *_) -> None:

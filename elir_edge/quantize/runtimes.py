@@ -6,13 +6,13 @@ opens it."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from elir_edge.common.cores import usable_cores
 from elir_edge.common.metrics import psnr
 from elir_edge.model.export_folder import CPU_FILES, INT8_CPU, INT8_CPU_W8
 from elir_edge.runtime.open import RunnerOptions, open_runner
@@ -45,7 +45,7 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
         # OpenVINO compiles each file on one core for seconds: the checks run side by side on the cores, once
         # its bindings' numpy statics exist (two threads first touching them deadlock, seen here)
         _touch_openvino_numpy()
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
             for r in pool.map(check, [(rt, name) for rt in installed_cpu_runtimes() for name in CPU_FILES]):
                 verdicts.setdefault(r.runtime, {})[r.file] = r.to_dict()
     return probe_bytes(probe["lq"], probe["eps"], float_out), {"reference_psnr_db": reference, "runtimes": verdicts}

@@ -4,7 +4,6 @@ Ray cluster (`--ray`), with the same plan, the same per-image code and the same 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import warnings
 from array import array
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from elir_edge.common.cores import usable_cores
 from elir_edge.common.files import ensure_writable_dir, sha256_file, sweep_temporaries
 from elir_edge.common.notes import routed
 from elir_edge.common.progress import bar
@@ -83,8 +83,7 @@ def _runner_options(opts: RestoreOptions, workers: int) -> RunnerOptions:
     runs rather than spin on cores another runner needs."""
     if workers == 1:
         return RunnerOptions(runtime=opts.runtime, threads=opts.threads)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return RunnerOptions(runtime=opts.runtime, threads=opts.threads or max(1, cores // workers), spin=False)
+    return RunnerOptions(runtime=opts.runtime, threads=opts.threads or max(1, usable_cores() // workers), spin=False)
 
 
 def _refuse_side_by_side(artifact: Path, opts: RestoreOptions) -> None:
