@@ -312,3 +312,18 @@ def test_aggregate_of_a_single_image():
     out = quality.aggregate([row], [b""], 1, 0, {"available": False})
     assert out["images"] == 1 and out["artifacts"][0]["vs_gt"]["psnr"]["mean"]["value"] == 20.0
     assert "vs_float" not in out["artifacts"][0]
+
+
+def test_the_machine_record_keeps_the_cores_the_bench_ran_on_and_the_machines(monkeypatch):
+    """Under a cpuset of 2 of 16 cores the bench ran on 2: the record and the compare-paper line say both."""
+    import os
+
+    from elir_edge.bench.machine import machine
+    from elir_edge.bench.report import _cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    record = machine(gpu=False)
+    assert (record["cores"], record["machine_cores"]) == (2, 16)
+    assert _cores(record) == "2 of 16 cores"
+    assert _cores({"cores": 16, "machine_cores": 16}) == _cores({"cores": 16}) == "16 cores"  # older reports too

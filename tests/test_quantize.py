@@ -1016,3 +1016,31 @@ def test_a_conv_kept_float_reads_the_float_tensor_through_a_chain_of_qdq_pairs()
                                       [h.make_tensor_value_info("y", T.FLOAT, [1, 1, 2, 2])], inits))
     keep_float(model, {"conv"})
     assert list(model.graph.node[-1].input) == ["x", "w"]
+
+
+def test_the_runtime_check_runs_side_by_side_on_the_cores_this_process_may_use(tiny_quantized, monkeypatch):
+    """In a cpuset of 3 of a machine's 16 cores, the runtime check runs 3 files at once, not 16."""
+    import os
+
+    import elir_edge.quantize.runtimes as runtimes
+    from elir_edge.model.export_folder import CPU_FILES, PROBE
+    from elir_edge.runtime.probe import load_probe
+
+    class Sized(Exception):
+        pass
+
+    sizes = []
+
+    def pool(max_workers):
+        sizes.append(max_workers)
+        raise Sized
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1, 2, 3}, raising=False)
+    monkeypatch.setattr(runtimes, "ThreadPoolExecutor", pool)
+    folder = tiny_quantized[0]
+    probe = load_probe(folder / PROBE)
+    with pytest.raises(Sized):
+        runtimes.record_runtimes({name: (folder / name).read_bytes() for name in CPU_FILES},
+                                 {"lq": probe["lq"], "eps": probe["eps"]}, probe["hq"])
+    assert sizes == [3]

@@ -93,7 +93,7 @@ def _paper_lines(r: dict, compare_paper: bool) -> list[str]:
             fps = best["speed"]["throughput_img_s"]
             gpu = (r["machine"]["gpu"] or {}).get("gpu_name")
             where = f"{gpu} (GPU)" if gpu and best["on_gpu"] else \
-                f"{r['machine']['cpu']} ({r['machine']['cores']} cores, CPU)"
+                f"{r['machine']['cpu']} ({_cores(r['machine'])}, CPU)"
             out.append(f"compare-paper: best here {fps:.2f} img/s by {best['label']} ({best['runner']}) on {where} = "
                        f"{fps / p['fps']:.3f}x the paper's {p['fps']} img/s on an {p['device']}; "
                        + ("same GPU model as the paper" if gpu and "2080 Ti" in gpu and best["on_gpu"] else
@@ -106,6 +106,13 @@ def _paper_lines(r: dict, compare_paper: bool) -> list[str]:
                         if isinstance(v, dict))
         out.append(f"ESTIMATE, not measured: roofline upper bound on {dev['device']}: {est} img/s")
     return out
+
+
+def _cores(machine: dict) -> str:
+    """The cores the bench ran on, and the machine's where it had fewer (a cpuset, taskset); reports from before
+    the machine's count was kept say only one."""
+    cores, of = machine["cores"], machine.get("machine_cores")
+    return f"{cores} of {of} cores" if of and of != cores else f"{cores} cores"
 
 
 def _quality_lines(r: dict) -> list[str]:

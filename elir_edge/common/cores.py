@@ -1,4 +1,4 @@
-"""The cores this process may run on, the one count every thread pool here is sized by."""
+"""The cores this process may run on: where elir-edge sizes a thread pool itself, it sizes it by this count."""
 
 from __future__ import annotations
 
