@@ -3,10 +3,12 @@
     python3 benchmarks/bench_install.py [--rounds 1] [--json OUT]
 
 Each install goes into a new virtual environment made with `python3 -m venv` (not timed), with
-`-c requirements.lock -e '.[rtx,openvino,ray,test]'` from this checkout, as README's first command does
-(uv with `--compile-bytecode`, as pip compiles at install; the demo after it is not timed). "empty": a cache folder of its own that starts empty (PIP_CACHE_DIR,
-UV_CACHE_DIR); "warm": the same command again on that folder. uv is installed into the environment first
-(not timed). After each round, the two environments' package lists must be the same.
+`-c requirements.lock -e '.[rtx,openvino,ray,test]'` from this checkout, as README's first command does (uv,
+at README's pin, with `--compile-bytecode`, as pip compiles at install; the demo after it is not timed).
+"empty": a cache folder of its own that starts empty (PIP_CACHE_DIR, UV_CACHE_DIR; a "no cache" setting in the
+environment is dropped); "warm": the same command into a new environment on that folder. uv is installed into
+the environment first (not timed). The environments of the warm installs must hold the same packages at the
+same versions, each with its modules compiled; the caches go at the end of each round.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,13 +26,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ["-c", "requirements.lock", "-e", ".[rtx,openvino,ray,test]"]
-UV = "uv==0.13.10"  # README's
+UV = re.search(r"'(uv==[^']+)'", (ROOT / "README.md").read_text())[1]  # the pin of README's install line
 
 
 def _install(tool: str, venv: Path, cache: Path) -> float:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     py = str(venv / "bin" / "python")
-    env = {**os.environ, "PIP_CACHE_DIR": str(cache / "pip"), "UV_CACHE_DIR": str(cache / "uv")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PIP_NO_CACHE_DIR", "UV_NO_CACHE")}
+    env.update(PIP_CACHE_DIR=str(cache / "pip"), UV_CACHE_DIR=str(cache / "uv"))
     if tool == "uv":
         subprocess.run([py, "-m", "pip", "install", "-q", UV], check=True, env=env)
         cmd = [str(venv / "bin" / "uv"), "pip", "install", "-q", "--python", py, "--compile-bytecode", *SPEC]
@@ -44,7 +49,12 @@ def _packages(venv: Path) -> set[str]:
     code = ("import importlib.metadata as m; print('\\n'.join(sorted({d.metadata['Name'].lower().replace('_', '-') "
             "+ '==' + d.version for d in m.distributions()})))")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], check=True, capture_output=True, text=True)
-    return {line for line in out.stdout.split() if line.split("==")[0] not in ("pip", "uv", "setuptools")}
+    return {line for line in out.stdout.split() if line.split("==")[0] not in ("pip", "uv")}
+
+
+def _compiled(venv: Path) -> bool:
+    """Whether torch's modules were compiled at install (none are later where PYTHONDONTWRITEBYTECODE is set)."""
+    return any((venv / "lib").glob("python*/site-packages/torch/__pycache__/*.pyc"))
 
 
 def main() -> None:
@@ -61,6 +71,9 @@ def main() -> None:
                 row[f"{tool}_empty_s"] = round(_install(tool, Path(tmp) / tool, cache), 1)
                 row[f"{tool}_warm_s"] = round(_install(tool, Path(tmp) / tool, cache), 1)
                 row[f"{tool}_packages"] = _packages(Path(tmp) / tool)
+                if not _compiled(Path(tmp) / tool):
+                    sys.exit(f"{tool} left torch's modules uncompiled")
+                shutil.rmtree(cache)
             if row["pip_packages"] != row["uv_packages"]:
                 sys.exit(f"pip and uv installed different packages: {sorted(row['pip_packages'] ^ row['uv_packages'])}")
             row["packages"] = len(row.pop("pip_packages"))
