@@ -5,10 +5,10 @@
 Each install goes into a new virtual environment made with `python3 -m venv` (not timed), with
 `-c requirements.lock -e '.[rtx,openvino,ray,test]'` from this checkout, as README's first command does (uv,
 at README's pin, with `--compile-bytecode`, as pip compiles at install; the demo after it is not timed).
-"empty": a cache folder of its own that starts empty (PIP_CACHE_DIR, UV_CACHE_DIR; a "no cache" setting in the
-environment is dropped); "warm": the same command into a new environment on that folder. uv is installed into
-the environment first (not timed). The environments of the warm installs must hold the same packages at the
-same versions, each with its modules compiled; the caches go at the end of each round.
+"empty": a cache folder of its own that starts empty (`--cache-dir`; a "no cache" setting in the environment is
+dropped); "warm": the same command into a new environment on that folder. uv is installed into the environment
+first (not timed). The environments of the warm installs must hold the same packages at the same versions, with
+torch's modules compiled; the caches go at the end of each round.
 """
 
 from __future__ import annotations
@@ -26,19 +26,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ["-c", "requirements.lock", "-e", ".[rtx,openvino,ray,test]"]
-UV = re.search(r"'(uv==[^']+)'", (ROOT / "README.md").read_text())[1]  # the pin of README's install line
+
+
+def _uv_pin() -> str:
+    """The uv README's install block pins."""
+    block = (ROOT / "README.md").read_text().split("<!-- setup:install -->")[1].split("<!-- /setup:install -->")[0]
+    found = re.search(r"'(uv==[^']+)'", block)
+    if found is None:
+        sys.exit("README's install block pins no uv ('uv==X.Y.Z'): nothing to time")
+    return found[1]
 
 
 def _install(tool: str, venv: Path, cache: Path) -> float:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     py = str(venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PIP_NO_CACHE_DIR", "UV_NO_CACHE")}
-    env.update(PIP_CACHE_DIR=str(cache / "pip"), UV_CACHE_DIR=str(cache / "uv"))
     if tool == "uv":
-        subprocess.run([py, "-m", "pip", "install", "-q", UV], check=True, env=env)
-        cmd = [str(venv / "bin" / "uv"), "pip", "install", "-q", "--python", py, "--compile-bytecode", *SPEC]
+        subprocess.run([py, "-m", "pip", "install", "-q", "--no-cache-dir", _uv_pin()], check=True, env=env)
+        cmd = [str(venv / "bin" / "uv"), "pip", "install", "-q", "--cache-dir", str(cache / "uv"), "--python", py,
+               "--compile-bytecode", *SPEC]
     else:
-        cmd = [py, "-m", "pip", "install", "-q", *SPEC]
+        cmd = [py, "-m", "pip", "install", "-q", "--cache-dir", str(cache / "pip"), *SPEC]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
@@ -81,7 +89,8 @@ def main() -> None:
             print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
             rows.append(row)
     if args.json:
-        args.json.write_text(json.dumps({"python": sys.version.split()[0], "uv": UV, "rounds": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"python": sys.version.split()[0], "uv": _uv_pin(), "rounds": rows}, indent=2)
+                             + "\n")
 
 
 if __name__ == "__main__":

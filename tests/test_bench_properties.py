@@ -318,6 +318,9 @@ def test_the_machine_record_keeps_the_cores_the_bench_ran_on_and_the_machines(mo
     """Under a cpuset of 2 of 16 cores the bench ran on 2: the record and the compare-paper line say both."""
     import os
 
+    import onnxruntime  # noqa: F401 - machine() imports them: first imported here, not under the patches below
+    import torch  # noqa: F401
+
     from elir_edge.bench.machine import machine
     from elir_edge.bench.report import _cores
 
