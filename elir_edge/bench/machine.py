@@ -33,6 +33,6 @@ def machine(gpu: bool) -> dict:
     import torch
 
     cpu = cpu_features()
-    return {"cpu": cpu["model"] or platform.processor(), "cpu_features": cpu, "cores": usable_cores(), "machine_cores": os.cpu_count(),
-            "gpu": _gpu() if gpu else None, "python": platform.python_version(),
+    return {"cpu": cpu["model"] or platform.processor(), "cpu_features": cpu, "cores": usable_cores(),
+            "machine_cores": os.cpu_count(), "gpu": _gpu() if gpu else None, "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "elir_edge": __version__}

@@ -22,27 +22,32 @@ ARM_FEATURES = {"asimd": "NEON", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "S
 PAYS = 1.15  # int8:fp32 conv speed above which int8 is said to pay
 
 
-def cpu_features(cpuinfo: str | None = None) -> dict:
-    """CPU model, the features that matter here, and its int8 dot-product instruction (None when it has
-    none), from the text of /proc/cpuinfo (x86: 'flags', Arm: 'Features'); this machine's by default."""
+def _cpuinfo(cpuinfo: str | None) -> list[tuple[str, str]]:
+    """(key, value) of each line of /proc/cpuinfo's text, keys lower-case; this machine's by default."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             cpuinfo = ""
-    model, flags, arm = "", set(), False
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "cpu model", "hardware") and not model:
-            model = value.strip()
-        elif key == "flags":
-            flags |= set(value.split())
-        elif key == "features":
-            flags |= set(value.split())
-            arm = True
-        elif key == "cpu implementer":
-            arm = True
+    return [(key.strip().lower(), value) for key, _, value in (line.partition(":") for line in cpuinfo.splitlines())]
+
+
+def _flags(lines: list[tuple[str, str]]) -> frozenset[str]:
+    return frozenset(f for key, value in lines if key in ("flags", "features") for f in value.split())
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """Every feature flag of the CPU (x86: 'flags', Arm: 'Features'); this machine's by default."""
+    return _flags(_cpuinfo(cpuinfo))
+
+
+def cpu_features(cpuinfo: str | None = None) -> dict:
+    """CPU model, the features that matter here, and its int8 dot-product instruction (None when it has
+    none), from the text of /proc/cpuinfo; this machine's by default."""
+    lines = _cpuinfo(cpuinfo)
+    model = next((v.strip() for k, v in lines if k in ("model name", "cpu model", "hardware") and v.strip()), "")
+    arm = any(key in ("features", "cpu implementer") for key, _ in lines)
+    flags = _flags(lines)
     table = ARM_FEATURES if arm else X86_FEATURES
     found = [name for flag, name in table.items() if flag in flags]
     if arm:

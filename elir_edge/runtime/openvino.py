@@ -20,6 +20,7 @@ import numpy as np
 from elir_edge.common.cache import cache_dir, prune
 from elir_edge.errors import UserError
 from elir_edge.runtime.batching import in_batches
+from elir_edge.runtime.cpu_roof import cpu_flags
 from elir_edge.runtime.interface import onnx_interface
 from elir_edge.runtime.runner import Runner
 
@@ -95,9 +96,4 @@ def _locale_kept():
 def _this_cpu(version: str) -> str:
     """A name for this kind of CPU (its flags) and OpenVINO version: a cache folder shared by machines of other
     CPUs (a home folder on a cluster) never hands one a model OpenVINO compiled for another."""
-    try:
-        text = Path("/proc/cpuinfo").read_bytes()
-    except OSError:
-        text = b""
-    flags = next((line for line in text.splitlines() if line.startswith((b"flags", b"Features"))), b"")
-    return hashlib.sha256(flags + b"|" + version.encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{' '.join(sorted(cpu_flags()))}|{version}".encode()).hexdigest()[:16]
