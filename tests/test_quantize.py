@@ -902,8 +902,8 @@ def test_the_qdq_export_lets_the_model_it_was_handed_go_before_it_reads_the_grap
 
 
 def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_size():
-    """quantize traces MCT's model on a calibration-sized input with height and width free, then fixes them
-    at the graph's own size (a quarter of the activations at bfr's 512 px). On the ELIR ops that read a
+    """quantize traces MCT's model on the smallest input the graph takes with height and width free, then fixes
+    them at the graph's own size (1/256 of the activations at bfr's 512 px). On the ELIR ops that read a
     shape (GroupNorm's reshapes, upsampling, concats): the same nodes in the same order, the same weights, the
     same output as the graph traced at full size."""
     import hashlib
@@ -912,10 +912,11 @@ def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_siz
     from elir_edge.model.synthetic import probe_inputs
     from elir_edge.model.unroll import UnrolledElir
     from elir_edge.quantize.mct import export_quantized
+    from elir_edge.quantize.stage import TRACE_SIZE
     from elir_edge.runtime.ort import ort_session_from_bytes
 
     module = UnrolledElir(random_model(SMALL, k=2, sigma=0.1)).eval()
-    full, small = probe_inputs(1, size=128), probe_inputs(2, size=64)
+    full, small = probe_inputs(1, size=128), probe_inputs(2, size=TRACE_SIZE)
     names = ["lq", "eps"]
     at_full = simplify(export_quantized(module, full, names))
     freed = simplify(export_quantized(module, small, names, free_size=True),

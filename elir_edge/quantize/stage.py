@@ -54,6 +54,7 @@ from elir_edge.runtime.interface import input_names
 from elir_edge.runtime.ort import session_with_outputs
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
+TRACE_SIZE = 32  # the smallest side the graph takes (the latent is 1/8 and the U-Net halves it twice)
 MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
 SENSITIVITY_PIXELS = 2 * 256 * 256  # held-out pixels each block's sensitivity is measured on by default (a run each)
 
@@ -206,6 +207,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     with stages("rewrite for TensorRT and the CPU, check rules, measure drift"):
         graphs, drifts, half_info = _int8_graphs(mct_graph, float_convs, ev, x.feeds(x.ranged))
     blobs = _serialized(graphs, x.float_graph)
+    del graphs  # the files are their bytes from here on
+    release_memory()  # what the drift's sessions freed goes back before the runtimes' check starts
     with stages("check which installed CPU runtime computes each int8 file right here"):
         probe, runtimes = record_runtimes(blobs, feeds[0], ev.ref[0])
     report = _report(opts, x, blobs, drifts, half_info, probe, runtimes,
@@ -233,9 +236,9 @@ def _mct_graph(opts: QuantizeOptions, x: _Inputs, stages: Stages, progress: MctP
         names, full = input_names(x.baked), (x.first[0],) if x.baked else x.first
         if x.baked:  # the noise is a constant of the graph's own size: traced at that size
             return simplify(export_quantized(held.pop(), full, names))
-        # traced at the calibration crops' size with the height and width free (a quarter of the activations at
-        # bfr's 512 px), then fixed at the graph's own: the same graph, node for node and weight for weight
-        small = crop(x.first, x.size, opts.seed)
+        # traced at the smallest size the graph takes with the height and width free (1/256 of the activations
+        # at bfr's 512 px), then fixed at the graph's own: the same graph, node for node and weight for weight
+        small = crop(x.first, TRACE_SIZE, opts.seed)
         return simplify(export_quantized(held.pop(), small, names, free_size=True),
                         {name: list(t.shape) for name, t in zip(names, full)})
 
