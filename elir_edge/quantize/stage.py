@@ -117,17 +117,13 @@ def _variant(mct_graph: onnx.ModelProto, float_convs: set[str], target: str = "t
 
 @dataclass
 class _Inputs:
-    """What the first stage reads and checks before MCT starts."""
+    """What the first stage reads and checks before MCT starts, for the stages after it."""
     export: ExportFolder
     float_path: Path
     float_graph: onnx.ModelProto
-    folded: torch.nn.Module
-    unrolled: torch.nn.Module
     calib_dir: Path
-    calib: list  # (lq, eps) batches MCT calibrates on (crops)
     held: list  # (lq, eps) held-out images at the graph's size, one each
     ranged: list  # (lq, eps) calibration images at the graph's size, for the CPU forms' activation ranges
-    first: tuple  # one (lq, eps) at the graph's size, the export example
     n_hold: int
     size: int  # side of the calibration crops
     estimate: dict
@@ -141,6 +137,20 @@ class _Inputs:
         names = input_names(self.baked)
         return [dict(zip(names, (t.numpy() for t in ((lq,) if self.baked else (lq, eps)))))
                 for lq, eps in (self.held if pairs is None else pairs)]
+
+
+@dataclass
+class _MctInputs:
+    """What MCT and the export of its model take: torch's half of the inputs, let go once the Q/DQ graph exists
+    (at bfr 512 px, the folded weights and the calibration crops are 0.2 GB)."""
+    unrolled: torch.nn.Module
+    calib: list  # (lq, eps) batches MCT calibrates on (crops)
+    first: tuple  # one (lq, eps) at the graph's size, the export example
+    baked: bool
+
+    @property
+    def images(self) -> int:
+        return sum(len(b[0]) for b in self.calib)
 
 
 def _open_export(opts: QuantizeOptions) -> tuple[ExportFolder, Path, onnx.ModelProto, torch.nn.Module]:
@@ -161,7 +171,7 @@ def _open_export(opts: QuantizeOptions) -> tuple[ExportFolder, Path, onnx.ModelP
             from None
 
 
-def _read_inputs(opts: QuantizeOptions, quiet: bool) -> _Inputs:
+def _read_inputs(opts: QuantizeOptions, quiet: bool) -> tuple[_Inputs, _MctInputs]:
     export, float_path, float_graph, folded = _open_export(opts)
     s, baked = export.settings, export.baked_noise
     calib_dir = calibration_folder(opts.calib, quiet)
@@ -181,19 +191,20 @@ def _read_inputs(opts: QuantizeOptions, quiet: bool) -> _Inputs:
     _check_patterns(unrolled, opts.keep_float)
     estimate = estimate_memory(folded, size, opts.batch, len(batches), s)
     check_memory(estimate, opts.memory_limit_gb)
-    return _Inputs(export, float_path, float_graph, folded, unrolled, calib_dir,
-                   _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch), held,
-                   calib[:range_images(s.height, s.width)], batches[0], n_hold, size, estimate)
+    return (_Inputs(export, float_path, float_graph, calib_dir, held, calib[:range_images(s.height, s.width)],
+                    n_hold, size, estimate),
+            _MctInputs(unrolled, _rebatch([crop(b, size, opts.seed + i) for i, b in enumerate(calib)], opts.batch),
+                       batches[0], baked))
 
 
 def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     stages = Stages(7 + opts.auto_precision, quiet)
     with stages("read export and calibration images"):
-        x = _read_inputs(opts, quiet)
-    images = sum(len(b[0]) for b in x.calib)
-    progress = MctProgress(quiet=quiet)
-    mct_graph = _mct_graph(opts, x, stages, progress, images)
-    release_memory()  # MCT's graphs and models are gone: the stages after it start from less
+        x, for_mct = _read_inputs(opts, quiet)
+    images, progress = for_mct.images, MctProgress(quiet=quiet)
+    mct_graph = _mct_graph(opts, for_mct, x.size, stages, progress)
+    del for_mct
+    release_memory()  # MCT's graphs and models and torch's inputs are gone: the stages after it start from less
     feeds = x.feeds()
     n_sens = min(len(feeds), opts.sensitivity_images or sensitivity_images(x.export.settings))
     with stages(f"sensitivity per block and per Euler step ({n_sens} held-out image{'s' * (n_sens > 1)})"):
@@ -226,19 +237,19 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     return report
 
 
-def _mct_graph(opts: QuantizeOptions, x: _Inputs, stages: Stages, progress: MctProgress, images: int):
+def _mct_graph(opts: QuantizeOptions, m: _MctInputs, size: int, stages: Stages, progress: MctProgress):
     """MCT's quantized model, exported to Q/DQ ONNX; the model itself goes once traced."""
-    with stages(f"MCT post-training quantization on {images} images ({x.size}x{x.size})"
+    with stages(f"MCT post-training quantization on {m.images} images ({size}x{size})"
                 + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
-        held = [quantize_module(x.unrolled, [(lq,) if x.baked else (lq, eps) for lq, eps in x.calib], opts.ptq,
+        held = [quantize_module(m.unrolled, [(lq,) if m.baked else (lq, eps) for lq, eps in m.calib], opts.ptq,
                                 progress)]  # handed to the export, which lets MCT's model go once traced
     with stages("export Q/DQ ONNX"):
-        names, full = input_names(x.baked), (x.first[0],) if x.baked else x.first
-        if x.baked:  # the noise is a constant of the graph's own size: traced at that size
+        names, full = input_names(m.baked), (m.first[0],) if m.baked else m.first
+        if m.baked:  # the noise is a constant of the graph's own size: traced at that size
             return simplify(export_quantized(held.pop(), full, names))
         # traced at the smallest size the graph takes with the height and width free (1/256 of the activations
         # at bfr's 512 px), then fixed at the graph's own: the same graph, node for node and weight for weight
-        small = crop(x.first, TRACE_SIZE, opts.seed)
+        small = crop(m.first, TRACE_SIZE, opts.seed)
         return simplify(export_quantized(held.pop(), small, names, free_size=True),
                         {name: list(t.shape) for name, t in zip(names, full)})
 
