@@ -41,12 +41,12 @@ from elir_edge.model.export_folder import ExportFolder
 def mct_graph(work: Path) -> tuple[Path, onnx.ModelProto]:
     folder = work / "demo"
     export_checkpoint(CHECKPOINT, ExportOptions(output=folder, seed=0), quiet=True)
-    real, seen = stage.export_quantized, []
-    stage.export_quantized = lambda *a: seen.append(real(*a)) or seen[-1]
+    real, seen = stage._mct_graph, []  # the Q/DQ graph quantize's rewrites start from, at the graph's size
+    stage._mct_graph = lambda *a, **kw: seen.append(real(*a, **kw)) or seen[-1]
     try:
         stage.quantize_export(stage.QuantizeOptions(model=folder, calib=CALIBRATION_DIR), quiet=True)
     finally:
-        stage.export_quantized = real
+        stage._mct_graph = real
     return folder, seen[0]
 
 

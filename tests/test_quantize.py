@@ -665,7 +665,8 @@ def test_the_cpu_forms_carry_the_euler_state_in_float(tiny_quantized):
 @pytest.fixture(scope="module")
 def small_mct():
     """MCT as quantize runs it (every part of quantize/mct_lean.py on) on a small unrolled model, watched: a weak
-    reference to each node output its statistics took, and how many of those seen were alive at each update."""
+    reference to each node output its statistics took, and how many of those seen were alive at each update; MCT's
+    quantized model and its Q/DQ graph."""
     import types
     import weakref
 
@@ -686,8 +687,10 @@ def small_mct():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lean, "update", watched)
-        graph = mct.export_quantized(mct.quantize_module(unrolled, batches, PTQOptions()), batches[0], ["lq", "eps"])
-    return types.SimpleNamespace(unrolled=unrolled, batches=batches, graph=graph, updates=len(seen), alive=alive)
+        qmodel = mct.quantize_module(unrolled, batches, PTQOptions())
+        graph = mct.export_quantized(qmodel, batches[0], ["lq", "eps"])
+    return types.SimpleNamespace(unrolled=unrolled, batches=batches, qmodel=qmodel, graph=graph, updates=len(seen),
+                                 alive=alive)
 
 
 def _initializers_apart(a: onnx.ModelProto, b: onnx.ModelProto) -> list[str]:
@@ -901,25 +904,26 @@ def test_the_qdq_export_lets_the_model_it_was_handed_go_before_it_reads_the_grap
     assert gone_before_read == [True] and [n.op_type for n in graph.graph.node] == ["Conv"]
 
 
-def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_size():
+def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_size(small_mct):
     """quantize traces MCT's model on the smallest input the graph takes with height and width free, then fixes
-    them at the graph's own size (1/256 of the activations at bfr's 512 px). On the ELIR ops that read a
-    shape (GroupNorm's reshapes, upsampling, concats): the same nodes in the same order, the same weights, the
-    same output as the graph traced at full size."""
+    them at the graph's own size (1/256 of the activations at bfr's 512 px). On MCT's quantized model of the ELIR
+    ops that read a shape (GroupNorm's reshapes, upsampling, concats), at a size that is not square: the same nodes
+    in the same order, the same weights and grids, the same output as the graph traced at full size."""
     import hashlib
 
     from elir_edge.exporter.onnx_graph import simplify
     from elir_edge.model.synthetic import probe_inputs
-    from elir_edge.model.unroll import UnrolledElir
     from elir_edge.quantize.mct import export_quantized
     from elir_edge.quantize.stage import TRACE_SIZE
     from elir_edge.runtime.ort import ort_session_from_bytes
 
-    module = UnrolledElir(random_model(SMALL, k=2, sigma=0.1)).eval()
-    full, small = probe_inputs(1, size=128), probe_inputs(2, size=TRACE_SIZE)
+    qmodel = small_mct.qmodel
+    gen = torch.Generator().manual_seed(1)
+    full, small = (torch.rand(1, 3, 128, 64, generator=gen), torch.randn(1, 16, 16, 8, generator=gen)), \
+        probe_inputs(2, size=TRACE_SIZE)
     names = ["lq", "eps"]
-    at_full = simplify(export_quantized(module, full, names))
-    freed = simplify(export_quantized(module, small, names, free_size=True),
+    at_full = simplify(export_quantized(qmodel, full, names))
+    freed = simplify(export_quantized(qmodel, small, names, free_size=True),
                      {n: list(t.shape) for n, t in zip(names, full)})
 
     def weights(g):
@@ -927,9 +931,10 @@ def test_a_graph_traced_small_with_its_size_free_is_the_graph_traced_at_full_siz
 
     assert [n.op_type for n in freed.graph.node] == [n.op_type for n in at_full.graph.node]
     assert weights(freed) == weights(at_full) and len(weights(freed)) > 10
-    assert "Reshape" in {n.op_type for n in freed.graph.node}
+    assert {"Reshape", "QuantizeLinear"} <= {n.op_type for n in freed.graph.node}
     feed = {n: t.numpy() for n, t in zip(names, full)}
     got, want = (ort_session_from_bytes(g.SerializeToString()).run(None, feed)[0] for g in (freed, at_full))
+    assert got.shape == (1, 3, 128, 64)
     np.testing.assert_array_equal(got, want)
 
 

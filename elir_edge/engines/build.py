@@ -21,7 +21,7 @@ import onnx
 
 from elir_edge.common.files import atomic_files, sha256_file
 from elir_edge.errors import UserError
-from elir_edge.model.settings import parse_image_size
+from elir_edge.model.settings import SIZE_MULTIPLE, parse_image_size
 from elir_edge.runtime.engine_manifest import manifest_path
 
 TARGETS = ("rtx", "tensorrt")
@@ -77,10 +77,11 @@ def _profile_shapes(model: onnx.ModelProto, profile: tuple | None) -> dict[str, 
     if profile is None:
         meta = {p.key: p.value for p in model.metadata_props}
         h, w = parse_image_size(meta.get("image_size", "256x256"))
-        profile = ((1, 32, 32), (1, h, w), (4, 2 * h, 2 * w))
+        profile = ((1, SIZE_MULTIPLE, SIZE_MULTIPLE), (1, h, w), (4, 2 * h, 2 * w))
     for b, h, w in profile:
-        if h % 32 or w % 32 or b < 1:
-            raise UserError(f"profile shape {b}x{h}x{w}: height and width must be multiples of 32, batch >= 1")
+        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or b < 1:
+            raise UserError(f"profile shape {b}x{h}x{w}: height and width must be multiples of {SIZE_MULTIPLE}, "
+                            "batch >= 1")
     shapes = {}
     for name, dims in inputs.items():
         scale = 1 if name == "lq" else 8  # eps is at latent resolution

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from elir_edge.errors import UserError
 from elir_edge.model.presets import PRESETS, REFERENCE_SHARED, task_names
 
+SIZE_MULTIPLE = 32  # every image side: the latent is 1/8 of it and the U-Net halves the latent twice
+
 if TYPE_CHECKING:  # parse_image_size serves the CLI's argument check without torch
     from elir_edge.model.arch import ArchConfig
 
@@ -77,9 +79,10 @@ def resolve_settings(arch: ArchConfig, task: str | None = None, steps: int | Non
         raise UserError(f"--steps {k}: ELIR needs at least one Euler step; pass --steps 1 or more")
     if float(s) < 0:
         raise UserError(f"--sigma {s}: the noise scale must be >= 0")
-    if h % 32 or w % 32:
-        raise UserError(f"image size {h}x{w} is not a multiple of 32 (latent is 1/8, the U-Net halves it twice): "
-                        f"use e.g. {max(32, h // 32 * 32)}x{max(32, w // 32 * 32)}")
+    if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+        m = SIZE_MULTIPLE
+        raise UserError(f"image size {h}x{w} is not a multiple of {m} (latent is 1/8, the U-Net halves it twice): "
+                        f"use e.g. {max(m, h // m * m)}x{max(m, w // m * m)}")
     if batch < 1:
         raise UserError(f"--batch {batch}: the batch must be at least 1")
     return RunSettings(task=task, k_steps=int(k), sigma_s=float(s), height=h, width=w, batch=int(batch))

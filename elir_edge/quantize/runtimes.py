@@ -43,8 +43,9 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
                 return ProbeResult(name, runner.kind, measure(runner, probe), reference[name])
 
         # OpenVINO compiles each file on one core for seconds: the checks run side by side on the cores, once
-        # its bindings' numpy statics exist (two threads first touching them deadlock, seen here); file by file,
-        # so one compile runs beside ONNX Runtime's checks rather than two beside each other (0.1 GB less at peak)
+        # its bindings' numpy statics exist (two threads first touching them deadlock, seen here); queued file by
+        # file, so on 2 cores a compile mostly runs beside ONNX Runtime's checks, not beside another compile (the
+        # demo's peak ~75 MiB lower)
         _touch_openvino_numpy()
         with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
             for r in pool.map(check, [(rt, name) for name in CPU_FILES for rt in installed_cpu_runtimes()]):

@@ -34,7 +34,7 @@ from elir_edge.model.export_folder import (
     ExportFolder,
 )
 from elir_edge.model.folded import build_unrolled, load_folded
-from elir_edge.model.settings import RunSettings
+from elir_edge.model.settings import SIZE_MULTIPLE, RunSettings
 from elir_edge.quantize.calibration import calibration_batches, calibration_folder
 from elir_edge.quantize.mct import MctProgress, export_quantized, memory, quantize_module, release_memory
 from elir_edge.quantize.options import QuantizeOptions
@@ -54,7 +54,7 @@ from elir_edge.runtime.interface import input_names
 from elir_edge.runtime.ort import session_with_outputs
 
 CALIB_CROP = 256  # MCT calibrates a fully convolutional model: crops of this size stand for larger inputs
-TRACE_SIZE = 32  # the smallest side the graph takes (the latent is 1/8 and the U-Net halves it twice)
+TRACE_SIZE = SIZE_MULTIPLE  # MCT's model is traced at the smallest side the graph takes
 MAX_HOLDOUT = 4  # held-out images for the drift figures by default: each costs a run of every variant
 SENSITIVITY_PIXELS = 2 * 256 * 256  # held-out pixels each block's sensitivity is measured on by default (a run each)
 
@@ -144,8 +144,8 @@ class _MctInputs:
     """What MCT and the export of its model take: torch's half of the inputs, let go once the Q/DQ graph exists
     (at bfr 512 px, the folded weights and the calibration crops are 0.2 GB)."""
     unrolled: torch.nn.Module
-    calib: list  # (lq, eps) batches MCT calibrates on (crops)
-    first: tuple  # one (lq, eps) at the graph's size, the export example
+    calib: list[tuple[torch.Tensor, torch.Tensor]]  # (lq, eps) batches MCT calibrates on (crops)
+    first: tuple[torch.Tensor, torch.Tensor]  # one (lq, eps) at the graph's size, the export example
     baked: bool
 
     @property
@@ -237,7 +237,8 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     return report
 
 
-def _mct_graph(opts: QuantizeOptions, m: _MctInputs, size: int, stages: Stages, progress: MctProgress):
+def _mct_graph(opts: QuantizeOptions, m: _MctInputs, size: int, stages: Stages,
+               progress: MctProgress) -> onnx.ModelProto:
     """MCT's quantized model, exported to Q/DQ ONNX; the model itself goes once traced."""
     with stages(f"MCT post-training quantization on {m.images} images ({size}x{size})"
                 + (f" (GPTQ, {opts.ptq.gptq_epochs} epochs)" if opts.ptq.gptq_epochs else "")):
@@ -373,8 +374,8 @@ def calibration_size(asked: int | None, s: RunSettings, baked: bool) -> int:
     side = min(s.height, s.width)
     if asked is None:
         return side if baked else min(side, CALIB_CROP)
-    if asked % 32 or asked < 32 or asked > side:
-        raise UserError(f"--calib-size {asked}: a multiple of 32, at most the graph's {side} px")
+    if asked % SIZE_MULTIPLE or asked < SIZE_MULTIPLE or asked > side:
+        raise UserError(f"--calib-size {asked}: a multiple of {SIZE_MULTIPLE}, at most the graph's {side} px")
     if baked and asked != side:
         raise UserError(f"--calib-size {asked}: a --noise baked export carries eps of its full size; calibrate at {side}")
     return asked
@@ -406,8 +407,9 @@ GRAPH_WEIGHT_COPIES, FULL_ACTIVATION_COPIES = 5.5, 0.1
 
 def estimate_memory(folded, size: int, batch: int, images: int, s: RunSettings) -> dict:
     """Peak memory of the quantize command, GB: one forward of the unrolled model on a 64 px probe counts the
-    activations (they scale with the pixels) and the node outputs MCT keeps histograms for. The calibration
-    images stay loaded through both moments, MCT's and the full-size export's."""
+    activations (they scale with the pixels) and the node outputs MCT keeps histograms for. The moment after MCT
+    (the Q/DQ graphs, the runtimes running them at the graph's full size) still counts every calibration image,
+    though only the held-out and range images stay then: an estimate on the safe side."""
     from elir_edge.model.unroll import UnrolledElir
     from elir_edge.quantize.mct_lean import MERGE_EVERY
 
@@ -455,9 +457,9 @@ def check_memory(estimate: dict, limit_gb: float | None) -> None:
     if estimate["total_gb"] > limit:
         if estimate["during_mct_gb"] >= estimate["export_gb"]:
             worst = f"MCT on a {estimate['calib_size']} px calibration batch of {estimate['batch']}"
-            fix = "lower --calib-size (a multiple of 32) or --batch"
+            fix = f"lower --calib-size (a multiple of {SIZE_MULTIPLE}) or --batch"
         else:
-            worst, fix = "exporting and checking at the graph's full size", \
+            worst, fix = "checking the int8 graphs at the graph's full size", \
                 "export at a smaller --image-size or lower --num-images"
         raise UserError(f"quantize would need about {estimate['total_gb']:.1f} GB (peak while {worst}), "
                         f"{limit:.1f} GB are available: {fix}, or free memory")

@@ -14,6 +14,7 @@ from PIL import Image
 from elir_edge.common.images import UNREADABLE, read_rgb, save_png, to_chw, to_uint8
 from elir_edge.common.notes import noted
 from elir_edge.errors import UserError
+from elir_edge.model.settings import SIZE_MULTIPLE
 from elir_edge.restore.plan import STAMP, Job, already_done, stamp
 from elir_edge.restore.strip import write_strip
 from elir_edge.restore.tiling import restore_tiled, restore_whole
@@ -54,8 +55,8 @@ def resolve(artifact: Path, artifact_sha256: str, interface: Interface, task: st
         if gh is not None and (tile != gh or tile != gw):
             raise UserError(f"--tile {tile} differs from the graph's fixed input {gh}x{gw}: use --tile {gh}, "
                             "or export with --dynamic")
-        if tile % 32 or not 0 <= overlap < tile:
-            raise UserError(f"--tile {tile} --overlap {overlap}: the tile must be a multiple of 32 and "
+        if tile % SIZE_MULTIPLE or not 0 <= overlap < tile:
+            raise UserError(f"--tile {tile} --overlap {overlap}: the tile must be a multiple of {SIZE_MULTIPLE} and "
                             "the overlap smaller than the tile")
     return Settings(str(artifact), artifact_sha256, task, tile, overlap, seed, batch, runtime, threads)
 
