@@ -129,12 +129,19 @@ def _len(iterable):
 
 
 def release_memory() -> None:
-    """Collects MCT's reference cycles and hands freed heap back to the system (glibc's malloc_trim), so a
-    stage after MCT does not run on top of MCT's high-water mark."""
-    import ctypes
+    """Collects MCT's reference cycles and hands freed heap back to the system, so a stage after MCT does not run
+    on top of MCT's high-water mark."""
     import gc
 
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Hands the heap freed so far back to the system (glibc's malloc_trim): what objects without reference cycles
+    (sessions, graphs) left behind, without a collection's walk over every object."""
+    import ctypes
+
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the memory stays with the process, nothing else changes

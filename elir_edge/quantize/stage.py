@@ -36,7 +36,14 @@ from elir_edge.model.export_folder import (
 from elir_edge.model.folded import build_unrolled, load_folded
 from elir_edge.model.settings import SIZE_MULTIPLE, RunSettings
 from elir_edge.quantize.calibration import calibration_batches, calibration_folder
-from elir_edge.quantize.mct import MctProgress, export_quantized, memory, quantize_module, release_memory
+from elir_edge.quantize.mct import (
+    MctProgress,
+    export_quantized,
+    memory,
+    quantize_module,
+    release_memory,
+    trim_heap,
+)
 from elir_edge.quantize.options import QuantizeOptions
 from elir_edge.quantize.qdq_rewrite import (
     conv_block,
@@ -219,7 +226,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         graphs, drifts, half_info = _int8_graphs(mct_graph, float_convs, ev, x.feeds(x.ranged))
     blobs = _serialized(graphs, x.float_graph)
     del graphs  # the files are their bytes from here on
-    release_memory()  # what the drift's sessions freed goes back before the runtimes' check starts
+    trim_heap()  # what the drift's sessions freed goes back before the runtimes' check starts
     with stages("check which installed CPU runtime computes each int8 file right here"):
         probe, runtimes = record_runtimes(blobs, feeds[0], ev.ref[0])
     report = _report(opts, x, blobs, drifts, half_info, probe, runtimes,
