@@ -37,6 +37,23 @@ def test_progress_lines_inside_a_stage_keep_the_header_whole():
     assert re.fullmatch(r"    done in \d+\.\d s", lines[5]) and len(lines) == 6
 
 
+def test_the_stage_where_the_peak_memory_rose_last_is_named():
+    """A fresh process (a test worker's own peak is already past anything a stage here allocates): the middle
+    stage writes 300 MB, the stages around it nothing."""
+    import subprocess
+    import sys
+
+    code = ("from elir_edge.common.progress import Stages\n"
+            "s = Stages(3, quiet=True)\n"
+            "with s('light'): pass\n"
+            "with s('heavy'): block = b'x' * 300_000_000\n"
+            "del block\n"
+            "with s('after'): pass\n"
+            "print(s.peak_stage)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "heavy"
+
+
 def test_mct_phases_in_a_log_and_on_a_terminal():
     for out in (io.StringIO(), Terminal()):
         stages = Stages(1, stream=out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from elir_edge.common.memory import peak_kb
+
 
 class Stages:
     """Prints `[i/n] name ... 1.2 s` for each stage; quiet=True prints nothing."""
@@ -13,6 +15,7 @@ class Stages:
         self.total, self.quiet, self.stream = total, quiet, stream or sys.stderr
         self.index, self.started = 0, time.perf_counter()
         self.durations: list[tuple[str, float]] = []  # (stage, seconds) of the stages finished
+        self.peak_stage: str | None = None  # the last finished stage in which this process's peak memory rose
 
     def __call__(self, name: str):
         return _Stage(self, name)
@@ -71,7 +74,7 @@ class _Stage:
     def __enter__(self):
         o = self.owner
         o.index += 1
-        self.t0 = time.perf_counter()
+        self.t0, self.peak0 = time.perf_counter(), peak_kb()
         if not o.quiet:
             print(f"[{o.index}/{o.total}] {self.name} ...", end="", file=o.stream, flush=True)
             _Stage.waiting = self
@@ -84,6 +87,8 @@ class _Stage:
             _Stage.waiting = None
         if exc_type is None:
             self.owner.durations.append((self.name, round(took, 2)))
+            if self.peak0 is not None and peak_kb() > self.peak0:
+                self.owner.peak_stage = self.name
         if self.owner.quiet:
             return False
         if exc_type is None:

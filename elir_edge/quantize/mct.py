@@ -14,7 +14,6 @@ import importlib
 import io
 import logging
 import os
-import resource
 import sys
 import time
 import warnings
@@ -22,6 +21,7 @@ import warnings
 import onnx
 import torch
 
+from elir_edge.common.memory import peak_kb, resident_kb
 from elir_edge.common.progress import new_line, progress_line
 from elir_edge.quantize.mct_lean import (
     grids_where_kept,
@@ -149,12 +149,10 @@ def trim_heap() -> None:
 
 
 def memory() -> dict:
-    """This process's resident memory now and at its peak so far, GB."""
-    try:
-        rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
-    except (OSError, ValueError, IndexError):
-        rss = float("nan")
-    return {"rss_gb": round(rss, 2), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+    """This process's resident memory now and at its peak so far, GB (NaN where /proc cannot tell)."""
+    now, peak = resident_kb(), peak_kb()
+    return {"rss_gb": round(now * 1024 / 1e9, 2) if now is not None else float("nan"),
+            "peak_rss_gb": round(peak * 1024 / 1e9, 2) if peak is not None else float("nan")}
 
 
 @contextlib.contextmanager

@@ -33,11 +33,17 @@ def quantize_table(r: dict) -> str:
         ["ship to the CPU", f"{r['cpu']['ship']['file']} for {r['cpu']['ship']['target']}: {r['cpu']['ship']['why']}"],
         ["time", f"{r['seconds']:.0f} s; MCT: " + ", ".join(f"{ph['phase'].split(' (')[0].lower()} {ph['seconds']:.0f} s"
                                                           for ph in r["profile"]["mct_phases"])
-                 + f"; peak memory {r['profile']['memory_gb']['peak_rss_gb']:.1f} GB"],
+                 + f"; peak memory {r['profile']['memory_gb']['peak_rss_gb']:.1f} GB"
+                 + _peak_stage(r["profile"].get("peak_stage"))],
     ]
     sens = [[b, f"{v:.1f}"] for b, v in r["sensitivity_psnr_db_block_alone_int8"].items()]
     return (table(rows, numeric=False) + "\n\n" +
             table(sens, header=["block quantized alone", "PSNR dB vs float"]))
+
+
+def _peak_stage(stage: str | None) -> str:
+    """Where the peak was reached: what a user whose run does not fit has to make lighter."""
+    return f", reached in: {stage}" if stage else ", reached before the first stage"
 
 
 def _short(name: str) -> str:

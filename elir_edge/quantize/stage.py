@@ -236,7 +236,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         blobs[PROBE] = probe
         report["seconds"] = round(stages.elapsed(), 1)
         report["profile"] = {"stages_s": dict(stages.durations), "mct_phases": progress.phases,
-                             "memory_estimate": x.estimate, "memory_gb": memory()}
+                             "memory_estimate": x.estimate, "memory_gb": memory(), "peak_stage": stages.peak_stage}
         blobs[QUANT_REPORT] = (json.dumps(report, indent=2) + "\n").encode()
         with atomic_files([x.export / n for n in blobs]) as tmps:  # all of them, or none
             for blob, tmp in zip(blobs.values(), tmps):
