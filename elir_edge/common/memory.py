@@ -24,3 +24,12 @@ def peak_kb() -> int | None:
     ru_maxrss: Linux carries a parent's peak into a child across exec, so a command started by a large process
     (a test worker, a notebook) would report the parent's."""
     return _status_kb("VmHWM")
+
+
+def memory_gb() -> dict:
+    """Resident memory now and at its peak so far, GB (NaN where /proc cannot tell), for a report."""
+    return {"rss_gb": _gb(resident_kb()), "peak_rss_gb": _gb(peak_kb())}
+
+
+def _gb(kib: int | None) -> float:
+    return round(kib * 1024 / 1e9, 2) if kib is not None else float("nan")

@@ -21,7 +21,7 @@ import warnings
 import onnx
 import torch
 
-from elir_edge.common.memory import peak_kb, resident_kb
+from elir_edge.common.memory import memory_gb
 from elir_edge.common.progress import new_line, progress_line
 from elir_edge.quantize.mct_lean import (
     grids_where_kept,
@@ -112,13 +112,13 @@ class MctProgress:
         if tty and not self.quiet:
             print(file=self.stream, flush=True)
         self.phases.append({"phase": desc, "items": i, "seconds": round(time.perf_counter() - start, 2),
-                            **memory()})
+                            **memory_gb()})
 
     def finish(self, total_s: float) -> list[dict]:
         """The phases, with what MCT did outside its loops (graph preparation, corrections, model building)."""
         inside = sum(p["seconds"] for p in self.phases)
         return self.phases + [{"phase": "rest of MCT (graph preparation, corrections, model building)",
-                               "seconds": round(total_s - inside, 2), **memory()}]
+                               "seconds": round(total_s - inside, 2), **memory_gb()}]
 
 
 def _len(iterable):
@@ -146,13 +146,6 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the memory stays with the process, nothing else changes
         pass
-
-
-def memory() -> dict:
-    """This process's resident memory now and at its peak so far, GB (NaN where /proc cannot tell)."""
-    now, peak = resident_kb(), peak_kb()
-    return {"rss_gb": round(now * 1024 / 1e9, 2) if now is not None else float("nan"),
-            "peak_rss_gb": round(peak * 1024 / 1e9, 2) if peak is not None else float("nan")}
 
 
 @contextlib.contextmanager

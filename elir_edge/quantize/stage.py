@@ -18,6 +18,7 @@ import torch
 
 from elir_edge import __version__
 from elir_edge.common.files import atomic_files
+from elir_edge.common.memory import memory_gb
 from elir_edge.common.progress import Stages, each
 from elir_edge.errors import InternalError, UserError
 from elir_edge.exporter.fp16 import norm_inputs, to_fp16
@@ -39,7 +40,6 @@ from elir_edge.quantize.calibration import calibration_batches, calibration_fold
 from elir_edge.quantize.mct import (
     MctProgress,
     export_quantized,
-    memory,
     quantize_module,
     release_memory,
     trim_heap,
@@ -236,7 +236,7 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
         blobs[PROBE] = probe
         report["seconds"] = round(stages.elapsed(), 1)
         report["profile"] = {"stages_s": dict(stages.durations), "mct_phases": progress.phases,
-                             "memory_estimate": x.estimate, "memory_gb": memory(), "peak_stage": stages.peak_stage}
+                             "memory_estimate": x.estimate, "memory_gb": memory_gb(), "peak_stage": stages.peak_stage}
         blobs[QUANT_REPORT] = (json.dumps(report, indent=2) + "\n").encode()
         with atomic_files([x.export / n for n in blobs]) as tmps:  # all of them, or none
             for blob, tmp in zip(blobs.values(), tmps):
