@@ -19,10 +19,10 @@ from elir_edge.errors import UserError
 WIDE = 2048  # the Inception feature width torchmetrics' FID/KID are set up for
 
 
-def _features(n: int, used: int, shift: float, seed: int) -> np.ndarray:
-    """n x 2048 float32 features, non-zero in the first `used` columns only (so scipy works on a small block)."""
+def _features(n: int, used: int, shift: float, seed: int, first: int = 0) -> np.ndarray:
+    """n x 2048 float32 features, non-zero in `used` columns from `first` only (so scipy works on a small block)."""
     out = np.zeros((n, WIDE), np.float32)
-    out[:, :used] = np.random.default_rng(seed).normal(shift, 1.0, (n, used))
+    out[:, first:first + used] = np.random.default_rng(seed).normal(shift, 1.0, (n, used))
     return out
 
 
@@ -58,6 +58,17 @@ def test_fid_and_kid_equal_their_formulas_worked_out_with_numpy_and_scipy(shift)
     assert 0 <= got["kid_std"] <= 1e-5 * level  # every subset holds all 40 samples: the same MMD each time
     assert got["available"] and got["n"] == 40 and got["fid_biased"] and got["reference_weights"]
     assert "note" not in got
+
+
+def test_fid_of_sets_that_span_other_features_is_the_formula_over_all_of_them():
+    """Each set has features the other lacks (columns 0-5 against 3-10 and 1500-1507), so neither set's span holds
+    the other's; FID must be the formula over every column either uses, whatever space it is computed in."""
+    real, fake = _features(14, 6, 0.0, 8), _features(14, 8, 0.5, 9, first=3) + _features(14, 8, 0.2, 10, first=1500)
+    used = np.r_[0:11, 1500:1508]
+    got = fid.fid_kid_of(real, fake, reference=True)["fid"]
+    scale = float(np.trace(np.cov(real[:, used], rowvar=False)) + np.trace(np.cov(fake[:, used], rowvar=False)))
+    assert got == pytest.approx(_fid_by_hand(real[:, used], fake[:, used], len(used)), abs=1e-6 * scale)
+    assert got == pytest.approx(fid.fid_kid_of(fake, real, reference=True)["fid"], abs=1e-6 * scale)  # symmetric
 
 
 def test_a_shifted_set_scores_higher_and_fid_is_zero_against_itself():
