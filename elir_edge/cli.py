@@ -104,6 +104,7 @@ QUANTIZE_EXAMPLES = """examples:
   elir-edge quantize                                   # newest export/, calibration/ (clean photos, degraded here)
   elir-edge quantize --model export/elir_sr --calib my_photos/ --num-images 64
   elir-edge quantize --keep-float edges                # first conv, last conv and the Euler updates in float
+  elir-edge quantize --runtime ort                     # check the CPU files on ONNX Runtime only (no OpenVINO)
   elir-edge quantize --auto-precision --target-psnr 40 # float for the most sensitive blocks until 40 dB
   elir-edge quantize --error-method noclipping --no-bias-correction
   elir-edge quantize --model export/elir_baked --gptq-epochs 5   # GPTQ: exports made with --noise baked
@@ -145,6 +146,9 @@ def add_quantize_parser(sub) -> None:
     p.add_argument("--cpu", choices=CPU_TARGETS, default=QuantizeOptions.cpu,
                    help="the CPU the int8 CPU file is for: vnni (8-bit weights: VNNI/AMX), avx2 (7-bit weights: "
                         "no VNNI), auto (this CPU, by its features and the runtimes' check here); the report names it")
+    p.add_argument("--runtime", dest="runtimes", action="append", choices=RUNTIMES,
+                   help="CPU runtime to check the int8 CPU files on, repeatable (default: every installed one; "
+                        "each costs seconds a file, OpenVINO's compile most)")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
     p.add_argument("--z-threshold", type=_positive_float, default=PTQOptions.z_threshold,
                    help="outlier removal (e.g. 8); default off")
@@ -193,7 +197,7 @@ def run_quantize(args) -> int:
                            ptq=PTQOptions(args.error_method, args.weights_error_method, args.bias_correction,
                                           args.z_threshold, args.gptq_epochs),
                            sensitivity_images=args.sensitivity_images, calib_size=args.calib_size,
-                           memory_limit_gb=args.memory_limit, cpu=args.cpu,
+                           memory_limit_gb=args.memory_limit, cpu=args.cpu, runtimes=args.runtimes,
                            keep_float=keep, auto_precision=args.auto_precision, target_psnr=args.target_psnr)
     quiet = args.quiet or args.json
     r = quantize_export(opts, quiet=quiet)

@@ -1,6 +1,7 @@
 """Calibration loading, PTQ with MCT on a tiny model, the TensorRT-form rewrite and the engine module
 without TensorRT or a GPU."""
 
+import json
 import warnings
 from pathlib import Path
 
@@ -295,6 +296,34 @@ def test_keep_float_edges_and_auto_precision(requantize):
     assert order == sorted(sens, key=sens.get)  # the most sensitive block goes float first
     r = run(auto_precision=True, target_psnr=r["int8_vs_float"]["psnr_db"] - 100)  # already met
     assert len(r["auto_precision"]) == 1 and r["layers"]["float"] == []
+
+
+def test_the_int8_files_are_checked_on_every_installed_runtime_or_on_those_asked(tiny_quantized, requantize,
+                                                                                 monkeypatch, capsys):
+    """By default every installed CPU runtime's verdict is recorded; `--runtime ort` records ONNX Runtime's alone
+    (no OpenVINO compile); a runtime asked for that is not installed is refused in one line before any work."""
+    from conftest import snapshot
+
+    import elir_edge.quantize.runtimes as runtimes
+    from elir_edge.runtime.open import RunnerOptions, open_runner
+
+    def kind(rt: str) -> str:
+        with open_runner(tiny_quantized[0] / "model_int8_cpu.onnx", RunnerOptions(runtime=rt)) as runner:
+            return runner.kind
+
+    kinds = {kind(rt) for rt in runtimes.installed_cpu_runtimes()}
+    assert set(tiny_quantized[1]["runtimes_here"]) == kinds and "ONNX Runtime CPU" in kinds
+    folder, _ = requantize
+    calib = str(tiny_quantized[0].parent / "calib")
+    argv = ["quantize", "-q", "--model", str(folder), "--calib", calib, "--no-engine", "--runtime"]
+    assert main([*argv, "ort"]) == 0
+    assert set(json.loads((folder / "quant_report.json").read_text())["runtimes_here"]) == {"ONNX Runtime CPU"}
+    monkeypatch.setattr(runtimes, "installed_cpu_runtimes", lambda: ["ort"])
+    before, _ = snapshot(folder), capsys.readouterr()
+    assert main([*argv, "openvino"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["elir-edge quantize: error: --runtime openvino: openvino is not installed here: pip install "
+                   "'elir-edge[openvino]', or leave it out"] and snapshot(folder) == before
 
 
 def test_keep_float_pattern_that_matches_nothing_is_refused(requantize):
@@ -1048,5 +1077,5 @@ def test_the_runtime_check_runs_side_by_side_on_the_cores_this_process_may_use(t
     probe = load_probe(folder / PROBE)
     with pytest.raises(Sized):
         runtimes.record_runtimes({name: (folder / name).read_bytes() for name in CPU_FILES},
-                                 {"lq": probe["lq"], "eps": probe["eps"]}, probe["hq"])
+                                 {"lq": probe["lq"], "eps": probe["eps"]}, probe["hq"], ["ort"])
     assert sizes == [3]

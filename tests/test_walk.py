@@ -30,7 +30,8 @@ from elir_edge.cli import build_parser, main
 PATH_ARGS = {
     "export": {"base": ["{ckpt}", "--task", "denoising", "--image-size", "64", "-o", "{out}/exp"],
                "args": {0: "file_in", "-o": "dir_out"}},
-    "quantize": {"base": ["--model", "{export}", "--calib", "{calib}", "--no-engine"],
+    "quantize": {"base": ["--model", "{export}", "--calib", "{calib}", "--no-engine", "--runtime", "ort"],  # the
+                 # paths are what is walked: ONNX Runtime's check alone, not OpenVINO's compile of each file too
                  "args": {"--model": "dir_in", "--calib": "image_dir_in", "--engine": "file_out"}},
     "restore": {"base": ["--engine", "{export}/model.onnx", "{images}", "-o", "{out}/restored"],
                 "args": {"--engine": "file_in", 2: "images_in", "-o": "dir_out"}},

@@ -14,8 +14,10 @@ import numpy as np
 
 from elir_edge.common.cores import usable_cores
 from elir_edge.common.metrics import psnr
+from elir_edge.errors import UserError
 from elir_edge.model.export_folder import CPU_FILES, INT8_CPU, INT8_CPU_W8
 from elir_edge.runtime.open import RunnerOptions, open_runner
+from elir_edge.runtime.openvino import INSTALL
 from elir_edge.runtime.ort import reference_session
 from elir_edge.runtime.probe import ProbeResult, measure, probe_bytes
 
@@ -26,9 +28,23 @@ def installed_cpu_runtimes() -> list[str]:
     return [rt for rt, module in CPU_RUNTIMES.items() if importlib.util.find_spec(module) is not None]
 
 
-def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_out: np.ndarray) -> tuple[bytes, dict]:
+def runtimes_to_check(asked: list[str] | None) -> list[str]:
+    """The CPU runtimes whose verdicts quantize records: those asked (a user who ships on ONNX Runtime alone need
+    not wait for OpenVINO's compile of each file), else every installed one. Refused before any work where an
+    asked one is not installed."""
+    if not asked:
+        return installed_cpu_runtimes()
+    missing = next((rt for rt in asked if rt not in installed_cpu_runtimes()), None)
+    if missing:
+        raise UserError(f"--runtime {missing}: {CPU_RUNTIMES[missing]} is not installed here: "
+                        f"{INSTALL if missing == 'openvino' else 'pip install onnxruntime'}, or leave it out")
+    return list(dict.fromkeys(asked))
+
+
+def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_out: np.ndarray,
+                    runtimes: list[str]) -> tuple[bytes, dict]:
     """The probe file's bytes, and for the report: each file's own arithmetic on the probe (reference PSNR vs
-    float) and, per installed CPU runtime, what that runtime gets on each CPU file and whether it computes the
+    float) and, per CPU runtime of `runtimes`, what that runtime gets on each CPU file and whether it computes the
     file right."""
     probe = {"lq": feed["lq"], "eps": feed.get("eps"), "hq": float_out}
     reference = {name: psnr(reference_session(b).run(["hq"], feed)[0], float_out) for name, b in blobs.items()}
@@ -46,9 +62,10 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
         # its bindings' numpy statics exist (two threads first touching them deadlock, seen here); queued file by
         # file, so on 2 cores a compile mostly runs beside ONNX Runtime's checks, not beside another compile (the
         # demo's peak ~75 MiB lower)
-        _touch_openvino_numpy()
+        if "openvino" in runtimes:
+            _touch_openvino_numpy()
         with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
-            for r in pool.map(check, [(rt, name) for name in CPU_FILES for rt in installed_cpu_runtimes()]):
+            for r in pool.map(check, [(rt, name) for name in CPU_FILES for rt in runtimes]):
                 verdicts.setdefault(r.runtime, {})[r.file] = r.to_dict()
     return probe_bytes(probe["lq"], probe["eps"], float_out), {"reference_psnr_db": reference, "runtimes": verdicts}
 
@@ -56,10 +73,9 @@ def record_runtimes(blobs: dict[str, bytes], feed: dict[str, np.ndarray], float_
 def _touch_openvino_numpy() -> None:
     """Initialise OpenVINO's pybind11 numpy statics in this thread: made first by two threads at once, one holds
     C++'s static-init guard waiting for the GIL the other holds waiting for the guard (a hang at 0 % CPU)."""
-    if "openvino" in installed_cpu_runtimes():
-        import openvino as ov
+    import openvino as ov
 
-        ov.Tensor(np.zeros((1,), np.float32))
+    ov.Tensor(np.zeros((1,), np.float32))
 
 
 def runtimes_line(runtimes: dict) -> str:

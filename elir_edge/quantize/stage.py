@@ -54,7 +54,7 @@ from elir_edge.quantize.qdq_rewrite import (
     signed_grid_tensors,
 )
 from elir_edge.quantize.qdq_rules import check
-from elir_edge.quantize.runtimes import cpu_file_to_ship, record_runtimes
+from elir_edge.quantize.runtimes import cpu_file_to_ship, record_runtimes, runtimes_to_check
 from elir_edge.quantize.seen_ranges import range_images, seen_ranges
 from elir_edge.runtime.compare import agreement
 from elir_edge.runtime.interface import input_names
@@ -205,6 +205,7 @@ def _read_inputs(opts: QuantizeOptions, quiet: bool) -> tuple[_Inputs, _MctInput
 
 
 def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
+    runtimes = runtimes_to_check(opts.runtimes)
     stages = Stages(7 + opts.auto_precision, quiet)
     with stages("read export and calibration images"):
         x, for_mct = _read_inputs(opts, quiet)
@@ -227,9 +228,9 @@ def quantize_export(opts: QuantizeOptions, quiet: bool = False) -> dict:
     blobs = _serialized(graphs, x.float_graph)
     del graphs  # the files are their bytes from here on
     trim_heap()  # what the drift's sessions freed goes back before the runtimes' check starts
-    with stages("check which installed CPU runtime computes each int8 file right here"):
-        probe, runtimes = record_runtimes(blobs, feeds[0], ev.ref[0])
-    report = _report(opts, x, blobs, drifts, half_info, probe, runtimes,
+    with stages(f"check which CPU runtime ({', '.join(runtimes)}) computes each int8 file right here"):
+        probe, verdicts = record_runtimes(blobs, feeds[0], ev.ref[0], runtimes)
+    report = _report(opts, x, blobs, drifts, half_info, probe, verdicts,
                      {"sensitivity": sensitivity, "trail": trail, "n_sens": n_sens, "float_convs": float_convs,
                       "convs": _convs(mct_graph), "images": images})
     with stages("write the int8 graphs, the probe and the report"):
