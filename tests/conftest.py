@@ -191,17 +191,40 @@ def small_ckpt(tmp_path):
     return save_checkpoint(model, tmp_path / "small.ckpt", "training"), model
 
 
-@pytest.fixture(scope="session")
-def tiny_quantized(request, tmp_path_factory):
-    """A tiny export quantized end to end (MCT PTQ on the CPU), made once per session: under pytest-xdist the
-    first worker that needs it makes it in the workers' shared temporary folder, the other waits and reads it."""
+def _once_per_session(request, tmp_path_factory, name: str, make):
+    """`make(folder)` for a fixture made once per session: under pytest-xdist the first worker that needs it makes
+    it in the workers' shared temporary folder, the other waits and reads it (`make` does nothing where it is made)."""
     if not hasattr(request.config, "workerinput"):
-        return _tiny_quantized(tmp_path_factory.mktemp("q"))
+        return make(tmp_path_factory.mktemp(name))
     from filelock import FileLock
 
-    shared = tmp_path_factory.getbasetemp().parent / "tiny_quantized"
+    shared = tmp_path_factory.getbasetemp().parent / name
     with FileLock(f"{shared}.lock"):
-        return _tiny_quantized(shared)
+        return make(shared)
+
+
+@pytest.fixture(scope="session")
+def tiny_quantized(request, tmp_path_factory):
+    """A tiny export quantized end to end (MCT PTQ on the CPU), made once per session."""
+    return _once_per_session(request, tmp_path_factory, "tiny_quantized", _tiny_quantized)
+
+
+@pytest.fixture(scope="session")
+def demo_folder(request, tmp_path_factory):
+    """The bundled demo checkpoint exported (fp32 and fp16) as a user exports it, once per session; the tests only
+    read it."""
+    return _once_per_session(request, tmp_path_factory, "demo_export", _demo_export)
+
+
+def _demo_export(tmp: Path) -> Path:
+    from elir_edge.cli import main
+    from elir_edge.demo import CHECKPOINT
+
+    folder = tmp / "demo"
+    if not (folder / "manifest.json").is_file():  # written last: a folder without it is a worker's that failed
+        shutil.rmtree(folder, ignore_errors=True)
+        assert main(["export", "-q", str(CHECKPOINT), "-o", str(folder)]) == 0
+    return folder
 
 
 def _tiny_quantized(tmp: Path) -> tuple[Path, dict]:

@@ -82,15 +82,6 @@ def test_measure_follows_iterations_and_duration(monkeypatch):
     assert s["median_ms"] == pytest.approx(4.0) and s["throughput_img_s"] == pytest.approx(1000.0)
 
 
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory):
-    from elir_edge.demo import CHECKPOINT
-
-    out = tmp_path_factory.mktemp("bench") / "demo"
-    assert main(["export", "-q", str(CHECKPOINT), "-o", str(out)]) == 0
-    return out
-
-
 def test_runner_selection(demo_folder):
     from elir_edge.runtime.runner import Runner
 

@@ -59,12 +59,10 @@ def test_blending_is_smooth_where_tiles_disagree():
     assert steps.max() <= 1 / 32 + 1e-6
 
 
-def test_restore_cli(tmp_path, capsys):
-    from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
+def test_restore_cli(demo_folder, tmp_path, capsys):
+    from elir_edge.demo import HELDOUT_DIR
 
-    folder = tmp_path / "exp"
-    assert main(["export", "-q", str(CHECKPOINT), "-o", str(folder)]) == 0
-    capsys.readouterr()
+    folder = demo_folder
     inputs = tmp_path / "in"
     inputs.mkdir()
     Image.open(HELDOUT_DIR / "chelsea_0.png").resize((300, 220)).convert("L").save(inputs / "gray.jpg")
@@ -100,13 +98,12 @@ def test_in_batches_pads_a_static_batch_and_trims():
     assert [list(s) for s in seen] == [[0, 1, 2], [3, 4, 5], [6, 6, 6]]  # the last item repeats
 
 
-def test_restore_improves_a_noisy_photograph(tmp_path, capsys):
+def test_restore_improves_a_noisy_photograph(demo_folder, tmp_path, capsys):
     """Image content: the demo model restores a denoising input towards the clean photograph."""
     from elir_edge.common.degrade import degrade
-    from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
+    from elir_edge.demo import HELDOUT_DIR
 
-    folder = tmp_path / "exp"
-    assert main(["export", "-q", str(CHECKPOINT), "-o", str(folder)]) == 0
+    folder = demo_folder
     clean = np.asarray(Image.open(HELDOUT_DIR / "astronaut_2.png").convert("RGB"))
     noisy = degrade("denoising", clean, 11)
     (tmp_path / "in").mkdir()
@@ -146,16 +143,15 @@ def test_super_resolution_inputs_are_upscaled_first(tmp_path, task, factor, caps
         assert Image.open(tmp_path / "o2" / "s.png").size == (64, 64)
 
 
-def test_a_decompression_bomb_is_skipped_and_the_rest_restored(tmp_path, capsys):
+def test_a_decompression_bomb_is_skipped_and_the_rest_restored(demo_folder, tmp_path, capsys):
     """A PNG whose header claims ~400 megapixels: Pillow refuses it on purpose; restore skips it in one
     line, restores the other image, and counts both."""
     import struct
     import zlib
 
-    from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
+    from elir_edge.demo import HELDOUT_DIR
 
-    folder = tmp_path / "exp"
-    assert main(["export", "-q", "--no-fp16", str(CHECKPOINT), "-o", str(folder)]) == 0
+    folder = demo_folder
     (tmp_path / "in").mkdir()
     Image.open(HELDOUT_DIR / "chelsea_0.png").save(tmp_path / "in" / "good.png")
 
@@ -175,12 +171,11 @@ def test_a_decompression_bomb_is_skipped_and_the_rest_restored(tmp_path, capsys)
     assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bomb.png").exists()
 
 
-def test_restore_runs_on_openvino(tmp_path, capsys):
+def test_restore_runs_on_openvino(demo_folder, tmp_path, capsys):
     pytest.importorskip("openvino")
-    from elir_edge.demo import CHECKPOINT, HELDOUT_DIR
+    from elir_edge.demo import HELDOUT_DIR
 
-    folder = tmp_path / "exp"
-    assert main(["export", "-q", "--no-fp16", str(CHECKPOINT), "-o", str(folder)]) == 0
+    folder = demo_folder
     (tmp_path / "in").mkdir()
     Image.open(HELDOUT_DIR / "chelsea_0.png").save(tmp_path / "in" / "a.png")
     for runtime in ("ort", "openvino"):
