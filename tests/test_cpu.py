@@ -77,6 +77,35 @@ def test_conv_shapes_and_roof(tiny_quantized):
     assert roof["fp32_gmac_s"] > 0 and roof["int8_gmac_s"] > 0 and roof["int8_vs_fp32"] > 0
 
 
+def test_the_roof_is_measured_once_a_process_for_the_same_shapes_and_threads(tiny_quantized, monkeypatch):
+    """quantize and then bench on one model in one process (the demo) report one measurement of the roof; other
+    threads or another model's shapes are measured anew; a caller's changes to a result never reach the next."""
+    import elir_edge.runtime.cpu_roof as cpu
+
+    measured = []
+
+    def fake(shapes, threads):
+        measured.append((shapes, threads))
+        return {"shapes": [dict(s) for s in shapes], "fp32_gmac_s": 10.0, "int8_gmac_s": 20.0 + len(measured),
+                "int8_vs_fp32": 2.0}
+
+    monkeypatch.setattr(cpu, "conv_roof", fake)
+    cpu._roof_once.cache_clear()
+    try:
+        float_path, other = tiny_quantized[0] / "model.onnx", tiny_quantized[0].parent / "other.onnx"
+        first = cpu.measure_cpu(float_path, size_ratio=0.3)
+        first["shapes"].clear()
+        again = cpu.measure_cpu(float_path)
+        assert len(measured) == 1 and again["int8_gmac_s"] == 21.0 and again["shapes"] == measured[0][0]
+        assert measured[0] == (conv_shapes(onnx.load(str(float_path))), None)
+        assert cpu.measure_cpu(float_path, threads=1)["int8_gmac_s"] == 22.0 and measured[1][1] == 1
+        other.write_bytes(cpu._conv_graph({"in": 8, "out": 8, "h": 16, "w": 16, "stride": 1}, False))  # other convs
+        cpu.measure_cpu(other)
+        assert len(measured) == 3 and measured[2][0] != measured[0][0]
+    finally:
+        cpu._roof_once.cache_clear()  # no fake figure left for a later test of this process
+
+
 def test_conv_roof_arithmetic_on_known_latencies(monkeypatch):
     """Sessions that take a known time on a fake clock: shape A (share 0.6) runs fp32 in 2 ms and int8 in 1 ms,
     shape B (share 0.2) 4 ms and 8 ms. MACs of each probe graph counted here from its Conv nodes; the roof is

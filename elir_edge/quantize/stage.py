@@ -359,7 +359,7 @@ def _cpu_verdict(float_path: Path, size_ratio: float, target: str, runtimes: dic
     CPU file to ship to the target CPU."""
     from elir_edge.runtime.cpu_roof import measure_cpu
 
-    cpu = measure_cpu(float_path, seconds=0.3, size_ratio=size_ratio)
+    cpu = measure_cpu(float_path, size_ratio=size_ratio)
     return {"features": cpu["features"], "int8_vs_fp32_conv": cpu["int8_vs_fp32"], "verdict": cpu["verdict"],
             "ship": cpu_file_to_ship(target, cpu["features"], runtimes)}
 
