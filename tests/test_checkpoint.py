@@ -98,8 +98,6 @@ SPEC_PARAMS = {"bfr": 29.6, "sr": 18.9, "bsr": 11.1}
 
 
 def test_official_key_names_and_shapes():
-    from elir_edge.model.arch import build_elir
-
     sd = build_elir(preset_arch("bsr"), 3, 0.04).state_dict()
     assert {k: tuple(sd[k].shape) for k in SPEC_KEYS if k in sd} == SPEC_KEYS
     assert "enc.layers.2.bias" not in sd and "dec.layers.6.bias" not in sd  # stride/upsample convs: no bias

@@ -77,7 +77,8 @@ def test_conv_shapes_and_roof(tiny_quantized):
     assert roof["fp32_gmac_s"] > 0 and roof["int8_gmac_s"] > 0 and roof["int8_vs_fp32"] > 0
 
 
-def test_the_roof_is_measured_once_a_process_for_the_same_shapes_and_threads(tiny_quantized, monkeypatch):
+def test_the_roof_is_measured_once_a_process_for_the_same_shapes_and_threads(tiny_quantized, tmp_path,
+                                                                              monkeypatch):
     """quantize and then bench on one model in one process (the demo) report one measurement of the roof; other
     threads or another model's shapes are measured anew; a caller's changes to a result never reach the next."""
     import elir_edge.runtime.cpu_roof as cpu
@@ -92,7 +93,7 @@ def test_the_roof_is_measured_once_a_process_for_the_same_shapes_and_threads(tin
     monkeypatch.setattr(cpu, "conv_roof", fake)
     cpu._roof_once.cache_clear()
     try:
-        float_path, other = tiny_quantized[0] / "model.onnx", tiny_quantized[0].parent / "other.onnx"
+        float_path, other = tiny_quantized[0] / "model.onnx", tmp_path / "other.onnx"
         first = cpu.measure_cpu(float_path, size_ratio=0.3)
         first["shapes"].clear()
         again = cpu.measure_cpu(float_path)

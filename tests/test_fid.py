@@ -71,6 +71,15 @@ def test_fid_of_sets_that_span_other_features_is_the_formula_over_all_of_them():
     assert got == pytest.approx(fid.fid_kid_of(fake, real, reference=True)["fid"], abs=1e-6 * scale)  # symmetric
 
 
+def test_fid_of_sets_as_many_as_their_features_wide_is_the_formula():
+    """Sets with at least as many rows together as the features are wide span them all: FID on them as they are."""
+    rng = np.random.default_rng(11)
+    real, fake = rng.normal(0, 1, (10, 8)).astype(np.float32), rng.normal(0.4, 1.2, (10, 8)).astype(np.float32)
+    got = fid.fid_kid_of(real, fake, reference=True)["fid"]
+    scale = float(np.trace(np.cov(real, rowvar=False)) + np.trace(np.cov(fake, rowvar=False)))
+    assert got == pytest.approx(_fid_by_hand(real, fake, 8), abs=1e-6 * scale)
+
+
 def test_a_shifted_set_scores_higher_and_fid_is_zero_against_itself():
     real = _features(30, 5, 0.0, 4)
     same, shifted = fid.fid_kid_of(real, real, True), fid.fid_kid_of(real, _features(30, 5, 1.0, 5), True)

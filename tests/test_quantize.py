@@ -324,6 +324,8 @@ def test_the_int8_files_are_checked_on_every_installed_runtime_or_on_those_asked
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["elir-edge quantize: error: --runtime openvino: openvino is not installed here: pip install "
                    "'elir-edge[openvino]', or leave it out"] and snapshot(folder) == before
+    with pytest.raises(UserError, match="--runtime trt: not a CPU runtime; give ort or openvino"):
+        runtimes.runtimes_to_check(["trt"])  # through the Python API, where argparse's choices do not stand guard
 
 
 def test_keep_float_pattern_that_matches_nothing_is_refused(requantize):

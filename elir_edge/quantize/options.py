@@ -38,4 +38,5 @@ class QuantizeOptions:
     calib_size: int | None = None  # calibration crops (px); default: the graph's size, at most CALIB_CROP
     memory_limit_gb: float | None = None  # refuse above this estimate; default: this machine's available memory
     cpu: str = "auto"  # which CPU file to ship: vnni (8-bit weights), avx2 (7-bit weights), auto (this CPU's)
-    runtimes: list[str] | None = None  # CPU runtimes the int8 CPU files are checked on (ort, openvino); None: every installed one
+    # CPU runtimes the int8 CPU files are checked on (ort, openvino); None: every installed one
+    runtimes: list[str] | None = None

@@ -1,7 +1,7 @@
-"""Which installed CPU runtime computes which CPU int8 file right on this machine, measured at quantize time on
-one held-out input (the probe later stages check again before they run any int8 file: runtime.probe). The
-TensorRT forms are not checked here: they are built for a GPU, and a CPU runtime given one is probed when it
-opens it."""
+"""Which CPU runtime (every installed one, or those asked) computes which CPU int8 file right on this machine,
+measured at quantize time on one held-out input (the probe later stages check again before they run any int8
+file: runtime.probe). The TensorRT forms are not checked here: they are built for a GPU, and a CPU runtime
+given one is probed when it opens it."""
 
 from __future__ import annotations
 
@@ -32,9 +32,13 @@ def runtimes_to_check(asked: list[str] | None) -> list[str]:
     """The CPU runtimes whose verdicts quantize records: those asked (a user who ships on ONNX Runtime alone need
     not wait for OpenVINO's compile of each file), else every installed one. Refused before any work where an
     asked one is not installed."""
+    installed = installed_cpu_runtimes()
     if not asked:
-        return installed_cpu_runtimes()
-    missing = next((rt for rt in asked if rt not in installed_cpu_runtimes()), None)
+        return installed
+    unknown = next((rt for rt in asked if rt not in CPU_RUNTIMES), None)
+    if unknown:
+        raise UserError(f"--runtime {unknown}: not a CPU runtime; give {' or '.join(CPU_RUNTIMES)}")
+    missing = next((rt for rt in asked if rt not in installed), None)
     if missing:
         raise UserError(f"--runtime {missing}: {CPU_RUNTIMES[missing]} is not installed here: "
                         f"{INSTALL if missing == 'openvino' else 'pip install onnxruntime'}, or leave it out")
@@ -90,7 +94,7 @@ def runtimes_line(runtimes: dict) -> str:
 
 def cpu_file_to_ship(target: str, features: dict, runtimes: dict) -> dict:
     """Which CPU file to deploy to the `target` CPU (vnni, avx2, or auto: this one), and why in one line. On
-    this machine the recorded verdicts decide: 8-bit weights only where every installed runtime computes them
+    this machine the recorded verdicts decide: 8-bit weights only where every runtime checked computes them
     right here."""
     if target == "auto":
         wrong = [rt for rt, files in runtimes.items() if not files.get(INT8_CPU_W8, {}).get("computes_right", False)]
