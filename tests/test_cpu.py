@@ -91,7 +91,7 @@ def test_the_roof_is_measured_once_a_process_for_the_same_shapes_and_threads(tin
                 "int8_vs_fp32": 2.0}
 
     monkeypatch.setattr(cpu, "conv_roof", fake)
-    cpu._roof_once.cache_clear()
+    cpu._ROOFS.clear()
     try:
         float_path, other = tiny_quantized[0] / "model.onnx", tmp_path / "other.onnx"
         first = cpu.measure_cpu(float_path, size_ratio=0.3)
@@ -104,7 +104,7 @@ def test_the_roof_is_measured_once_a_process_for_the_same_shapes_and_threads(tin
         cpu.measure_cpu(other)
         assert len(measured) == 3 and measured[2][0] != measured[0][0]
     finally:
-        cpu._roof_once.cache_clear()  # no fake figure left for a later test of this process
+        cpu._ROOFS.clear()  # no fake figure left for a later test of this process
 
 
 def test_conv_roof_arithmetic_on_known_latencies(monkeypatch):

@@ -5,7 +5,6 @@ convolution shapes in fp32 and in int8 (the CPU form's QLinearConv): the roof an
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import time
 from collections import defaultdict
@@ -173,11 +172,12 @@ def measure_cpu(float_path: Path, threads: int | None = None, size_ratio: float 
     is measured once a process for given shapes and threads: the demo's quantize and then its bench, or a script
     that quantizes again and again, report one measurement, not seconds of the same one each."""
     shapes = conv_shapes(onnx.load(str(float_path), load_external_data=False))
-    roof = copy.deepcopy(_roof_once(json.dumps(shapes, sort_keys=True), threads))
+    key = (json.dumps(shapes, sort_keys=True), threads)
+    if key not in _ROOFS:
+        _ROOFS[key] = conv_roof(shapes, threads)
+    roof = copy.deepcopy(_ROOFS[key])
     features = cpu_features()
     return {**roof, "features": features, "verdict": int8_verdict(features, roof["int8_vs_fp32"], size_ratio)}
 
 
-@functools.cache
-def _roof_once(shapes: str, threads: int | None) -> dict:
-    return conv_roof(json.loads(shapes), threads)
+_ROOFS: dict[tuple[str, int | None], dict] = {}  # (shapes, threads) -> the roof measured in this process
