@@ -96,7 +96,7 @@ def _in_their_span(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.n
     """Both sets in float64 coordinates of an orthonormal basis of the space their rows span, where that space is
     narrower than the features (fewer than 2048 images in all). FID is unchanged by a rotation, and both sets'
     means and covariances lie in that space: the distance is the same, but torchmetrics' eigenvalues are those of
-    an (n_real + n_fake)-wide matrix, not of a 2048-wide one (4-7 s a FID on one core of a Zen 4)."""
+    an (n_real + n_fake)-wide matrix, not of a 2048-wide one (about 4 s a FID on one core of a Zen 4)."""
     both = np.concatenate([real, fake]).astype(np.float64)
     if len(both) >= both.shape[1]:
         return real.astype(np.float64), fake.astype(np.float64)
