@@ -40,7 +40,8 @@ def test_export_every_preset_both_formats(tmp_path, task, fmt):
     with torch.no_grad():
         ref = model(lq, eps).numpy()
     assert ref.std() > 0.1
-    got = _run_onnx(out / "model.onnx", {"lq": lq.numpy(), "eps": eps.numpy()})
+    fp32, fp16 = ort_session(out / "model.onnx"), ort_session(out / "model_fp16.onnx")
+    got = fp32.run(None, {"lq": lq.numpy(), "eps": eps.numpy()})[0]
     assert np.abs(got - ref).max() <= 1e-3 * ref.std()
     meta = read_metadata(out / "model.onnx")
     assert meta["task"] == task and int(meta["k_steps"]) == p.k_steps
@@ -60,8 +61,14 @@ def test_export_every_preset_both_formats(tmp_path, task, fmt):
     assert manifest["onnx"]["inputs"] == {"lq": [1, 3, 64, 64], "eps": [1, 16, 8, 8]}
     assert sorted(x.name for x in out.iterdir()) == ["manifest.json", "model.onnx", "model_fp16.onnx",
                                                      "weights.safetensors"]
-    half = _run_onnx(out / "model_fp16.onnx", {"lq": lq.numpy(), "eps": eps.numpy()})  # fp32 in and out
+    half = fp16.run(None, {"lq": lq.numpy(), "eps": eps.numpy()})[0]  # fp32 in and out
     assert half.dtype == np.float32 and 10 * np.log10(1 / np.mean((half - got) ** 2)) > 60
+    # the fp16 figures the manifest records are fp16 against fp32 on the export's own seeded inputs
+    settings = RunSettings(task, p.k_steps, p.sigma_s, 64, 64, 1)
+    seeded = dict(zip(("lq", "eps"), (t.numpy() for t in seeded_inputs(settings, model.arch, 0))))
+    a, b = fp16.run(None, seeded)[0], fp32.run(None, seeded)[0]
+    assert manifest["fp16"]["max_abs_err"] == float(np.abs(a - b).max())
+    assert manifest["fp16"]["psnr_vs_fp32_db"] == pytest.approx(10 * np.log10(1 / np.mean((a - b) ** 2)), abs=1e-3)
 
 
 def test_weights_shared_across_steps(tmp_path):

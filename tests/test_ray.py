@@ -3,7 +3,8 @@ dies mid-run loses nothing; a poison image is one failed row; `--resume` keeps w
 cannot be reached or used is one line.
 
 One Ray cluster on this machine serves the whole module: a head of 0 CPUs (the driver's) and two worker nodes
-of 1 CPU each (ray.cluster_utils.Cluster); each test's work is a handful of 64 px images."""
+of 1 CPU each (ray.cluster_utils.Cluster); each test's work is a handful of 64 px images, and the one-process
+outputs the runs are held to are restored once."""
 
 from __future__ import annotations
 
@@ -42,17 +43,24 @@ def fleet():
     cluster.shutdown()
 
 
-@pytest.fixture
-def photos(tmp_path):
-    """Seven images of assorted sizes and one file that is not an image."""
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Seven images of assorted sizes and one file that is not an image (the tests only read them)."""
     rng = np.random.default_rng(3)
-    folder = tmp_path / "photos"
-    folder.mkdir()
+    folder = tmp_path_factory.mktemp("photos")
     for i, (h, w) in enumerate([(64, 64), (80, 48), (100, 130), (64, 64), (48, 96), (72, 72), (64, 90)]):
         img = np.kron(rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3)), np.ones((8, 8, 1)))[:h, :w]
         Image.fromarray(img.astype(np.uint8)).save(folder / f"p{i}.png")
     (folder / "broken.png").write_bytes(b"not a png")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_quantized, photos, tmp_path_factory) -> dict[str, bytes]:
+    """The outputs of `photos` restored in one process, without Ray: what every run on the cluster must write."""
+    out = tmp_path_factory.mktemp("one") / "out"
+    assert _restore(tiny_quantized[0], photos, out) == 0
+    return _pngs(out)
 
 
 def _pngs(folder: Path) -> dict[str, bytes]:
@@ -63,13 +71,11 @@ def _restore(export: Path, photos: Path, out: Path, *extra: str) -> int:
     return main(["restore", str(export / "model.onnx"), str(photos), "-o", str(out), "-q", "--threads", "1", *extra])
 
 
-def test_ray_writes_the_same_bytes_as_one_process(fleet, tiny_quantized, photos, tmp_path, capsys):
+def test_ray_writes_the_same_bytes_as_one_process(fleet, tiny_quantized, photos, one_process, tmp_path, capsys):
     export = tiny_quantized[0]
-    assert _restore(export, photos, tmp_path / "one", "--report", str(tmp_path / "one.jsonl")) == 0
     assert _restore(export, photos, tmp_path / "ray", "--ray", "--actors", "2",
                     "--report", str(tmp_path / "ray.jsonl")) == 0
-    one, ray = _pngs(tmp_path / "one"), _pngs(tmp_path / "ray")
-    assert len(one) == 7 and one == ray  # 7 images, the unreadable file a row, not a crash
+    assert len(one_process) == 7 and _pngs(tmp_path / "ray") == one_process  # the unreadable file a row, not a crash
     rows = [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()]
     assert rows[0]["where"].startswith("Ray cluster") and rows[0]["inputs"] == 8
     status = {Path(r["path"]).name: r["status"] for r in rows[1:]}
@@ -114,14 +120,13 @@ class DiesOnce(on_ray.RestoreActor):
         return super()._one(item)
 
 
-def test_a_worker_killed_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
+def test_a_worker_killed_mid_run_loses_nothing(fleet, tiny_quantized, photos, one_process, tmp_path, monkeypatch):
     export = tiny_quantized[0]
-    assert _restore(export, photos, tmp_path / "one") == 0
     DiesOnce.marker = str(tmp_path / "died")
     monkeypatch.setattr(on_ray, "RestoreActor", DiesOnce)
     assert _restore(export, photos, tmp_path / "ray", "--ray", "--actors", "2") == 0
     assert (tmp_path / "died").exists()  # the fault did happen
-    assert _pngs(tmp_path / "ray") == _pngs(tmp_path / "one")
+    assert _pngs(tmp_path / "ray") == one_process
     no_temporaries(tmp_path / "ray")
 
 
@@ -461,7 +466,8 @@ def tracebacks_not_kept():
         h.removeFilter(text_only)
 
 
-def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_path, monkeypatch, tracebacks_not_kept):
+def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, one_process, tmp_path, monkeypatch,
+                                           tracebacks_not_kept):
     """Two worker nodes; the node of the worker that is restoring is removed (all its processes killed) once it
     has written two outputs: the other finishes, every output is there and identical to one process, and each
     image is one row. Ray Data's no-progress guard is cut to 5 minutes, so a hang fails here, not after 30."""
@@ -471,7 +477,6 @@ def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_pa
     import ray
 
     export, out = tiny_quantized[0], tmp_path / "ray"
-    assert _restore(export, photos, tmp_path / "one") == 0
     monkeypatch.setattr(on_ray, "RestoreActor", Slow)
     monkeypatch.setattr(Slow, "done", str(tmp_path / "done.txt"))
     monkeypatch.setattr(ray.data.DataContext.get_current(), "execution_no_progress_timeout_s", 300)
@@ -495,9 +500,9 @@ def test_a_node_lost_mid_run_loses_nothing(fleet, tiny_quantized, photos, tmp_pa
         remover.join()
         fleet.add_node(num_cpus=1)
         fleet.wait_for_nodes()  # the lost node known dead, its stand-in alive: the cluster as the next test expects
-    assert lost and lost[0] not in fleet.worker_nodes and len(_pngs(tmp_path / "one")) == 7
+    assert lost and lost[0] not in fleet.worker_nodes and len(one_process) == 7
     assert not _handles_of("Slow"), "the driver still holds a handle of the run's actors (a CPU held on the cluster)"
-    assert _pngs(out) == _pngs(tmp_path / "one")
+    assert _pngs(out) == one_process
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()[1:]]
     assert sorted(r["index"] for r in rows) == list(range(8))
     no_temporaries(out)
@@ -539,13 +544,12 @@ def _worker_nodes() -> list[str]:
     return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU"))
 
 
-def test_a_node_where_the_worker_cannot_start_is_left_out_in_one_line(fleet, tiny_quantized, photos, tmp_path,
-                                                                      monkeypatch, capsys):
+def test_a_node_where_the_worker_cannot_start_is_left_out_in_one_line(fleet, tiny_quantized, photos, one_process,
+                                                                      tmp_path, monkeypatch, capsys):
     """Every node starts a worker before any work; the node where that fails is left out with one line naming
     it and why, and the other node restores every image, the same bytes as one process. (Before the check,
     that node's actors died starting until the run stopped.)"""
     export = tiny_quantized[0]
-    assert _restore(export, photos, tmp_path / "one") == 0
     CannotOpenOnOneNode.bad = _worker_nodes()[0]
     monkeypatch.setattr(on_ray, "RestoreActor", CannotOpenOnOneNode)
     capsys.readouterr()
@@ -553,7 +557,7 @@ def test_a_node_where_the_worker_cannot_start_is_left_out_in_one_line(fleet, tin
     said = [line for line in capsys.readouterr().err.splitlines() if "left out" in line]
     assert len(said) == 1 and CannotOpenOnOneNode.bad[:8] in said[0], said
     assert "cannot start a worker (OSError: libonnxruntime.so.1: cannot open shared object file)" in said[0]
-    assert _pngs(tmp_path / "ray") == _pngs(tmp_path / "one")
+    assert _pngs(tmp_path / "ray") == one_process
 
 
 def test_actors_run_only_on_the_nodes_that_passed_the_check(fleet, tiny_quantized, photos, tmp_path, monkeypatch):
