@@ -16,16 +16,14 @@ from elir_edge.common.cores import usable_cores
 from elir_edge.common.metrics import psnr
 from elir_edge.errors import UserError
 from elir_edge.model.export_folder import CPU_FILES, INT8_CPU, INT8_CPU_W8
-from elir_edge.runtime.open import RunnerOptions, open_runner
+from elir_edge.runtime.open import RUNTIMES, RunnerOptions, open_runner
 from elir_edge.runtime.openvino import INSTALL
 from elir_edge.runtime.ort import reference_session
 from elir_edge.runtime.probe import ProbeResult, measure, probe_bytes
 
-CPU_RUNTIMES = {"ort": "onnxruntime", "openvino": "openvino"}  # --runtime name -> the module it needs
-
 
 def installed_cpu_runtimes() -> list[str]:
-    return [rt for rt, module in CPU_RUNTIMES.items() if importlib.util.find_spec(module) is not None]
+    return [rt for rt, module in RUNTIMES.items() if importlib.util.find_spec(module) is not None]
 
 
 def runtimes_to_check(asked: list[str] | None) -> list[str]:
@@ -35,12 +33,12 @@ def runtimes_to_check(asked: list[str] | None) -> list[str]:
     installed = installed_cpu_runtimes()
     if not asked:
         return installed
-    unknown = next((rt for rt in asked if rt not in CPU_RUNTIMES), None)
+    unknown = next((rt for rt in asked if rt not in RUNTIMES), None)
     if unknown:
-        raise UserError(f"--runtime {unknown}: not a CPU runtime; give {' or '.join(CPU_RUNTIMES)}")
+        raise UserError(f"--runtime {unknown}: not a CPU runtime; give {' or '.join(RUNTIMES)}")
     missing = next((rt for rt in asked if rt not in installed), None)
     if missing:
-        raise UserError(f"--runtime {missing}: {CPU_RUNTIMES[missing]} is not installed here: "
+        raise UserError(f"--runtime {missing}: {RUNTIMES[missing]} is not installed here: "
                         f"{INSTALL if missing == 'openvino' else 'pip install onnxruntime'}, or leave it out")
     return list(dict.fromkeys(asked))
 

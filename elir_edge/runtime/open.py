@@ -16,7 +16,7 @@ from elir_edge.runtime.ort import OrtRunner
 from elir_edge.runtime.runner import Interface, Runner
 
 ENGINE_SUFFIXES = (".trt", ".engine", ".plan")
-RUNTIMES = ("ort", "openvino")  # for .onnx artifacts
+RUNTIMES = {"ort": "onnxruntime", "openvino": "openvino"}  # the runtimes of .onnx artifacts -> the module each needs
 
 
 @dataclass(frozen=True)
